@@ -1,0 +1,118 @@
+// slm/model.h - load a model file and run it.
+//
+//   auto model = slm::Model::load("models/stories260K/stories260K.gguf");
+//   slm::Session s(model, {});                              // KV cache, scratch, threads
+//   std::vector<int32_t> ids = model->vocab().tokenize("Once upon a time", true, true);
+//   const float* logits = s.eval(ids);                       // n_vocab logits after the last token
+//
+// A Model is immutable weights (memory-mapped, never copied for types the kernels read) and
+// may be shared by several Sessions; a Session owns a KV cache and all scratch memory, sized
+// once, so evaluating a token allocates nothing.
+#pragma once
+
+#include "slm/gguf.h"
+#include "slm/types.h"
+#include "slm/vocab.h"
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace slm {
+
+enum class RopeType {
+    Norm,  // rotates adjacent pairs (x[2i], x[2i+1]): Llama's GGUF layout
+    Neox,  // rotates halves (x[i], x[i + n_rot/2]): GPT-NeoX, Qwen, Phi-3, Gemma
+};
+
+// Hyper-parameters, read from `<arch>.*` GGUF keys. Typical values are TinyLlama-1.1B's.
+struct HParams {
+    std::string arch;              // general.architecture, "llama"
+    std::string name;              // general.name
+    uint32_t n_vocab = 0;          // 32000: rows of token_embd
+    uint32_t n_ctx_train = 0;      // 2048: context_length
+    uint32_t n_embd = 0;           // 2048: embedding_length
+    uint32_t n_layer = 0;          // 22: block_count
+    uint32_t n_ff = 0;             // 5632: feed_forward_length
+    uint32_t n_head = 0;           // 32: attention.head_count
+    uint32_t n_head_kv = 0;        // 4: attention.head_count_kv (GQA; = n_head for MHA, 1 for MQA)
+    uint32_t n_embd_head_k = 0;    // 64: attention.key_length, default n_embd / n_head
+    uint32_t n_embd_head_v = 0;    // 64: attention.value_length, default n_embd / n_head
+    uint32_t n_rot = 0;            // 64: rope.dimension_count, default n_embd_head_k
+    float rms_eps = 1e-5f;         // attention.layer_norm_rms_epsilon
+    float rope_freq_base = 10000;  // rope.freq_base
+    float rope_freq_scale = 1;     // 1 / rope.scaling.factor for linear scaling
+    RopeType rope_type = RopeType::Norm;
+    bool has_rope_freqs = false;   // rope_freqs.weight present (Llama 3.1+ frequency factors)
+    bool tied_output = false;      // no output.weight: logits use token_embd
+
+    uint32_t n_embd_k_gqa() const { return n_embd_head_k * n_head_kv; }
+    uint32_t n_embd_v_gqa() const { return n_embd_head_v * n_head_kv; }
+};
+
+struct ModelTensor;   // defined in src/models
+class ArchModel;      // one per architecture, in src/models/<arch>.cpp
+
+class Model {
+public:
+    // Opens a GGUF file, reads hyper-parameters, tokenizer and tensors; checks every tensor's
+    // shape and type. Throws slm::Error naming the file and the key or tensor at fault.
+    static std::shared_ptr<const Model> load(const std::string& path);
+    ~Model();
+
+    const HParams& hparams() const { return hp_; }
+    const Vocab& vocab() const { return *vocab_; }
+    const GGUFFile& file() const { return file_; }
+    const ArchModel& arch() const { return *arch_; }
+    size_t weight_bytes() const;  // total bytes of all tensors
+
+private:
+    Model() = default;
+    GGUFFile file_;
+    HParams hp_;
+    std::unique_ptr<Vocab> vocab_;
+    std::unique_ptr<ArchModel> arch_;
+};
+
+struct SessionOptions {
+    uint32_t n_ctx = 0;               // KV cache length; 0 = the model's training context
+    uint32_t n_batch = 512;           // most tokens evaluated in one pass (longer inputs are split)
+    GGMLType kv_type = GGMLType::F16; // F16 (llama.cpp's default) or F32
+    int n_threads = 0;                // 0 = all cores
+};
+
+class ThreadPool;
+struct SessionState;
+
+class Session {
+public:
+    Session(std::shared_ptr<const Model> model, const SessionOptions& opts);
+    ~Session();
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+
+    // Appends `tokens` at positions n_past().. and runs them through the model in batches of
+    // n_batch. Returns the logits after the last token (n_vocab floats), valid until the next
+    // call. With all_logits, logits() then holds one row per token of this call.
+    // Throws slm::Error if the context would overflow or a token id is out of range.
+    const float* eval(std::span<const int32_t> tokens, bool all_logits = false);
+    std::span<const float> logits() const;  // rows x n_vocab, from the last eval
+
+    uint32_t n_past() const;
+    uint32_t n_ctx() const;
+    int n_threads() const;
+    void reset();                       // empties the KV cache
+    void truncate(uint32_t n_past);     // forgets positions >= n_past
+    const Model& model() const { return *model_; }
+
+private:
+    std::shared_ptr<const Model> model_;
+    std::unique_ptr<SessionState> st_;
+    std::vector<float> all_logits_;  // rows of an all_logits eval
+    size_t n_rows_ = 0;
+    bool last_all_ = false;
+};
+
+} // namespace slm

@@ -1,0 +1,67 @@
+// thread_pool.h - a small persistent pool for data-parallel loops (matmul rows, heads).
+//
+//   slm::ThreadPool pool(4);
+//   pool.parallel_for(n_rows, [&](int64_t begin, int64_t end, int thread_id) { ... });
+//
+// Workers live as long as the pool; between calls they spin briefly (decode issues many small
+// loops back to back) and then sleep on a condition variable.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace slm {
+
+class ThreadPool {
+public:
+    using RangeFn = std::function<void(int64_t begin, int64_t end, int thread_id)>;
+
+    // n_threads counts the calling thread: ThreadPool(4) starts 3 workers; n_threads <= 1
+    // starts none and parallel_for runs inline.
+    explicit ThreadPool(int n_threads);
+    ~ThreadPool();
+    ThreadPool(const ThreadPool&) = delete;
+    ThreadPool& operator=(const ThreadPool&) = delete;
+
+    int size() const { return n_threads_; }
+
+    // Calls fn on disjoint chunks covering [0, n) and returns when all are done. The caller
+    // runs chunks too (thread_id 0); workers have ids 1..size()-1, so per-thread scratch can
+    // be indexed by thread_id. A thread may get several chunks. The first exception thrown by
+    // fn is rethrown here after every chunk has finished. Calls from inside fn run inline.
+    void parallel_for(int64_t n, const RangeFn& fn);
+
+private:
+    void worker_main(int thread_id);
+    void run_chunks(int thread_id);
+
+    int n_threads_;
+    std::vector<std::thread> workers_;
+
+    std::mutex call_mutex_;  // one parallel_for at a time when several threads share the pool
+
+    std::mutex mutex_;  // guards the sleeping side of generation_ / pending_ / stop_
+    std::condition_variable work_cv_;
+    std::condition_variable done_cv_;
+    std::atomic<uint64_t> generation_{0};  // bumped once per parallel_for
+    std::atomic<int> pending_{0};          // workers that have not finished this generation
+    std::atomic<bool> stop_{false};
+
+    // The current job; written before generation_ is bumped, read by workers after.
+    const RangeFn* fn_ = nullptr;
+    int64_t n_ = 0;
+    int64_t chunk_size_ = 0;
+    int64_t n_chunks_ = 0;
+    std::atomic<int64_t> next_chunk_{0};
+
+    std::mutex error_mutex_;
+    std::exception_ptr error_;
+};
+
+} // namespace slm

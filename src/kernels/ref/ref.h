@@ -1,0 +1,52 @@
+// ref.h - scalar reference kernels: the portable fallback and the oracle the SIMD kernels are
+// tested against. Each function names the ggml function whose numerics it reproduces.
+#pragma once
+
+#include "kernels/kernels.h"
+
+#include <cstdint>
+
+namespace slm::kernels::ref {
+
+// to_float: dequantize_row_* (ggml-quants.c), ggml_fp16_to_fp32_row, ggml_bf16_to_fp32_row.
+void f32_to_float(const void* x, float* y, int64_t n);
+void f16_to_float(const void* x, float* y, int64_t n);
+void bf16_to_float(const void* x, float* y, int64_t n);
+void dequantize_row_q4_0(const void* x, float* y, int64_t n);
+void dequantize_row_q4_1(const void* x, float* y, int64_t n);
+void dequantize_row_q5_0(const void* x, float* y, int64_t n);
+void dequantize_row_q5_1(const void* x, float* y, int64_t n);
+void dequantize_row_q8_0(const void* x, float* y, int64_t n);
+void dequantize_row_q8_1(const void* x, float* y, int64_t n);  // qs*d; ggml has none
+
+// from_float for activations, as ggml-cpu on x86 with AVX2 computes them.
+void f32_from_float(const float* x, void* y, int64_t n);
+void f16_from_float(const float* x, void* y, int64_t n);   // ggml_cpu_fp32_to_fp16 with F16C
+void bf16_from_float(const float* x, void* y, int64_t n);  // ggml_cpu_fp32_to_bf16
+void quantize_row_q8_0(const float* x, void* y, int64_t n);  // arch/x86 quantize_row_q8_0
+void quantize_row_q8_1(const float* x, void* y, int64_t n);  // arch/x86 quantize_row_q8_1
+
+// quantize_ref: ggml's quantize_row_*_ref (deterministic weight quantization).
+void f16_quantize_ref(const float* x, void* y, int64_t n);   // ggml_fp32_to_fp16_row (generic)
+void bf16_quantize_ref(const float* x, void* y, int64_t n);  // ggml_fp32_to_bf16_row_ref
+void quantize_row_q4_0_ref(const float* x, void* y, int64_t n);
+void quantize_row_q4_1_ref(const float* x, void* y, int64_t n);
+void quantize_row_q5_0_ref(const float* x, void* y, int64_t n);
+void quantize_row_q5_1_ref(const float* x, void* y, int64_t n);
+void quantize_row_q8_0_ref(const float* x, void* y, int64_t n);
+void quantize_row_q8_1_ref(const float* x, void* y, int64_t n);
+
+// vec_dot: ggml_vec_dot_*_generic (ggml-cpu/quants.c) and the scalar ggml_vec_dot_f32/f16/bf16.
+void vec_dot_f32(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_f16(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_bf16(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_q4_0_q8_0(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_q4_1_q8_1(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_q5_0_q8_0(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_q5_1_q8_1(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_q8_0_q8_0(int64_t n, float* s, const void* x, const void* y);
+
+// Fills table[type id] for every type above; the table is indexed by the ggml type id.
+void fill_traits(TypeTraits* table, int n_table);
+
+} // namespace slm::kernels::ref

@@ -1,0 +1,9 @@
+// x86.h - entry points of the per-ISA x86 translation units, for dispatch.cpp only.
+#pragma once
+
+#include "kernels/kernels.h"
+
+namespace slm::kernels::avx2 {
+// Overwrites table[type id] for every type avx2.cpp has kernels for (AVX2 + FMA + F16C).
+void fill_traits(TypeTraits* table, int n_table);
+} // namespace slm::kernels::avx2

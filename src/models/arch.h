@@ -1,0 +1,74 @@
+// arch.h - what every architecture file provides, and the state a forward pass works in.
+#pragma once
+
+#include "slm/gguf.h"
+#include "slm/model.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace slm {
+
+class ThreadPool;
+
+// A weight matrix or vector as it lies in the file: ne[0] is the row length (input features).
+struct ModelTensor {
+    std::string name;
+    const void* data = nullptr;
+    GGMLType type = GGMLType::F32;
+    int64_t ne[4] = {1, 1, 1, 1};
+    size_t nbytes = 0;
+
+    bool present() const { return data != nullptr; }
+    int64_t n_in() const { return ne[0]; }
+    int64_t n_out() const { return ne[1]; }
+    const float* f32() const { return static_cast<const float*>(data); }
+};
+
+// Everything a Session owns: KV cache, scratch activations, threads. Sized once.
+struct SessionState {
+    uint32_t n_ctx = 0;
+    uint32_t n_batch = 0;
+    uint32_t n_past = 0;
+    GGMLType kv_type = GGMLType::F16;
+    std::unique_ptr<ThreadPool> pool;
+
+    // KV cache: per layer, n_ctx rows of n_embd_k_gqa (K) / n_embd_v_gqa (V) elements of kv_type.
+    std::vector<std::vector<uint8_t>> k_cache, v_cache;
+
+    // Activations for up to n_batch tokens, row-major [token][feature].
+    std::vector<float> x, xb, q, k, v, att, hb, hb2, logits;
+    std::vector<float> scores;          // n_threads x n_ctx attention scores
+    std::vector<uint16_t> q16;          // n_threads x head_dim: Q rounded to F16 for an F16 K cache
+    std::vector<uint8_t> mm_scratch;    // activations converted to a weight's vec_dot_type
+    std::vector<float> rope_cache;      // n_batch x n_rot cos/sin pairs
+    uint32_t n_logit_rows = 0;
+};
+
+// One architecture: its tensors and its forward pass (src/models/<arch>.cpp).
+class ArchModel {
+public:
+    virtual ~ArchModel() = default;
+    // Runs n_tokens tokens at positions st.n_past.., appends their K/V to the cache and writes
+    // logits: one row per token if all_logits, else only the last token's row.
+    virtual void forward(SessionState& st, const int32_t* tokens, uint32_t n_tokens, bool all_logits) const = 0;
+    // Activations the forward pass needs per token beyond the common buffers (0 by default).
+    virtual size_t extra_floats_per_token() const { return 0; }
+    // Every tensor the architecture uses, for `slm info` and weight accounting.
+    virtual std::vector<const ModelTensor*> tensors() const = 0;
+};
+
+// The registry: one switch from general.architecture to an architecture file. Fills the
+// architecture-specific parts of `hp` (rope type, ...). Throws for an unknown architecture.
+std::unique_ptr<ArchModel> make_arch_model(const GGUFFile& f, HParams& hp);
+
+// Reads the hyper-parameters every transformer shares from `<arch>.*` keys, checking ranges.
+HParams read_common_hparams(const GGUFFile& f);
+
+// Looks up a tensor, checks its type has kernels and its shape is `shape` (ggml order).
+// Returns an empty tensor if it is absent and not required.
+ModelTensor get_tensor(const GGUFFile& f, const std::string& name, std::vector<int64_t> shape, bool required = true);
+
+} // namespace slm

@@ -1,0 +1,41 @@
+// blocks.h - the pieces transformer forward passes share: norms, RoPE, attention, FFN.
+// Each follows the ggml op llama.cpp's graph uses, with the same float/double choices.
+#pragma once
+
+#include "models/arch.h"
+
+namespace slm::blocks {
+
+// y[t] = x[t] / sqrt(mean(x[t]^2) + eps) * w  for n_tokens rows of n (sum of squares in double,
+// as ggml_rms_norm). w may be null (no scale).
+void rms_norm(const float* x, const float* w, float* y, uint32_t n_tokens, int64_t n, float eps);
+
+// y = W x for every token: Y (n_tokens x n_out) = X (n_tokens x n_in) @ W^T.
+void matmul(SessionState& st, const ModelTensor& w, const float* x, float* y, uint32_t n_tokens);
+
+// Token embedding lookup: rows of token_embd (any supported type) as F32.
+void get_rows(const ModelTensor& emb, const int32_t* tokens, uint32_t n_tokens, float* out);
+
+// Fills st.rope_cache for positions pos0..pos0+n_tokens-1 exactly as ggml_rope_cache_init
+// (theta advanced by repeated multiplication in float; optional per-pair frequency factors).
+void rope_cache(SessionState& st, const HParams& hp, uint32_t pos0, uint32_t n_tokens, const float* freq_factors);
+
+// Rotates n_heads heads of head_dim in each token row of x (row stride `stride` floats).
+void rope_apply(const SessionState& st, const HParams& hp, float* x, uint32_t n_tokens, uint32_t n_heads,
+                uint32_t head_dim, size_t stride);
+
+// Stores the K/V rows of n_tokens tokens at positions st.n_past.. of layer il's cache.
+void kv_store(SessionState& st, const HParams& hp, uint32_t il, const float* k, const float* v, uint32_t n_tokens);
+
+// Causal attention of n_tokens queries (positions st.n_past..) over the cache of layer il:
+// out[t][h] = softmax(q[t][h] . K[0..pos] * scale) . V, with grouped KV heads.
+void attention(SessionState& st, const HParams& hp, uint32_t il, const float* q, float* out, uint32_t n_tokens,
+               float scale);
+
+// hb = silu(hb) * hb2, elementwise over n values (SwiGLU).
+void swiglu(float* hb, const float* hb2, size_t n);
+
+// y += x over n values.
+void add_inplace(float* y, const float* x, size_t n);
+
+} // namespace slm::blocks

@@ -1,0 +1,127 @@
+// llama.cpp - the Llama family: Llama 1/2/3, TinyLlama, SmolLM, MobileLLM, llama2.c models.
+//
+// Pre-norm decoder: RMSNorm -> attention with RoPE (adjacent-pair "NORM" layout, optional
+// Llama-3 frequency factors, linear scaling) and grouped KV heads -> residual -> RMSNorm ->
+// SwiGLU FFN -> residual; final RMSNorm and the output matrix (or the tied embedding).
+#include "models/blocks.h"
+
+#include "slm/error.h"
+
+#include <cmath>
+
+namespace slm {
+
+namespace {
+
+struct LlamaLayer {
+    ModelTensor attn_norm;    // (n_embd)
+    ModelTensor wq, wk, wv;   // (n_embd) -> (n_head * hd), (n_head_kv * hd), (n_head_kv * hd)
+    ModelTensor wo;           // (n_head * hd) -> (n_embd)
+    ModelTensor ffn_norm;     // (n_embd)
+    ModelTensor ffn_gate;     // (n_embd) -> (n_ff)
+    ModelTensor ffn_up;       // (n_embd) -> (n_ff)
+    ModelTensor ffn_down;     // (n_ff) -> (n_embd)
+};
+
+class LlamaModel final : public ArchModel {
+public:
+    LlamaModel(const GGUFFile& f, HParams& hp) : hp_(hp) {
+        hp.rope_type = RopeType::Norm;
+        const int64_t E = hp.n_embd, V = hp.n_vocab, F = hp.n_ff;
+        const int64_t nq = int64_t(hp.n_head) * hp.n_embd_head_k;
+        const int64_t nk = hp.n_embd_k_gqa(), nv = hp.n_embd_v_gqa();
+        const int64_t no = int64_t(hp.n_head) * hp.n_embd_head_v;
+        tok_embd_ = get_tensor(f, "token_embd.weight", {E, V});
+        output_norm_ = get_tensor(f, "output_norm.weight", {E});
+        output_ = get_tensor(f, "output.weight", {E, V}, false);
+        if (!output_.present()) output_ = tok_embd_;  // tied embeddings
+        hp.tied_output = output_.data == tok_embd_.data;
+        rope_freqs_ = get_tensor(f, "rope_freqs.weight", {hp.n_rot / 2}, false);
+        hp.has_rope_freqs = rope_freqs_.present();
+        for (const ModelTensor* t : {&output_norm_, &rope_freqs_})
+            if (t->present() && t->type != GGMLType::F32)
+                fail("model: %s: tensor '%s' must be F32, is %s", f.path().c_str(), t->name.c_str(), type_name(t->type));
+        layers_.resize(hp.n_layer);
+        for (uint32_t il = 0; il < hp.n_layer; ++il) {
+            const std::string p = "blk." + std::to_string(il) + ".";
+            LlamaLayer& L = layers_[il];
+            L.attn_norm = get_tensor(f, p + "attn_norm.weight", {E});
+            L.wq = get_tensor(f, p + "attn_q.weight", {E, nq});
+            L.wk = get_tensor(f, p + "attn_k.weight", {E, nk});
+            L.wv = get_tensor(f, p + "attn_v.weight", {E, nv});
+            L.wo = get_tensor(f, p + "attn_output.weight", {no, E});
+            L.ffn_norm = get_tensor(f, p + "ffn_norm.weight", {E});
+            L.ffn_gate = get_tensor(f, p + "ffn_gate.weight", {E, F});
+            L.ffn_up = get_tensor(f, p + "ffn_up.weight", {E, F});
+            L.ffn_down = get_tensor(f, p + "ffn_down.weight", {F, E});
+            for (const ModelTensor* t : {&L.attn_norm, &L.ffn_norm})
+                if (t->type != GGMLType::F32)
+                    fail("model: %s: tensor '%s' must be F32, is %s", f.path().c_str(), t->name.c_str(), type_name(t->type));
+        }
+    }
+
+    void forward(SessionState& st, const int32_t* tokens, uint32_t n, bool all_logits) const override {
+        const HParams& hp = hp_;
+        const size_t E = hp.n_embd, F = hp.n_ff;
+        const size_t nq = size_t(hp.n_head) * hp.n_embd_head_k;
+        const size_t no = size_t(hp.n_head) * hp.n_embd_head_v;
+        float* x = st.x.data();
+        float* xb = st.xb.data();
+
+        blocks::get_rows(tok_embd_, tokens, n, x);                               // (n, E)
+        blocks::rope_cache(st, hp, st.n_past, n, rope_freqs_.present() ? rope_freqs_.f32() : nullptr);
+        const float kq_scale = 1.0f / std::sqrt(static_cast<float>(hp.n_embd_head_k));
+
+        for (uint32_t il = 0; il < hp.n_layer; ++il) {
+            const LlamaLayer& L = layers_[il];
+            // attention
+            blocks::rms_norm(x, L.attn_norm.f32(), xb, n, E, hp.rms_eps);
+            blocks::matmul(st, L.wq, xb, st.q.data(), n);                       // Wq (nq, E) @ xb -> (n, nq)
+            blocks::matmul(st, L.wk, xb, st.k.data(), n);                       // Wk (nk, E) @ xb -> (n, nk)
+            blocks::matmul(st, L.wv, xb, st.v.data(), n);                       // Wv (nv, E) @ xb -> (n, nv)
+            blocks::rope_apply(st, hp, st.q.data(), n, hp.n_head, hp.n_embd_head_k, nq);
+            blocks::rope_apply(st, hp, st.k.data(), n, hp.n_head_kv, hp.n_embd_head_k, hp.n_embd_k_gqa());
+            blocks::kv_store(st, hp, il, st.k.data(), st.v.data(), n);
+            blocks::attention(st, hp, il, st.q.data(), st.att.data(), n, kq_scale);  // -> (n, no)
+            blocks::matmul(st, L.wo, st.att.data(), xb, n);                     // Wo (E, no) @ att -> (n, E)
+            blocks::add_inplace(x, xb, n * E);
+            // feed-forward
+            blocks::rms_norm(x, L.ffn_norm.f32(), xb, n, E, hp.rms_eps);
+            blocks::matmul(st, L.ffn_gate, xb, st.hb.data(), n);                // (F, E) @ xb -> (n, F)
+            blocks::matmul(st, L.ffn_up, xb, st.hb2.data(), n);                 // (F, E) @ xb -> (n, F)
+            blocks::swiglu(st.hb.data(), st.hb2.data(), n * F);
+            blocks::matmul(st, L.ffn_down, st.hb.data(), xb, n);                // (E, F) @ hb -> (n, E)
+            blocks::add_inplace(x, xb, n * E);
+        }
+        (void)no;
+
+        // Only the rows whose logits are wanted go through the final norm and output matrix.
+        const uint32_t first = all_logits ? 0 : n - 1;
+        const uint32_t rows = n - first;
+        blocks::rms_norm(x + first * E, output_norm_.f32(), xb, rows, E, hp.rms_eps);
+        blocks::matmul(st, output_, xb, st.logits.data(), rows);                // (V, E) @ xb -> (rows, V)
+        st.n_logit_rows = rows;
+    }
+
+    std::vector<const ModelTensor*> tensors() const override {
+        std::vector<const ModelTensor*> out{&tok_embd_, &output_norm_};
+        if (!hp_.tied_output) out.push_back(&output_);
+        if (rope_freqs_.present()) out.push_back(&rope_freqs_);
+        for (const LlamaLayer& L : layers_)
+            for (const ModelTensor* t :
+                 {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_norm, &L.ffn_gate, &L.ffn_up, &L.ffn_down})
+                out.push_back(t);
+        return out;
+    }
+
+private:
+    const HParams& hp_;
+    ModelTensor tok_embd_, output_norm_, output_, rope_freqs_;
+    std::vector<LlamaLayer> layers_;
+};
+
+} // namespace
+
+std::unique_ptr<ArchModel> make_llama(const GGUFFile& f, HParams& hp) { return std::make_unique<LlamaModel>(f, hp); }
+
+} // namespace slm

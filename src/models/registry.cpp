@@ -1,0 +1,102 @@
+// registry.cpp - general.architecture -> architecture file, and what all of them read alike.
+#include "models/arch.h"
+
+#include "kernels/kernels.h"
+#include "slm/error.h"
+
+#include <cinttypes>
+
+namespace slm {
+
+std::unique_ptr<ArchModel> make_llama(const GGUFFile& f, HParams& hp);
+
+std::unique_ptr<ArchModel> make_arch_model(const GGUFFile& f, HParams& hp) {
+    // One switch: adding a family touches this table and one new file.
+    if (hp.arch == "llama") return make_llama(f, hp);
+    fail("model: %s: architecture '%s' (general.architecture) is not supported; supported: llama", f.path().c_str(),
+         hp.arch.c_str());
+}
+
+static uint32_t checked(const GGUFFile& f, const std::string& key, uint32_t v, uint32_t lo, uint32_t hi) {
+    if (v < lo || v > hi)
+        fail("model: %s: key '%s' = %u is out of range [%u, %u]", f.path().c_str(), key.c_str(), v, lo, hi);
+    return v;
+}
+
+HParams read_common_hparams(const GGUFFile& f) {
+    HParams hp;
+    hp.arch = f.get_str("general.architecture");
+    hp.name = f.get_str("general.name", "");
+    const std::string a = hp.arch + ".";
+    // Upper bounds are far above any model slm targets, low enough that sizes computed from
+    // them cannot overflow before the tensors' own shapes are checked.
+    hp.n_embd = checked(f, a + "embedding_length", f.get_u32(a + "embedding_length"), 1, 1u << 16);
+    hp.n_layer = checked(f, a + "block_count", f.get_u32(a + "block_count"), 1, 4096);
+    hp.n_ctx_train = checked(f, a + "context_length", f.get_u32(a + "context_length", 2048), 1, 1u << 24);
+    hp.n_ff = checked(f, a + "feed_forward_length", f.get_u32(a + "feed_forward_length"), 1, 1u << 20);
+    hp.n_head = checked(f, a + "attention.head_count", f.get_u32(a + "attention.head_count"), 1, 4096);
+    hp.n_head_kv = checked(f, a + "attention.head_count_kv", f.get_u32(a + "attention.head_count_kv", hp.n_head), 1,
+                           hp.n_head);
+    if (hp.n_head % hp.n_head_kv != 0)
+        fail("model: %s: attention.head_count %u is not a multiple of head_count_kv %u", f.path().c_str(), hp.n_head,
+             hp.n_head_kv);
+    if (!f.has(a + "attention.key_length") && hp.n_embd % hp.n_head != 0)
+        fail("model: %s: embedding_length %u is not a multiple of head_count %u", f.path().c_str(), hp.n_embd, hp.n_head);
+    hp.n_embd_head_k = checked(f, a + "attention.key_length", f.get_u32(a + "attention.key_length", hp.n_embd / hp.n_head),
+                               1, 4096);
+    hp.n_embd_head_v = checked(f, a + "attention.value_length",
+                               f.get_u32(a + "attention.value_length", hp.n_embd / hp.n_head), 1, 4096);
+    hp.n_rot = checked(f, a + "rope.dimension_count", f.get_u32(a + "rope.dimension_count", hp.n_embd_head_k), 2,
+                       hp.n_embd_head_k);
+    if (hp.n_rot % 2 != 0) fail("model: %s: rope.dimension_count %u is odd", f.path().c_str(), hp.n_rot);
+    hp.rms_eps = f.get_f32(a + "attention.layer_norm_rms_epsilon", 1e-5f);
+    if (!(hp.rms_eps > 0.0f && hp.rms_eps < 1.0f))
+        fail("model: %s: attention.layer_norm_rms_epsilon = %g is out of range (0, 1)", f.path().c_str(), hp.rms_eps);
+    hp.rope_freq_base = f.get_f32(a + "rope.freq_base", 10000.0f);
+    if (!(hp.rope_freq_base > 1.0f)) fail("model: %s: rope.freq_base = %g must be > 1", f.path().c_str(), hp.rope_freq_base);
+    // Linear scaling: rope.scaling.type "linear" with rope.scaling.factor, or the older rope.scale_linear.
+    float factor = f.get_f32(a + "rope.scale_linear", 0.0f);
+    const std::string stype = f.get_str(a + "rope.scaling.type", "");
+    if (stype == "linear" || (stype.empty() && f.has(a + "rope.scaling.factor")))
+        factor = f.get_f32(a + "rope.scaling.factor", 0.0f);
+    else if (!stype.empty() && stype != "none")
+        fail("model: %s: rope.scaling.type '%s' is not supported (none, linear)", f.path().c_str(), stype.c_str());
+    if (factor < 0.0f || factor > 1024.0f) fail("model: %s: rope scaling factor %g out of range", f.path().c_str(), factor);
+    hp.rope_freq_scale = factor > 0.0f ? 1.0f / factor : 1.0f;
+
+    const GGUFTensorInfo* emb = f.find_tensor("token_embd.weight");
+    if (!emb) fail("model: %s: tensor 'token_embd.weight' not found", f.path().c_str());
+    if (emb->n_dims != 2 || emb->ne[1] < 1 || emb->ne[1] > (1 << 22))
+        fail("model: %s: tensor 'token_embd.weight' has shape %s, expected [%u, n_vocab]", f.path().c_str(),
+             emb->shape_str().c_str(), hp.n_embd);
+    hp.n_vocab = static_cast<uint32_t>(emb->ne[1]);
+    return hp;
+}
+
+ModelTensor get_tensor(const GGUFFile& f, const std::string& name, std::vector<int64_t> shape, bool required) {
+    ModelTensor t;
+    const GGUFTensorInfo* info = f.find_tensor(name);
+    if (!info) {
+        if (required) fail("model: %s: tensor '%s' not found", f.path().c_str(), name.c_str());
+        return t;
+    }
+    bool ok = info->n_dims == shape.size();
+    for (size_t i = 0; ok && i < shape.size(); ++i) ok = info->ne[i] == shape[i];
+    if (!ok) {
+        std::string want = "[";
+        for (size_t i = 0; i < shape.size(); ++i) want += (i ? ", " : "") + std::to_string(shape[i]);
+        fail("model: %s: tensor '%s' has shape %s, expected %s]", f.path().c_str(), name.c_str(),
+             info->shape_str().c_str(), want.c_str());
+    }
+    if (!kernels::traits(info->type))
+        fail("model: %s: tensor '%s' has type %s, which slm cannot compute yet", f.path().c_str(), name.c_str(),
+             type_name(info->type));
+    t.name = name;
+    t.data = info->data;
+    t.type = info->type;
+    for (int i = 0; i < 4; ++i) t.ne[i] = info->ne[i];
+    t.nbytes = info->nbytes;
+    return t;
+}
+
+} // namespace slm

@@ -1,0 +1,148 @@
+// generate.cpp - prompt processing, sampling loop, UTF-8-safe streaming, stop strings.
+#include "slm/generate.h"
+
+#include "slm/error.h"
+#include "slm/vocab.h"
+
+#include <chrono>
+#include <sys/resource.h>
+
+namespace slm {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// Holds back text that could still become a stop string, and cuts at the first one found.
+class StopFilter {
+public:
+    explicit StopFilter(const std::vector<std::string>& stops) : stops_(stops) {
+        for (const auto& s : stops_)
+            if (s.empty()) fail("generate: an empty stop string would stop at once");
+    }
+    // Adds text; returns the part that is now final. Sets hit() when a stop string appeared.
+    std::string push(std::string_view text) {
+        pending_ += text;
+        size_t cut = std::string::npos;
+        for (const auto& s : stops_) {
+            size_t p = pending_.find(s);
+            if (p != std::string::npos && p < cut) cut = p;
+        }
+        if (cut != std::string::npos) {
+            hit_ = true;
+            std::string out = pending_.substr(0, cut);
+            pending_.clear();
+            return out;
+        }
+        // Keep the longest suffix that is a prefix of some stop string.
+        size_t keep = 0;
+        for (const auto& s : stops_)
+            for (size_t k = std::min(s.size() - 1, pending_.size()); k > keep; --k)
+                if (pending_.compare(pending_.size() - k, k, s, 0, k) == 0) {
+                    keep = k;
+                    break;
+                }
+        std::string out = pending_.substr(0, pending_.size() - keep);
+        pending_.erase(0, pending_.size() - keep);
+        return out;
+    }
+    std::string flush() {
+        std::string out;
+        out.swap(pending_);
+        return out;
+    }
+    bool hit() const { return hit_; }
+
+private:
+    const std::vector<std::string>& stops_;
+    std::string pending_;
+    bool hit_ = false;
+};
+
+} // namespace
+
+size_t peak_rss_bytes() {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+    return static_cast<size_t>(ru.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
+GenerateResult generate(Session& session, std::span<const int32_t> prompt, const GenerateParams& params,
+                        const std::function<bool(std::string_view)>& on_text) {
+    const Model& model = session.model();
+    const Vocab& vocab = model.vocab();
+    const int32_t n_vocab = static_cast<int32_t>(model.hparams().n_vocab);
+    if (prompt.empty()) fail("generate: the prompt has no tokens (add BOS or some text)");
+
+    GenerateResult res;
+    Sampler sampler(params.sampling, n_vocab);
+    for (int32_t t : prompt) sampler.accept(t);
+    StopFilter stop(params.stop);
+    Utf8Stream utf8;
+    bool cancelled = false;
+
+    auto emit = [&](const std::string& s) {
+        if (s.empty()) return;
+        res.text += s;
+        if (on_text && !on_text(s)) cancelled = true;
+    };
+
+    const uint32_t n_past_before = session.n_past();
+    const auto t0 = Clock::now();
+    const float* logits = session.eval(prompt);
+    res.stats.n_prompt = static_cast<uint32_t>(prompt.size());
+    res.stats.prompt_ms = ms_since(t0);
+    if (params.n_predict > 0) res.tokens.reserve(static_cast<size_t>(params.n_predict));
+
+    // SentencePiece decoding drops the space prefix of the text's first word (llama_detokenize
+    // does the same when it removes BOS): when the prompt is only control tokens (e.g. BOS),
+    // the first generated piece starts the text and loses its leading space.
+    bool strip_space = vocab.add_space_prefix() && n_past_before == 0;
+    for (int32_t t : prompt) strip_space = strip_space && vocab.is_control(t);
+
+    Clock::time_point t_first;
+    res.stop_reason = "length";
+    for (int32_t i = 0; params.n_predict < 0 || i < params.n_predict; ++i) {
+        const int32_t tok = sampler.sample(logits);
+        sampler.accept(tok);
+        res.tokens.push_back(tok);
+        if (i == 0) {
+            t_first = Clock::now();
+            res.stats.ttft_ms = ms_since(t0);
+        }
+        ++res.stats.n_gen;
+        if (vocab.is_eog(tok) && !params.ignore_eos) {
+            res.stop_reason = "eog";
+            break;
+        }
+        std::string piece = vocab.token_to_piece(tok, false);
+        if (strip_space && !piece.empty()) {
+            if (piece[0] == ' ') piece.erase(0, 1);
+            strip_space = false;
+        }
+        emit(stop.push(utf8.push(piece)));
+        if (stop.hit()) {
+            res.stop_reason = "stop";
+            break;
+        }
+        if (cancelled) {
+            res.stop_reason = "callback";
+            break;
+        }
+        if (params.n_predict >= 0 && i + 1 == params.n_predict) break;
+        if (session.n_past() >= session.n_ctx()) {
+            res.stop_reason = "context";
+            break;
+        }
+        logits = session.eval(std::span<const int32_t>(&tok, 1));
+    }
+    if (!stop.hit()) emit(stop.push(utf8.flush()) + stop.flush());
+    if (res.stats.n_gen > 0) res.stats.gen_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_first).count();
+    return res;
+}
+
+} // namespace slm

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# run_fuzzers.sh BUILD_DIR [SECONDS] - runs every BUILD_DIR/bin/fuzz_* for SECONDS (default 60).
+#
+# Build first (needs clang and compiler-rt; Debian: apt-get install clang libclang-rt-dev):
+#   CXX=clang++ cmake -S . -B build-fuzz -DSLM_BUILD_FUZZ=ON -DSLM_BUILD_TESTS=OFF -DSLM_BUILD_BENCH=OFF
+#   cmake --build build-fuzz -j2
+#   tests/fuzz/run_fuzzers.sh build-fuzz 60
+#
+# Each fuzzer starts from a writable copy of tests/fuzz/corpus/<name>/ (name without "fuzz_") in a
+# temp dir, with tests/fuzz/corpus/<name>.dict if present. Crash inputs are kept in
+# BUILD_DIR/fuzz-artifacts/<fuzzer>/; reproduce one with `BUILD_DIR/bin/fuzz_gguf FILE`.
+# Exits non-zero if any fuzzer crashed, leaked, timed out or ran out of memory.
+set -euo pipefail
+
+if [[ $# -lt 1 || $# -gt 2 ]]; then
+    echo "usage: $0 BUILD_DIR [SECONDS]" >&2
+    exit 2
+fi
+build=$(cd "$1" && pwd)
+secs=${2:-60}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+shopt -s nullglob
+fuzzers=("$build"/bin/fuzz_*)
+if [[ ${#fuzzers[@]} -eq 0 ]]; then
+    echo "$0: no fuzzers in $build/bin (configure with -DSLM_BUILD_FUZZ=ON and build)" >&2
+    exit 2
+fi
+
+# The fuzz build's UBSan is recoverable (only ASan aborts by default): make any report a crash.
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+export ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/slm-fuzz.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+failed=0
+summary=()
+for exe in "${fuzzers[@]}"; do
+    [[ -x $exe && -f $exe ]] || continue
+    fuzzer=$(basename "$exe")
+    name=${fuzzer#fuzz_}
+    case $name in
+        gguf) max_len=65536 ;;      # headers of real files are ~14 KB; room for larger metadata
+        tokenizer) max_len=4096 ;;  # a few lines of text
+        *) max_len=16384 ;;
+    esac
+
+    corpus="$work/$name/corpus"
+    artifacts="$build/fuzz-artifacts/$fuzzer"
+    mkdir -p "$corpus" "$artifacts"
+    if [[ -d $here/corpus/$name ]]; then
+        cp -R "$here/corpus/$name/." "$corpus/"
+    fi
+    args=(-max_total_time="$secs" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048
+          -print_final_stats=1 -artifact_prefix="$artifacts/")
+    if [[ -f $here/corpus/$name.dict ]]; then
+        args+=(-dict="$here/corpus/$name.dict")
+    fi
+
+    log="$work/$name.log"
+    echo "== $fuzzer: ${secs}s, max_len $max_len, $(ls "$corpus" | wc -l) seeds"
+    rc=0
+    "$exe" "${args[@]}" "$corpus" >"$log" 2>&1 || rc=$?
+
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n1)
+    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n1)
+    cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -n1 || true)
+    crashes=("$artifacts"/*)
+    if [[ $rc -ne 0 ]]; then
+        failed=1
+        echo "!! $fuzzer failed (exit $rc). End of its log:"
+        tail -n 60 "$log"
+        for c in "${crashes[@]}"; do echo "!! input kept: $c"; done
+        summary+=("$fuzzer: FAILED (exit $rc)")
+    else
+        summary+=("$fuzzer: ok, ${execs:-?} executions, ${rate:-?} exec/s, ${cov:-cov: ?}")
+    fi
+done
+
+echo "== summary"
+printf '%s\n' "${summary[@]}"
+exit "$failed"

@@ -1,0 +1,103 @@
+#include "test_util.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <fcntl.h>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace slm::test {
+
+std::string source_dir() { return SLM_SOURCE_DIR; }
+
+std::string shared_dir() {
+    if (const char* e = std::getenv("SLM_SHARED_DIR")) return e;
+    return SLM_SHARED_DIR;
+}
+
+std::string shared_path(const std::string& rel) { return shared_dir() + "/" + rel; }
+
+bool shared_available() {
+    struct stat st;
+    return stat(shared_path("reference/README.md").c_str(), &st) == 0;
+}
+
+std::string model_path(const std::string& rel) { return source_dir() + "/models/" + rel; }
+
+std::string cli_path() { return SLM_CLI_PATH; }
+
+std::string temp_dir() {
+    static std::string dir = [] {
+        std::string tmpl = "/tmp/slm-test-XXXXXX";
+        if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+        return tmpl;
+    }();
+    return dir;
+}
+
+std::vector<uint8_t> read_file(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw std::runtime_error("cannot open " + path);
+    return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+std::string read_text(const std::string& path) {
+    auto b = read_file(path);
+    return std::string(b.begin(), b.end());
+}
+
+void write_file(const std::string& path, const std::vector<uint8_t>& bytes) {
+    std::ofstream f(path, std::ios::binary);
+    f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    if (!f) throw std::runtime_error("cannot write " + path);
+}
+
+static std::string slurp_fd(int fd) {
+    std::string s;
+    char buf[65536];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof buf)) > 0) s.append(buf, static_cast<size_t>(n));
+    return s;
+}
+
+RunResult run_cli(const std::vector<std::string>& args) {
+    // stdout and stderr go to temp files so a large output cannot deadlock a pipe.
+    std::string base = temp_dir() + "/run" + std::to_string(::getpid()) + "_" + std::to_string(rand());
+    std::string out_path = base + ".out", err_path = base + ".err";
+    pid_t pid = fork();
+    if (pid < 0) throw std::runtime_error("fork failed");
+    if (pid == 0) {
+        int o = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int e = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int in = ::open("/dev/null", O_RDONLY);
+        dup2(o, 1);
+        dup2(e, 2);
+        dup2(in, 0);
+        std::vector<char*> argv;
+        std::string exe = cli_path();
+        argv.push_back(exe.data());
+        std::vector<std::string> copy = args;
+        for (auto& a : copy) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        execv(exe.c_str(), argv.data());
+        _exit(127);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    RunResult r;
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    int fo = ::open(out_path.c_str(), O_RDONLY), fe = ::open(err_path.c_str(), O_RDONLY);
+    r.out = fo >= 0 ? slurp_fd(fo) : "";
+    r.err = fe >= 0 ? slurp_fd(fe) : "";
+    if (fo >= 0) ::close(fo);
+    if (fe >= 0) ::close(fe);
+    ::unlink(out_path.c_str());
+    ::unlink(err_path.c_str());
+    return r;
+}
+
+} // namespace slm::test

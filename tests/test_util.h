@@ -1,0 +1,35 @@
+// Shared helpers for the tests: where data lives, reading files, running the CLI.
+#pragma once
+
+#include <string>
+#include <vector>
+#include <cstdint>
+
+namespace slm::test {
+
+std::string source_dir();                       // the repository root
+std::string shared_dir();                       // ../shared (or $SLM_SHARED_DIR)
+std::string shared_path(const std::string& rel); // shared_dir() + "/" + rel
+bool shared_available();                        // false when ../shared is absent
+std::string model_path(const std::string& rel); // source_dir() + "/models/" + rel
+std::string cli_path();                         // the built `slm` binary
+std::string temp_dir();                         // a fresh per-process temp directory
+std::vector<uint8_t> read_file(const std::string& path);
+std::string read_text(const std::string& path);
+void write_file(const std::string& path, const std::vector<uint8_t>& bytes);
+
+struct RunResult {
+    int exit_code;
+    std::string out;  // stdout
+    std::string err;  // stderr
+};
+// Runs the slm CLI with the given arguments (no shell quoting issues: args passed as argv).
+RunResult run_cli(const std::vector<std::string>& args);
+
+} // namespace slm::test
+
+// Skips the current test when ../shared is not there.
+#define SLM_REQUIRE_SHARED()                                                  \
+    do {                                                                      \
+        if (!::slm::test::shared_available()) GTEST_SKIP() << "no ../shared"; \
+    } while (0)

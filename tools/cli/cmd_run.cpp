@@ -1,0 +1,106 @@
+// slm run: generate text from a prompt.
+#include "commands.h"
+
+#include "slm/error.h"
+#include "slm/generate.h"
+#include "slm/model.h"
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+namespace slm::cli {
+
+namespace {
+
+struct RunOptions {
+    std::string model, prompt, prompt_file, kv_type = "f16";
+    bool prompt_given = false, json = false, no_special = false;
+    uint32_t n_ctx = 0;
+    int threads = 0;
+    GenerateParams gen;
+};
+
+void run(const RunOptions& o) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::shared_ptr<const Model> model = Model::load(o.model.empty() ? default_model() : o.model);
+    const double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+
+    std::string text = o.prompt_file.empty() ? o.prompt : read_text_file(o.prompt_file);
+    std::vector<int32_t> prompt = model->vocab().tokenize(text, true, !o.no_special);
+    if (prompt.empty()) fail("the prompt tokenizes to nothing and the model adds no BOS token; give a prompt with -p");
+
+    SessionOptions so;
+    const HParams& hp = model->hparams();
+    const uint32_t want = static_cast<uint32_t>(prompt.size()) + static_cast<uint32_t>(std::max(o.gen.n_predict, 0));
+    so.n_ctx = o.n_ctx ? o.n_ctx : std::max(std::min<uint32_t>(hp.n_ctx_train, 4096), want);
+    so.n_threads = o.threads;
+    if (!type_from_name(o.kv_type, &so.kv_type)) fail("--kv-type '%s' is not a type name (f16, f32)", o.kv_type.c_str());
+    Session session(model, so);
+
+    GenerateResult r = generate(session, prompt, o.gen, [&](std::string_view s) {
+        if (!o.json) {
+            std::fwrite(s.data(), 1, s.size(), stdout);
+            std::fflush(stdout);
+        }
+        return true;
+    });
+    const GenerateStats& st = r.stats;
+    const size_t rss = peak_rss_bytes();
+    if (o.json) {
+        nlohmann::json j;
+        j["prompt_tokens"] = prompt;
+        j["tokens"] = r.tokens;
+        j["text"] = r.text;
+        j["stop_reason"] = r.stop_reason;
+        j["timings"] = {{"load_ms", load_ms},           {"prompt_tokens", st.n_prompt}, {"prompt_ms", st.prompt_ms},
+                        {"prompt_tps", st.prompt_tps()}, {"ttft_ms", st.ttft_ms},       {"gen_tokens", st.n_gen},
+                        {"gen_ms", st.gen_ms},           {"gen_tps", st.gen_tps()},      {"peak_rss_bytes", rss},
+                        {"threads", session.n_threads()}};
+        std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    } else {
+        std::printf("\n");
+    }
+    std::fprintf(stderr,
+                 "slm: load %.1f ms | prompt %u tok, %.1f tok/s | ttft %.2f ms | gen %u tok, %.1f tok/s | "
+                 "peak RSS %.1f MiB | %d threads | stop: %s\n",
+                 load_ms, st.n_prompt, st.prompt_tps(), st.ttft_ms, st.n_gen, st.gen_tps(), rss / 1048576.0,
+                 session.n_threads(), r.stop_reason.c_str());
+}
+
+} // namespace
+
+void add_run(CLI::App& app) {
+    auto o = std::make_shared<RunOptions>();
+    CLI::App* sub = app.add_subcommand("run", "Generate text from a prompt (streams it to stdout)");
+    sub->add_option("-m,--model", o->model, "GGUF model file (default: $SLM_MODEL or the bundled stories260K)");
+    auto* p = sub->add_option("-p,--prompt", o->prompt, "Prompt text (default: empty, i.e. BOS only)");
+    auto* f = sub->add_option("-f,--file", o->prompt_file, "Read the prompt from a file")->check(CLI::ExistingFile);
+    p->excludes(f);
+    sub->add_option("-n,--n-predict", o->gen.n_predict, "Tokens to generate; -1 = until end of text or context")
+        ->default_val(256)->check(CLI::Range(-1, 1 << 24));
+    sub->add_option("--temp", o->gen.sampling.temp, "Temperature; 0 = greedy")->default_val(0.8)->check(CLI::Range(0.0, 100.0));
+    sub->add_option("--top-k", o->gen.sampling.top_k, "Keep the k most likely tokens; 0 = all")->default_val(40)->check(CLI::NonNegativeNumber);
+    sub->add_option("--top-p", o->gen.sampling.top_p, "Nucleus sampling mass; 1 = off")->default_val(0.95)->check(CLI::Range(0.0, 1.0));
+    sub->add_option("--min-p", o->gen.sampling.min_p, "Drop tokens below min-p x the top probability; 0 = off")->default_val(0.05)->check(CLI::Range(0.0, 1.0));
+    sub->add_option("--repeat-penalty", o->gen.sampling.repeat_penalty, "Repetition penalty; 1 = off")->default_val(1.0)->check(CLI::Range(0.0, 10.0));
+    sub->add_option("--repeat-last-n", o->gen.sampling.penalty_last_n, "Tokens the penalties look back over")->default_val(64)->check(CLI::Range(0, 1 << 20));
+    sub->add_option("--frequency-penalty", o->gen.sampling.freq_penalty, "Frequency penalty; 0 = off")->default_val(0.0)->check(CLI::Range(-10.0, 10.0));
+    sub->add_option("--presence-penalty", o->gen.sampling.presence_penalty, "Presence penalty; 0 = off")->default_val(0.0)->check(CLI::Range(-10.0, 10.0));
+    sub->add_option("-s,--seed", o->gen.sampling.seed, "Random seed: the same seed repeats a run")->default_val(42);
+    sub->add_option("--stop", o->gen.stop, "Stop string (repeatable)");
+    sub->add_flag("--ignore-eos", o->gen.ignore_eos, "Keep generating past end-of-text tokens");
+    sub->add_flag("--no-special", o->no_special, "Do not parse special tokens (<s>, <|im_start|>) in the prompt");
+    sub->add_option("-c,--ctx-size", o->n_ctx, "Context length (default: training context up to 4096, raised to fit)")
+        ->check(CLI::Range(0, 1 << 20));
+    sub->add_option("--kv-type", o->kv_type, "KV cache type: f16 (default, as llama.cpp) or f32")
+        ->check(CLI::IsMember({"f16", "f32", "F16", "F32"}));
+    sub->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::Range(0, 256));
+    sub->add_flag("--json", o->json, "Print one JSON object (prompt_tokens, tokens, text, timings) instead of text");
+    sub->callback([o]() { run(*o); });
+}
+
+} // namespace slm::cli

@@ -1,0 +1,25 @@
+// commands.h - one function per `slm` subcommand; each registers its flags and its callback.
+#pragma once
+
+#include <string>
+
+namespace CLI {
+class App;
+}
+
+namespace slm::cli {
+
+void add_run(CLI::App& app);       // slm run: generate text
+void add_info(CLI::App& app);      // slm info: hyper-parameters, tokenizer, tensors
+void add_tokenize(CLI::App& app);  // slm tokenize: text -> token ids as JSON
+void add_convert(CLI::App& app);   // slm convert: other formats -> GGUF
+
+// The model used when -m is not given: $SLM_MODEL, else the bundled stories260K.
+std::string default_model();
+// Reads a whole text file (for -f), with an error naming the file.
+std::string read_text_file(const std::string& path);
+// Exit status the callbacks set (0 unless a command failed without throwing).
+int exit_code();
+void set_exit_code(int code);
+
+} // namespace slm::cli
