@@ -86,7 +86,7 @@ void ThreadPool::worker_main(int thread_id) {
     }
 }
 
-void ThreadPool::parallel_for(int64_t n, const RangeFn& fn) {
+void ThreadPool::parallel_for(int64_t n, RangeFn fn) {
     if (n <= 0) return;
     if (n_threads_ == 1 || n == 1 || t_inside_pool) {
         fn(0, n, 0);

@@ -20,7 +20,19 @@ namespace slm {
 
 class ThreadPool {
 public:
-    using RangeFn = std::function<void(int64_t begin, int64_t end, int thread_id)>;
+    // A non-owning reference to any callable (begin, end, thread_id): unlike std::function it
+    // never allocates, so a forward pass makes no allocation per parallel_for.
+    class RangeFn {
+    public:
+        template <class F>
+        RangeFn(const F& f)  // NOLINT(google-explicit-constructor): lambdas convert implicitly
+            : obj_(&f), call_([](const void* o, int64_t b, int64_t e, int t) { (*static_cast<const F*>(o))(b, e, t); }) {}
+        void operator()(int64_t begin, int64_t end, int thread_id) const { call_(obj_, begin, end, thread_id); }
+
+    private:
+        const void* obj_;
+        void (*call_)(const void*, int64_t, int64_t, int);
+    };
 
     // n_threads counts the calling thread: ThreadPool(4) starts 3 workers; n_threads <= 1
     // starts none and parallel_for runs inline.
@@ -35,7 +47,7 @@ public:
     // runs chunks too (thread_id 0); workers have ids 1..size()-1, so per-thread scratch can
     // be indexed by thread_id. A thread may get several chunks. The first exception thrown by
     // fn is rethrown here after every chunk has finished. Calls from inside fn run inline.
-    void parallel_for(int64_t n, const RangeFn& fn);
+    void parallel_for(int64_t n, RangeFn fn);
 
 private:
     void worker_main(int thread_id);
