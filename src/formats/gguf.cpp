@@ -731,19 +731,7 @@ template <class Sink> void put_value(Sink& s, const GGUFValue& v) {
         if (v.elem_type == GGUFType::STRING)
             for (const auto& x : v.strs) put_str(s, x);
         else if (v.elem_type == GGUFType::ARRAY)
-            for (const auto& x : v.items) {
-                put_u32(s, static_cast<uint32_t>(x.elem_type));
-                put_u64(s, x.n);
-                // nested contents: reuse the array branch without its own header
-                GGUFValue inner = x;
-                inner.type = GGUFType::ARRAY;
-                if (x.elem_type == GGUFType::STRING)
-                    for (const auto& y : x.strs) put_str(s, y);
-                else if (x.elem_type == GGUFType::ARRAY)
-                    for (const auto& y : x.items) put_value(s, y);
-                else
-                    s.write(x.raw.data(), x.raw.size());
-            }
+            for (const auto& x : v.items) put_value(s, x);  // each: element type, count, contents
         else
             s.write(v.raw.data(), v.raw.size());
         break;

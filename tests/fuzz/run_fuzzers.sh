@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run_fuzzers.sh BUILD_DIR [SECONDS] - runs every BUILD_DIR/bin/fuzz_* for SECONDS (default 60).
 #
-# Build first (needs clang and compiler-rt; Debian: apt-get install clang libclang-rt-dev):
+# Build first (needs clang and compiler-rt; Debian: apt-get install clang libclang-rt-14-dev):
 #   CXX=clang++ cmake -S . -B build-fuzz -DSLM_BUILD_FUZZ=ON -DSLM_BUILD_TESTS=OFF -DSLM_BUILD_BENCH=OFF
 #   cmake --build build-fuzz -j2
 #   tests/fuzz/run_fuzzers.sh build-fuzz 60
