@@ -11,12 +11,7 @@ namespace slm {
 
 namespace {
 
-struct Symbol {
-    int prev;
-    int next;
-    const char* text;
-    size_t n;  // 0 once merged into its left neighbour
-};
+using tok::Symbol;
 
 struct Bigram {
     int left;
@@ -74,21 +69,7 @@ void Vocab::Impl::tokenize_bpe(const std::string& text, std::vector<int32_t>& ou
         }
         for (int i = 1; i < static_cast<int>(symbols.size()); ++i) try_add(i - 1, i);
 
-        while (!queue.empty()) {
-            const Bigram b = queue.top();
-            queue.pop();
-            Symbol& l = symbols[b.left];
-            Symbol& r = symbols[b.right];
-            // Same test as llama.cpp's text comparison: symbols only grow, so an unchanged total
-            // size means an unchanged pair.
-            if (l.n == 0 || r.n == 0 || l.n + r.n != b.size) continue;
-            l.n += r.n;
-            r.n = 0;
-            l.next = r.next;
-            if (r.next >= 0) symbols[r.next].prev = b.left;
-            try_add(l.prev, b.left);
-            try_add(b.left, l.next);
-        }
+        tok::merge_queued(symbols, queue, try_add);
 
         for (const Symbol& s : symbols) {
             if (s.n == 0) continue;

@@ -31,6 +31,36 @@ struct TokenData {
     TokenType type = TokenType::Normal;
 };
 
+// The working list of both merge tokenizers (SPM by score, BPE by rank): the pieces of one word
+// as a doubly linked list over its bytes.
+struct Symbol {
+    int prev;
+    int next;
+    const char* text;
+    size_t n;  // 0 once merged into its left neighbour
+};
+
+// Pops queued bigrams (best first; each has .left, .right and .size) and merges every one whose
+// two symbols are unchanged since it was queued - symbols only grow by absorbing their right
+// neighbour, so an unchanged total size means an unchanged pair - then lets try_add(left, right)
+// queue the pairs the merged symbol now forms with its neighbours.
+template <class Queue, class TryAdd>
+void merge_queued(std::vector<Symbol>& symbols, Queue& queue, const TryAdd& try_add) {
+    while (!queue.empty()) {
+        const auto b = queue.top();
+        queue.pop();
+        Symbol& l = symbols[b.left];
+        Symbol& r = symbols[b.right];
+        if (l.n == 0 || r.n == 0 || l.n + r.n != b.size) continue;
+        l.n += r.n;
+        r.n = 0;
+        l.next = r.next;
+        if (r.next >= 0) symbols[r.next].prev = b.left;
+        try_add(l.prev, b.left);
+        try_add(b.left, l.next);
+    }
+}
+
 } // namespace tok
 
 struct Vocab::Impl {
