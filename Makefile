@@ -4,7 +4,7 @@
 #   make test           the same set-up, then every test (ctest)
 #   make test-sanitize  every test again under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make fuzz           build the libFuzzer targets (clang) and run each for FUZZ_SECONDS
-#   make bench          kernel micro-benchmarks (Google Benchmark)
+#   make bench          kernel and tokenizer micro-benchmarks (Google Benchmark)
 
 BUILD        ?= build
 BUILD_ASAN   ?= build-asan
@@ -57,6 +57,7 @@ fuzz: deps
 
 bench: build
 	./$(BUILD)/bench/bench_kernels
+	./$(BUILD)/bench/bench_tokenizer
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

@@ -12,7 +12,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -658,8 +657,9 @@ TEST(GGUFMalformed, Versions) {
     EXPECT_BAD(Raw().header(0, 0, 0xFFFFFFFFu).b, "4294967295");
 }
 
-TEST(GGUFMalformed, HugeCountsThrowQuicklyWithoutAllocating) {
-    auto t0 = std::chrono::steady_clock::now();
+// A count that the file cannot hold is refused before anything is sized by it: reserving for
+// 2^63 entries would throw std::bad_alloc (or be killed), not the slm::Error these expect.
+TEST(GGUFMalformed, HugeCountsAreRefusedBeforeAllocating) {
     EXPECT_BAD(Raw().header(0, uint64_t(1) << 63).b, "metadata count", "9223372036854775808");
     EXPECT_BAD(Raw().header(0, uint64_t(1) << 40).b, "metadata count", "1099511627776");
     EXPECT_BAD(Raw().header(0, kU64Max).b, "metadata count", "18446744073709551615");
@@ -669,8 +669,6 @@ TEST(GGUFMalformed, HugeCountsThrowQuicklyWithoutAllocating) {
     // counts that are merely too large for a file that is not empty
     EXPECT_BAD(Raw().header(0, 3).kv_u32("a", 1).kv_u32("b", 2).b, "");
     EXPECT_BAD(Raw().header(2, 0).tinfo("t", {8}, 0, 0).b, "");
-    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    EXPECT_LT(secs, 2.0);
 }
 
 // ==== malformed files: metadata ===================================================================
