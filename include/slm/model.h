@@ -80,7 +80,7 @@ struct SessionOptions {
     uint32_t n_ctx = 0;               // KV cache length; 0 = the model's training context
     uint32_t n_batch = 512;           // most tokens evaluated in one pass (longer inputs are split)
     GGMLType kv_type = GGMLType::F16; // F16 (llama.cpp's default) or F32
-    int n_threads = 0;                // 0 = all cores
+    int n_threads = 0;                // 0 = one per physical core
 };
 
 class ThreadPool;

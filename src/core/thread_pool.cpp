@@ -38,16 +38,20 @@ ThreadPool::~ThreadPool() {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         stop_.store(true, std::memory_order_release);
-        generation_.fetch_add(1, std::memory_order_acq_rel);
     }
     work_cv_.notify_all();
     for (std::thread& t : workers_) t.join();
 }
 
-void ThreadPool::run_chunks(int thread_id) {
+void ThreadPool::run_chunks(int thread_id, uint32_t gen) {
     for (;;) {
-        const int64_t c = next_chunk_.fetch_add(1, std::memory_order_relaxed);
-        if (c >= n_chunks_) return;
+        uint64_t t = ticket_.load(std::memory_order_acquire);
+        for (;;) {
+            if (static_cast<uint32_t>(t >> 32) != gen) return;
+            if (static_cast<int64_t>(t & 0xffffffffu) >= n_chunks_.load(std::memory_order_relaxed)) return;
+            if (ticket_.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel, std::memory_order_acquire)) break;
+        }
+        const int64_t c = static_cast<int64_t>(t & 0xffffffffu);
         const int64_t begin = c * chunk_size_;
         const int64_t end = std::min(n_, begin + chunk_size_);
         try {
@@ -56,33 +60,28 @@ void ThreadPool::run_chunks(int thread_id) {
             std::lock_guard<std::mutex> lock(error_mutex_);
             if (!error_) error_ = std::current_exception();
         }
+        if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_chunks_.load(std::memory_order_relaxed)) {
+            // Taking the mutex orders this with the caller's check-then-wait.
+            std::lock_guard<std::mutex> lock(mutex_);
+            done_cv_.notify_one();
+        }
     }
 }
 
 void ThreadPool::worker_main(int thread_id) {
     t_inside_pool = true;
-    uint64_t seen = 0;
+    uint32_t seen = 0;
+    auto current = [&] { return static_cast<uint32_t>(ticket_.load(std::memory_order_acquire) >> 32); };
     for (;;) {
-        uint64_t g = generation_.load(std::memory_order_acquire);
-        for (int i = 0; g == seen && i < kSpinIterations; ++i) {
+        for (int i = 0; current() == seen && !stop_.load(std::memory_order_acquire) && i < kSpinIterations; ++i)
             cpu_relax();
-            g = generation_.load(std::memory_order_acquire);
-        }
-        if (g == seen) {
+        if (current() == seen && !stop_.load(std::memory_order_acquire)) {
             std::unique_lock<std::mutex> lock(mutex_);
-            work_cv_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
-            g = generation_.load(std::memory_order_acquire);
+            work_cv_.wait(lock, [&] { return current() != seen || stop_.load(std::memory_order_acquire); });
         }
-        seen = g;
         if (stop_.load(std::memory_order_acquire)) return;
-
-        run_chunks(thread_id);
-
-        if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-            // Taking the mutex orders this with the caller's check-then-wait.
-            std::lock_guard<std::mutex> lock(mutex_);
-            done_cv_.notify_one();
-        }
+        seen = current();
+        run_chunks(thread_id, seen);
     }
 }
 
@@ -98,25 +97,30 @@ void ThreadPool::parallel_for(int64_t n, RangeFn fn) {
     fn_ = &fn;
     n_ = n;
     chunk_size_ = (n + max_chunks - 1) / max_chunks;
-    n_chunks_ = (n + chunk_size_ - 1) / chunk_size_;
-    next_chunk_.store(0, std::memory_order_relaxed);
+    const int64_t n_chunks = (n + chunk_size_ - 1) / chunk_size_;
+    n_chunks_.store(n_chunks, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
     error_ = nullptr;
-    pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+    const uint32_t gen = ++gen_;
     {
         std::lock_guard<std::mutex> lock(mutex_);
-        generation_.fetch_add(1, std::memory_order_acq_rel);
+        ticket_.store(static_cast<uint64_t>(gen) << 32, std::memory_order_release);
     }
     work_cv_.notify_all();
 
     t_inside_pool = true;
-    run_chunks(0);
+    run_chunks(0, gen);
     t_inside_pool = false;
 
-    for (int i = 0; pending_.load(std::memory_order_acquire) != 0 && i < kSpinIterations; ++i) cpu_relax();
-    if (pending_.load(std::memory_order_acquire) != 0) {
+    // Only chunks that were claimed can still be running: wait for those, not for idle workers.
+    for (int i = 0; done_.load(std::memory_order_acquire) != n_chunks && i < kSpinIterations; ++i) cpu_relax();
+    if (done_.load(std::memory_order_acquire) != n_chunks) {
         std::unique_lock<std::mutex> lock(mutex_);
-        done_cv_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+        done_cv_.wait(lock, [&] { return done_.load(std::memory_order_acquire) == n_chunks; });
     }
+    // Close this generation before the next call rewrites the job: a worker that loaded the
+    // ticket earlier could otherwise claim "chunk n_chunks" against the next job's n_chunks_.
+    ticket_.store((static_cast<uint64_t>(gen) << 32) | 0xffffffffu, std::memory_order_release);
     fn_ = nullptr;
     if (error_) std::rethrow_exception(error_);
 }

@@ -51,26 +51,32 @@ public:
 
 private:
     void worker_main(int thread_id);
-    void run_chunks(int thread_id);
+    // Claims and runs chunks of generation `gen` until none are left (or a newer job started).
+    void run_chunks(int thread_id, uint32_t gen);
 
     int n_threads_;
     std::vector<std::thread> workers_;
 
     std::mutex call_mutex_;  // one parallel_for at a time when several threads share the pool
 
-    std::mutex mutex_;  // guards the sleeping side of generation_ / pending_ / stop_
+    std::mutex mutex_;  // guards the sleeping side of ticket_ / done_ / stop_
     std::condition_variable work_cv_;
     std::condition_variable done_cv_;
-    std::atomic<uint64_t> generation_{0};  // bumped once per parallel_for
-    std::atomic<int> pending_{0};          // workers that have not finished this generation
+    // (generation << 32) | next chunk to claim. A chunk is claimed by a compare-exchange that
+    // also checks the generation, so a worker that wakes late cannot take part in a newer job,
+    // and the caller never waits for a worker that has not claimed anything: with both cores
+    // busy elsewhere the caller simply runs every chunk itself.
+    std::atomic<uint64_t> ticket_{0};
+    std::atomic<int64_t> done_{0};  // chunks finished in the current generation
     std::atomic<bool> stop_{false};
+    uint32_t gen_ = 0;              // the caller's current generation
 
-    // The current job; written before generation_ is bumped, read by workers after.
+    // The current job; written before ticket_ publishes a new generation, read by workers only
+    // after they claimed a chunk of that generation.
     const RangeFn* fn_ = nullptr;
     int64_t n_ = 0;
     int64_t chunk_size_ = 0;
-    int64_t n_chunks_ = 0;
-    std::atomic<int64_t> next_chunk_{0};
+    std::atomic<int64_t> n_chunks_{0};
 
     std::mutex error_mutex_;
     std::exception_ptr error_;

@@ -1,6 +1,7 @@
 // session.cpp - Model loading and the Session that evaluates tokens with a KV cache.
 #include "slm/model.h"
 
+#include "core/cpu_info.h"
 #include "core/thread_pool.h"
 #include "models/arch.h"
 #include "slm/error.h"
@@ -8,7 +9,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <thread>
 
 namespace slm {
 
@@ -42,7 +42,7 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
     if (opts.kv_type != GGMLType::F32 && opts.kv_type != GGMLType::F16)
         fail("session: KV cache type %s is not supported (f32, f16)", type_name(opts.kv_type));
     st.kv_type = opts.kv_type;
-    int nt = opts.n_threads > 0 ? opts.n_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int nt = opts.n_threads > 0 ? opts.n_threads : physical_cores();
     if (nt > 256) fail("session: %d threads is more than 256", nt);
     st.pool = std::make_unique<ThreadPool>(nt);
 

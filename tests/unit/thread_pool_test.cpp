@@ -107,3 +107,19 @@ TEST(ThreadPool, SharedByTwoCallers) {
 }
 
 } // namespace
+
+// Many short jobs of varying size back to back: a worker still finishing one job must never
+// take part in the next (each index of each job is seen exactly once, and nothing hangs).
+TEST(ThreadPool, BackToBackJobsOfVaryingSize) {
+    for (int threads : {2, 3}) {
+        slm::ThreadPool pool(threads);
+        std::atomic<int64_t> sum{0};
+        int64_t expect = 0;
+        for (int64_t it = 0; it < 300000; ++it) {
+            const int64_t n = 1 + it % 13;
+            expect += n;
+            pool.parallel_for(n, [&](int64_t b, int64_t e, int) { sum.fetch_add(e - b, std::memory_order_relaxed); });
+        }
+        EXPECT_EQ(sum.load(), expect) << threads << " threads";
+    }
+}

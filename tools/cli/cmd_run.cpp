@@ -98,7 +98,7 @@ void add_run(CLI::App& app) {
         ->check(CLI::Range(0, 1 << 20));
     sub->add_option("--kv-type", o->kv_type, "KV cache type: f16 (default, as llama.cpp) or f32")
         ->check(CLI::IsMember({"f16", "f32", "F16", "F32"}));
-    sub->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::Range(0, 256));
+    sub->add_option("-t,--threads", o->threads, "Threads (default: one per physical core)")->check(CLI::Range(0, 256));
     sub->add_flag("--json", o->json, "Print one JSON object (prompt_tokens, tokens, text, timings) instead of text");
     sub->callback([o]() { run(*o); });
 }

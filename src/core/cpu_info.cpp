@@ -1,0 +1,56 @@
+#include "core/cpu_info.h"
+
+#include <fstream>
+#include <sched.h>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+
+namespace slm {
+
+static bool read_int(const std::string& path, int* out) {
+    std::ifstream f(path);
+    return static_cast<bool>(f >> *out);
+}
+
+int physical_cores() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    std::set<std::pair<int, int>> cores;  // (package, core) of each CPU we may use
+    int n_cpus = 0;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+            if (!CPU_ISSET(cpu, &set)) continue;
+            ++n_cpus;
+            const std::string base = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
+            int pkg = 0, core = cpu;
+            if (!read_int(base + "physical_package_id", &pkg) || !read_int(base + "core_id", &core)) {
+                pkg = 0;
+                core = cpu;
+            }
+            cores.emplace(pkg, core);
+        }
+    }
+    if (!cores.empty()) return static_cast<int>(cores.size());
+    if (n_cpus > 0) return n_cpus;
+    const unsigned hc = std::thread::hardware_concurrency();
+    return hc > 0 ? static_cast<int>(hc) : 1;
+}
+
+std::string cpu_model_name() {
+    std::ifstream f("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(f, line)) {
+        if (line.rfind("model name", 0) == 0) {
+            const size_t colon = line.find(':');
+            if (colon != std::string::npos) {
+                size_t b = line.find_first_not_of(" \t", colon + 1);
+                return b == std::string::npos ? "unknown" : line.substr(b);
+            }
+        }
+    }
+    return "unknown";
+}
+
+} // namespace slm

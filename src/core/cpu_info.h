@@ -1,0 +1,16 @@
+// cpu_info.h - what the machine offers: cores for the default thread count, the CPU's name.
+#pragma once
+
+#include <string>
+
+namespace slm {
+
+// Physical cores this process may run on (SMT siblings counted once), from the affinity mask
+// and /sys/devices/system/cpu/cpu*/topology; falls back to std::thread::hardware_concurrency.
+// Token generation is memory-bound, so a second hyper-thread per core only adds contention.
+int physical_cores();
+
+// "AMD EPYC 9R45", from /proc/cpuinfo's "model name"; "unknown" if absent.
+std::string cpu_model_name();
+
+} // namespace slm
