@@ -21,8 +21,10 @@ namespace {
 using slm::GGMLType;
 using namespace slm::kernels;
 
-const GGMLType kTypes[] = {GGMLType::F32,  GGMLType::F16,  GGMLType::BF16, GGMLType::Q4_0,
-                           GGMLType::Q4_1, GGMLType::Q5_0, GGMLType::Q5_1, GGMLType::Q8_0};
+const GGMLType kTypes[] = {GGMLType::F32,    GGMLType::F16,    GGMLType::BF16,  GGMLType::Q4_0,  GGMLType::Q4_1,
+                           GGMLType::Q5_0,   GGMLType::Q5_1,   GGMLType::Q8_0,  GGMLType::Q2_K,  GGMLType::Q3_K,
+                           GGMLType::Q4_K,   GGMLType::Q5_K,   GGMLType::Q6_K,  GGMLType::IQ4_NL, GGMLType::IQ4_XS,
+                           GGMLType::TQ1_0,  GGMLType::TQ2_0};
 
 std::vector<float> random_floats(size_t n, uint32_t seed) {
     std::mt19937 rng(seed);
@@ -110,7 +112,7 @@ int register_all() {
             ->Args({32, hw})
             ->UseRealTime();
     }
-    for (GGMLType t : {GGMLType::Q8_0, GGMLType::Q8_1, GGMLType::F16, GGMLType::BF16}) {
+    for (GGMLType t : {GGMLType::Q8_0, GGMLType::Q8_1, GGMLType::Q8_K, GGMLType::F16, GGMLType::BF16}) {
         benchmark::RegisterBenchmark(("FromFloat/" + std::string(slm::type_name(t))).c_str(), bm_from_float, t)
             ->Arg(4096);
     }

@@ -52,6 +52,7 @@ Tables build_tables() {
     // Types avx2.cpp leaves out keep their scalar kernels.
     std::memcpy(t.avx2, t.scalar, sizeof t.avx2);
     avx2::fill_traits(t.avx2, kNumTypes);
+    avx2::fill_traits_kquants(t.avx2, kNumTypes);
     t.has_avx2 = cpu_runs_avx2();
     if (t.has_avx2) {
         t.best = t.avx2;

@@ -20,11 +20,15 @@ struct TypeTraits {
     // (quantize_row_q8_0/q8_1 of arch/x86/quants.c: scale 127/amax, round half to even;
     // F16C for F16). For Q4_0/Q4_1/Q5_0/Q5_1, which are never activations, it is quantize_ref,
     // as in ggml-cpu's type_traits_cpu. SIMD and scalar versions give identical bytes.
+    // Q8_K, the K-quants' activation type, is quantize_row_q8_K_ref, which ggml's x86 build
+    // runs as well (scale -127/max from the signed extreme, nearest_int's ties to even); the
+    // K-quants, IQ4_NL, IQ4_XS and TQ1_0/TQ2_0 use their quantize_ref, as ggml-cpu does.
     void (*from_float)(const float* x, void* y, int64_t n);
     // *s = dot(x, y) over n elements: x a row of this type, y a row of vec_dot_type.
     void (*vec_dot)(int64_t n, float* s, const void* x, const void* y);
     // The type activations are converted to before vec_dot (ggml-cpu's vec_dot_type):
     // Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, F16 for F16, BF16 for BF16, F32 for F32.
+    // Q8_K for Q2_K..Q6_K, IQ4_XS, TQ1_0 and TQ2_0; Q8_0 for IQ4_NL.
     GGMLType vec_dot_type;
     // Weight quantization as ggml's quantize_row_*_ref (ggml-quants.c), which rounds halves
     // upwards (roundf, or truncating x + 8.5) and takes the Q4_0/Q5_0 scale from the signed

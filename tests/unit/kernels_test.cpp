@@ -146,7 +146,7 @@ TEST(Kernels, BlockSizesMatchTypeTable) {
         ASSERT_NE(traits(t), nullptr) << slm::type_name(t);
         EXPECT_EQ(traits(t)->type, t);
     }
-    EXPECT_EQ(traits(GGMLType::Q4_K), nullptr);
+    EXPECT_EQ(traits(GGMLType::IQ2_XXS), nullptr);
     EXPECT_EQ(traits_for_isa("scalar", GGMLType::Q4_0), ref_traits(GGMLType::Q4_0));
     const std::string isa = isa_name();
     EXPECT_TRUE(isa == "scalar" || isa == "avx2") << isa;
@@ -735,14 +735,15 @@ TEST(MulMat, ErrorsNameTheType) {
         EXPECT_NE(std::string(e.what()).find("40"), std::string::npos) << e.what();
     }
     try {
-        mul_mat(w.data(), GGMLType::Q4_K, 256, 2, x.data(), 1, y.data(), nullptr, scratch);
-        FAIL() << "no error for Q4_K";
+        mul_mat(w.data(), GGMLType::IQ2_XXS, 256, 2, x.data(), 1, y.data(), nullptr, scratch);
+        FAIL() << "no error for IQ2_XXS";
     } catch (const slm::Error& e) {
-        EXPECT_NE(std::string(e.what()).find("Q4_K"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("IQ2_XXS"), std::string::npos) << e.what();
     }
     EXPECT_THROW(mul_mat(w.data(), GGMLType::Q8_1, 32, 2, x.data(), 1, y.data(), nullptr, scratch), slm::Error);
     EXPECT_THROW(dequantize_row(w.data(), GGMLType::Q8_0, 33, y.data()), slm::Error);
-    EXPECT_THROW(dequantize_row(w.data(), GGMLType::Q6_K, 256, y.data()), slm::Error);
+    EXPECT_THROW(dequantize_row(w.data(), GGMLType::IQ3_S, 256, y.data()), slm::Error);
+    EXPECT_THROW(mul_mat(w.data(), GGMLType::Q8_K, 256, 2, x.data(), 1, y.data(), nullptr, scratch), slm::Error);
 }
 
 TEST(MulMat, DequantizeRowHelper) {

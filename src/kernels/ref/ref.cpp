@@ -475,6 +475,7 @@ void fill_traits(TypeTraits* table, int n_table) {
         const auto id = static_cast<int>(t.type);
         if (id < n_table) table[id] = t;
     }
+    fill_traits_kquants(table, n_table);
 }
 
 } // namespace ref

@@ -6,4 +6,6 @@
 namespace slm::kernels::avx2 {
 // Overwrites table[type id] for every type avx2.cpp has kernels for (AVX2 + FMA + F16C).
 void fill_traits(TypeTraits* table, int n_table);
+// The same for the K-quants, IQ4_NL, IQ4_XS, TQ1_0 and TQ2_0 (avx2_kquants.cpp).
+void fill_traits_kquants(TypeTraits* table, int n_table);
 } // namespace slm::kernels::avx2
