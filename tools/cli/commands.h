@@ -13,6 +13,7 @@ void add_run(CLI::App& app);       // slm run: generate text
 void add_info(CLI::App& app);      // slm info: hyper-parameters, tokenizer, tensors
 void add_tokenize(CLI::App& app);  // slm tokenize: text -> token ids as JSON
 void add_convert(CLI::App& app);   // slm convert: other formats -> GGUF
+void add_synth(CLI::App& app);     // slm synth: random-weight models of real shapes
 void add_bench(CLI::App& app);     // slm bench: speed, time to first token, bandwidth roofline
 
 // The model used when -m is not given: $SLM_MODEL, else the bundled stories260K.

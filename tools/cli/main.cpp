@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
     slm::cli::add_info(app);
     slm::cli::add_tokenize(app);
     slm::cli::add_convert(app);
+    slm::cli::add_synth(app);
     slm::cli::add_bench(app);
     try {
         app.parse(argc, argv);

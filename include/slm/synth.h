@@ -1,0 +1,146 @@
+// slm/synth.h - random-weight models of real shapes, loadable by slm and by llama.cpp.
+//
+//   slm::SynthConfig c = slm::synth_preset("tinyllama-1.1b");     // or slm::preset_tinyllama_1b()
+//   c.type = slm::GGMLType::Q4_0;
+//   c.tokenizer = "tests/data/vocab/ggml-vocab-llama-spm.gguf";   // tokenizer.* keys copied verbatim
+//   slm::SynthResult r = slm::synthesize(c, "/tmp/tinyllama.q4_0.gguf");
+//
+//   for (const slm::SynthTensor& t : slm::synth_tensors(c))          // shapes without writing
+//       printf("%s %s %zu\n", t.name.c_str(), slm::type_name(t.type), t.nbytes);
+//
+// The file is laid out as llama.cpp's convert_hf_to_gguf.py (then llama-quantize --pure) would
+// write the real model: the same `<arch>.*` keys with the same GGUF types, the same tensor names
+// and shapes (in forward-pass order), `general.file_type` as llama.cpp's LLAMA_FTYPE, and
+// general.quantization_version 2 unless all tensors are F32. Only the numbers are random,
+// drawn so that a forward pass stays numerically sane over 20-30 layers (see SynthTensor).
+// The same config and seed give identical bytes, whatever the thread count.
+#pragma once
+
+#include "slm/types.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace slm {
+
+// One model to synthesize. Defaults are TinyLlama-1.1B's shape (preset_tinyllama_1b()).
+struct SynthConfig {
+    std::string name = "custom";   // "tinyllama-1.1b": written as general.name "slm-synth <name>"
+    std::string arch = "llama";    // general.architecture; only "llama" can be written so far
+    // Rows of token_embd (and output). The presets give the real model's value, so that
+    // synth_tensors() counts the real parameters; synthesize() always takes the tokenizer's
+    // token count instead (a model needs one row per token), see SynthResult::n_vocab.
+    uint32_t n_vocab = 32000;
+    uint32_t n_ctx_train = 2048;   // context_length: 2048
+    uint32_t n_embd = 2048;        // embedding_length: 2048
+    uint32_t n_layer = 22;         // block_count: 22
+    uint32_t n_head = 32;          // attention.head_count: 32
+    uint32_t n_head_kv = 4;        // attention.head_count_kv: 4 (GQA); must divide n_head
+    uint32_t n_ff = 5632;          // feed_forward_length: 5632
+    // Per-head size: 64. 0 = n_embd / n_head. When set, attention.key_length and value_length
+    // are written, as convert_hf_to_gguf.py does when config.json has "head_dim".
+    uint32_t head_dim = 0;
+    float rope_freq_base = 10000;  // rope.freq_base: 10000 (Llama 2), 500000 (Llama 3)
+    float rms_eps = 1e-5f;         // attention.layer_norm_rms_epsilon: 1e-5
+    bool tied_embeddings = false;  // true: no output.weight, logits use token_embd (SmolLM2, Llama 3.2)
+    // Llama 3 RoPE frequency scaling ("rope_type": "llama3" in config.json): when factor > 0 a
+    // rope_freqs.weight tensor (head_dim / 2 F32 factors) is written as the converter computes it.
+    float rope_llama3_factor = 0;         // 32 for Llama 3.2; 0 = none
+    float rope_llama3_low_freq = 1;       // low_freq_factor: 1
+    float rope_llama3_high_freq = 4;      // high_freq_factor: 4
+    uint32_t rope_llama3_orig_ctx = 8192; // original_max_position_embeddings: 8192
+    // A GGUF whose tokenizer.* keys are copied verbatim (e.g. a llama.cpp ggml-vocab-*.gguf).
+    // Relative paths are opened as given; the CLI also looks for them in the slm source tree.
+    std::string tokenizer = "tests/data/vocab/ggml-vocab-llama-spm.gguf";
+    GGMLType type = GGMLType::F16;         // the 2-D weights: F16, Q8_0, Q4_0, ... (norms stay F32)
+    std::optional<GGMLType> embd_type;     // token_embd.weight; unset = type
+    std::optional<GGMLType> output_type;   // output.weight; unset = type
+    uint64_t seed = 42;                    // same config + seed -> identical file bytes
+    int n_threads = 0;                     // generation threads, 0 = all cores; bytes do not depend on it
+};
+
+// Named presets: real shapes, sources cited in src/models/synth.cpp.
+SynthConfig preset_tinyllama_1b();    // llama, 22 x 2048, 32/4 heads, ffn 5632, vocab 32000, untied
+SynthConfig preset_llama32_1b();      // llama, 16 x 2048, 32/8 heads, ffn 8192, tied, llama3 rope
+SynthConfig preset_smollm2_135m();    // llama, 30 x 576, 9/3 heads, ffn 1536, vocab 49152, tied
+SynthConfig preset_smollm2_360m();    // llama, 32 x 960, 15/5 heads, ffn 2560, vocab 49152, tied
+SynthConfig preset_mobilellm_125m();  // llama, 30 x 576, 9/3 heads, ffn 1536, vocab 32000, tied
+SynthConfig preset_mobilellm_350m();  // llama, 32 x 960, 15/5 heads, ffn 2560, vocab 32000, tied
+SynthConfig preset_qwen25_05b();      // qwen2 (not writable yet)
+SynthConfig preset_qwen25_15b();      // qwen2 (not writable yet)
+SynthConfig preset_gemma2_2b();       // gemma2 (not writable yet)
+SynthConfig preset_phi3_mini();       // phi3 (not writable yet)
+
+struct SynthPreset {
+    const char* name;        // "tinyllama-1.1b"
+    SynthConfig (*make)();   // preset_tinyllama_1b
+    double real_params;      // parameter count of the real model (its model card): 1.1e9
+};
+// Every preset, in a stable order.
+const std::vector<SynthPreset>& synth_presets();
+// The preset called `name`; throws slm::Error listing the names if there is none.
+SynthConfig synth_preset(const std::string& name);
+// True if synthesize() can write cfg.arch now.
+bool synth_arch_supported(const std::string& arch);
+
+// One tensor of the file, and how its values are drawn.
+struct SynthTensor {
+    std::string name;          // "blk.0.attn_q.weight"
+    GGMLType type;             // after the fallback rule (quant_fallback_type)
+    std::vector<int64_t> ne;   // ggml order: ne[0] is the row length
+    size_t nbytes;             // bytes in the file (without alignment padding)
+    // Values ~ mean + std * N(0, 1). Matrices reading the residual stream (v, gate, up) use std
+    // 1/sqrt(fan_in), q and k 2.5/sqrt(fan_in) (attention scores of std ~6: sharp, as trained
+    // models attend; with std ~1 every head averages the whole context and greedy decoding
+    // repeats one token); those writing it (attn_output, ffn_down) are further scaled by
+    // 1/sqrt(2 n_layer) (GPT-2's residual scaling), so the stream's size stays ~1 over any
+    // depth; embeddings std 0.02 (initializer_range of Llama's config.json); norm weights
+    // 1 + N(0, 0.1); logits of std ~3 from an untied output of std 3/sqrt(n_embd), or, tied,
+    // from an output_norm centred at 3 / (0.02 sqrt(n_embd)).
+    float mean;
+    float std;
+    int64_t nelements() const;
+};
+
+// The tensors synthesize() would write for cfg, in file order. Validates cfg first: throws
+// slm::Error naming the field and its CLI flag (`n_head (--n-head) = 7 does not divide ...`),
+// and "architecture qwen2 is not supported yet" for architectures not writable yet.
+std::vector<SynthTensor> synth_tensors(const SynthConfig& cfg);
+uint64_t synth_param_count(const SynthConfig& cfg);  // sum of nelements over synth_tensors
+
+// The type llama-quantize gives a tensor with rows of n_per_row elements when `want` needs a
+// row length that is a multiple of its block: K-quants fall back as llama.cpp's
+// llama_tensor_get_type does (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K/IQ4_XS ->
+// IQ4_NL, TQ1_0/TQ2_0 -> Q4_0),
+// then to F16 if even that block does not divide the row. Where llama-quantize would abort
+// (Q4_0, Q8_0, ... with a row that is not a multiple of 32) this picks F16, the type its own
+// fallback ends in. Returns `want` when it fits.
+GGMLType quant_fallback_type(GGMLType want, int64_t n_per_row);
+
+// llama.cpp's general.file_type (enum llama_ftype) for a model mostly of type t: F32 0, F16 1,
+// Q4_0 2, Q4_1 3, Q8_0 7, Q5_0 8, Q5_1 9, Q2_K 10, Q3_K 12 (Q3_K_M), Q4_K 15 (Q4_K_M),
+// Q5_K 17 (Q5_K_M), Q6_K 18, IQ4_NL 25, IQ4_XS 30, BF16 32, TQ1_0 36, TQ2_0 37, the values
+// llama-quantize writes for them.
+// Throws slm::Error for a type that is no file type.
+uint32_t llama_file_type(GGMLType t);
+
+// Types synthesize() can write in this build: those with a reference quantizer.
+std::vector<GGMLType> synth_writable_types();
+
+struct SynthResult {
+    uint32_t n_vocab = 0;             // token_embd rows: the tokenizer's token count
+    uint64_t n_params = 0;            // elements over all tensors
+    uint64_t file_bytes = 0;          // size of the written file
+    std::vector<SynthTensor> tensors; // what was written
+    std::vector<std::string> fallbacks;  // "blk.0.ffn_down.weight: Q4_K -> Q5_0 (row 1536)"
+};
+
+// Writes the model to out_path (a temporary file, then renamed: out_path is whole or untouched).
+// Peak memory is about the output's size: each tensor is generated row by row straight into its
+// final type. Throws slm::Error for a bad config, an unreadable tokenizer or a type that cannot
+// be written (naming the type and the tensor).
+SynthResult synthesize(const SynthConfig& cfg, const std::string& out_path);
+
+} // namespace slm

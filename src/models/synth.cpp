@@ -1,0 +1,645 @@
+// synth.cpp - random-weight models of real shapes (slm/synth.h).
+//
+// Three parts: presets (real shapes, each number's source cited), the tensor list (names,
+// shapes, types and init, once, serving both synth_tensors() and synthesize()), and the writer
+// (row-by-row generation straight into the final type, in parallel, deterministic).
+#include "slm/synth.h"
+
+#include "core/thread_pool.h"
+#include "kernels/kernels.h"
+#include "slm/error.h"
+#include "slm/gguf.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <sys/stat.h>
+#include <thread>
+
+namespace slm {
+
+// ---- presets ------------------------------------------------------------------------------
+//
+// Shapes are those of each model's Hugging Face config.json, as convert_hf_to_gguf.py reads it
+// (hidden_size -> n_embd, intermediate_size -> n_ff, num_key_value_heads -> n_head_kv,
+// max_position_embeddings -> n_ctx_train, rope_theta, rms_norm_eps, tie_word_embeddings).
+// Tokenizers come from tests/data/vocab (llama.cpp's ggml-vocab-*.gguf test vocabularies); where
+// the real one is not bundled, the file named is the closest stand-in and n_vocab keeps the real
+// size so that the parameter count is the real model's.
+
+SynthConfig preset_tinyllama_1b() {
+    // TinyLlama/TinyLlama-1.1B-Chat-v1.0 config.json: 22 layers, hidden 2048, 32 heads, 4 KV
+    // heads, intermediate 5632, vocab 32000 (Llama 2 SentencePiece), 2048 positions, rope_theta
+    // 10000, rms_norm_eps 1e-5, untied. 1,100,048,384 parameters.
+    SynthConfig c;
+    c.name = "tinyllama-1.1b";
+    c.n_vocab = 32000;
+    c.n_ctx_train = 2048;
+    c.n_embd = 2048;
+    c.n_layer = 22;
+    c.n_head = 32;
+    c.n_head_kv = 4;
+    c.n_ff = 5632;
+    c.rope_freq_base = 10000;
+    c.rms_eps = 1e-5f;
+    c.tied_embeddings = false;
+    c.tokenizer = "tests/data/vocab/ggml-vocab-llama-spm.gguf";
+    return c;
+}
+
+SynthConfig preset_llama32_1b() {
+    // meta-llama/Llama-3.2-1B config.json: 16 layers, hidden 2048, 32 heads, 8 KV heads,
+    // head_dim 64, intermediate 8192, 131072 positions, rope_theta 500000, rope_scaling llama3
+    // (factor 32, low 1, high 4, original 8192), rms_norm_eps 1e-5, tied; 1.24e9 parameters.
+    // Its vocabulary is 128256 BPE tokens (tiktoken-based), which is not bundled: the largest BPE
+    // vocabulary in tests/data/vocab, Falcon's 65024 tokens, stands in, so a synthesized file has
+    // 65024 embedding rows (1.10e9 parameters); n_vocab stays 128256 for synth_tensors().
+    SynthConfig c;
+    c.name = "llama3.2-1b";
+    c.n_vocab = 128256;
+    c.n_ctx_train = 131072;
+    c.n_embd = 2048;
+    c.n_layer = 16;
+    c.n_head = 32;
+    c.n_head_kv = 8;
+    c.head_dim = 64;
+    c.n_ff = 8192;
+    c.rope_freq_base = 500000;
+    c.rms_eps = 1e-5f;
+    c.tied_embeddings = true;
+    c.rope_llama3_factor = 32;
+    c.rope_llama3_low_freq = 1;
+    c.rope_llama3_high_freq = 4;
+    c.rope_llama3_orig_ctx = 8192;
+    c.tokenizer = "tests/data/vocab/ggml-vocab-falcon.gguf";
+    return c;
+}
+
+SynthConfig preset_smollm2_135m() {
+    // HuggingFaceTB/SmolLM2-135M config.json: 30 layers, hidden 576, 9 heads, 3 KV heads,
+    // head_dim 64, intermediate 1536, vocab 49152, 8192 positions, rope_theta 100000,
+    // rms_norm_eps 1e-5, tied; 134,515,008 parameters. Its own 49152-token BPE vocabulary is not
+    // bundled; StarCoder's, of the same size (49152), stands in.
+    SynthConfig c;
+    c.name = "smollm2-135m";
+    c.n_vocab = 49152;
+    c.n_ctx_train = 8192;
+    c.n_embd = 576;
+    c.n_layer = 30;
+    c.n_head = 9;
+    c.n_head_kv = 3;
+    c.head_dim = 64;
+    c.n_ff = 1536;
+    c.rope_freq_base = 100000;
+    c.rms_eps = 1e-5f;
+    c.tied_embeddings = true;
+    c.tokenizer = "tests/data/vocab/ggml-vocab-starcoder.gguf";
+    return c;
+}
+
+SynthConfig preset_smollm2_360m() {
+    // HuggingFaceTB/SmolLM2-360M config.json: 32 layers, hidden 960, 15 heads, 5 KV heads,
+    // head_dim 64, intermediate 2560, vocab 49152, 8192 positions, rope_theta 100000,
+    // rms_norm_eps 1e-5, tied; 361,821,120 parameters. StarCoder's 49152 tokens stand in.
+    SynthConfig c = preset_smollm2_135m();
+    c.name = "smollm2-360m";
+    c.n_embd = 960;
+    c.n_layer = 32;
+    c.n_head = 15;
+    c.n_head_kv = 5;
+    c.n_ff = 2560;
+    return c;
+}
+
+SynthConfig preset_mobilellm_125m() {
+    // facebook/MobileLLM-125M model card: 30 layers, 9 heads, 3 KV heads, dimension 576, 124.6M
+    // parameters, shared embeddings, 2k context; config.json: intermediate 1536, vocab 32000 (the
+    // Llama 2 tokenizer), rope_theta 10000, rms_norm_eps 1e-5.
+    SynthConfig c;
+    c.name = "mobilellm-125m";
+    c.n_vocab = 32000;
+    c.n_ctx_train = 2048;
+    c.n_embd = 576;
+    c.n_layer = 30;
+    c.n_head = 9;
+    c.n_head_kv = 3;
+    c.n_ff = 1536;
+    c.rope_freq_base = 10000;
+    c.rms_eps = 1e-5f;
+    c.tied_embeddings = true;
+    c.tokenizer = "tests/data/vocab/ggml-vocab-llama-spm.gguf";
+    return c;
+}
+
+SynthConfig preset_mobilellm_350m() {
+    // facebook/MobileLLM-350M model card: 32 layers, 15 heads, 5 KV heads, dimension 960, 345.3M
+    // parameters; config.json: intermediate 2560, vocab 32000, tied.
+    SynthConfig c = preset_mobilellm_125m();
+    c.name = "mobilellm-350m";
+    c.n_embd = 960;
+    c.n_layer = 32;
+    c.n_head = 15;
+    c.n_head_kv = 5;
+    c.n_ff = 2560;
+    return c;
+}
+
+SynthConfig preset_qwen25_05b() {
+    // Qwen/Qwen2.5-0.5B config.json: 24 layers, hidden 896, 14 heads, 2 KV heads, intermediate
+    // 4864, vocab 151936, 32768 positions, rope_theta 1e6, rms_norm_eps 1e-6, tied, q/k/v biases;
+    // 0.49e9 parameters. Its tokenizer is not bundled.
+    SynthConfig c;
+    c.name = "qwen2.5-0.5b";
+    c.arch = "qwen2";
+    c.n_vocab = 151936;
+    c.n_ctx_train = 32768;
+    c.n_embd = 896;
+    c.n_layer = 24;
+    c.n_head = 14;
+    c.n_head_kv = 2;
+    c.n_ff = 4864;
+    c.rope_freq_base = 1000000;
+    c.rms_eps = 1e-6f;
+    c.tied_embeddings = true;
+    c.tokenizer = "";
+    return c;
+}
+
+SynthConfig preset_qwen25_15b() {
+    // Qwen/Qwen2.5-1.5B config.json: 28 layers, hidden 1536, 12 heads, 2 KV heads, intermediate
+    // 8960, vocab 151936, 131072 positions, rope_theta 1e6, rms_norm_eps 1e-6, tied; 1.54e9.
+    SynthConfig c = preset_qwen25_05b();
+    c.name = "qwen2.5-1.5b";
+    c.n_ctx_train = 131072;
+    c.n_embd = 1536;
+    c.n_layer = 28;
+    c.n_head = 12;
+    c.n_head_kv = 2;
+    c.n_ff = 8960;
+    return c;
+}
+
+SynthConfig preset_gemma2_2b() {
+    // google/gemma-2-2b config.json: 26 layers, hidden 2304, 8 heads, 4 KV heads, head_dim 256,
+    // intermediate 9216, vocab 256000, 8192 positions, rope_theta 10000, rms_norm_eps 1e-6, tied;
+    // 2.61e9 parameters. Its tokenizer is not bundled.
+    SynthConfig c;
+    c.name = "gemma2-2b";
+    c.arch = "gemma2";
+    c.n_vocab = 256000;
+    c.n_ctx_train = 8192;
+    c.n_embd = 2304;
+    c.n_layer = 26;
+    c.n_head = 8;
+    c.n_head_kv = 4;
+    c.head_dim = 256;
+    c.n_ff = 9216;
+    c.rope_freq_base = 10000;
+    c.rms_eps = 1e-6f;
+    c.tied_embeddings = true;
+    c.tokenizer = "";
+    return c;
+}
+
+SynthConfig preset_phi3_mini() {
+    // microsoft/Phi-3-mini-4k-instruct config.json: 32 layers, hidden 3072, 32 heads (MHA),
+    // intermediate 8192, vocab 32064, 4096 positions, rope_theta 10000, rms_norm_eps 1e-5,
+    // untied; 3.82e9 parameters. Its tokenizer is bundled (ggml-vocab-phi-3.gguf, 32064 tokens).
+    SynthConfig c;
+    c.name = "phi3-mini";
+    c.arch = "phi3";
+    c.n_vocab = 32064;
+    c.n_ctx_train = 4096;
+    c.n_embd = 3072;
+    c.n_layer = 32;
+    c.n_head = 32;
+    c.n_head_kv = 32;
+    c.n_ff = 8192;
+    c.rope_freq_base = 10000;
+    c.rms_eps = 1e-5f;
+    c.tied_embeddings = false;
+    c.tokenizer = "tests/data/vocab/ggml-vocab-phi-3.gguf";
+    return c;
+}
+
+const std::vector<SynthPreset>& synth_presets() {
+    // real_params: the model cards' counts (SmolLM2 and TinyLlama computed from config.json).
+    static const std::vector<SynthPreset> presets = {
+        {"tinyllama-1.1b", preset_tinyllama_1b, 1.100e9},
+        {"llama3.2-1b", preset_llama32_1b, 1.236e9},
+        {"smollm2-135m", preset_smollm2_135m, 1.345e8},
+        {"smollm2-360m", preset_smollm2_360m, 3.618e8},
+        {"mobilellm-125m", preset_mobilellm_125m, 1.246e8},
+        {"mobilellm-350m", preset_mobilellm_350m, 3.453e8},
+        {"qwen2.5-0.5b", preset_qwen25_05b, 4.94e8},
+        {"qwen2.5-1.5b", preset_qwen25_15b, 1.54e9},
+        {"gemma2-2b", preset_gemma2_2b, 2.61e9},
+        {"phi3-mini", preset_phi3_mini, 3.82e9},
+    };
+    return presets;
+}
+
+SynthConfig synth_preset(const std::string& name) {
+    std::string names;
+    for (const SynthPreset& p : synth_presets()) {
+        if (name == p.name) return p.make();
+        names += (names.empty() ? "" : ", ") + std::string(p.name);
+    }
+    fail("synth: unknown preset '%s' (--preset); presets: %s", name.c_str(), names.c_str());
+}
+
+bool synth_arch_supported(const std::string& arch) { return arch == "llama"; }
+
+// ---- types ----------------------------------------------------------------------------------
+
+namespace {
+
+struct FileType {
+    GGMLType type;
+    uint32_t ftype;
+};
+// enum llama_ftype (llama.h); K-quants as llama-quantize's aliases "Q4_K" -> Q4_K_M etc.
+constexpr FileType kFileTypes[] = {
+    {GGMLType::F32, 0},    {GGMLType::F16, 1},    {GGMLType::Q4_0, 2},   {GGMLType::Q4_1, 3},
+    {GGMLType::Q8_0, 7},   {GGMLType::Q5_0, 8},   {GGMLType::Q5_1, 9},   {GGMLType::Q2_K, 10},
+    {GGMLType::Q3_K, 12},  {GGMLType::Q4_K, 15},  {GGMLType::Q5_K, 17},  {GGMLType::Q6_K, 18},
+    {GGMLType::IQ4_NL, 25}, {GGMLType::IQ4_XS, 30}, {GGMLType::BF16, 32},  {GGMLType::TQ1_0, 36},
+    {GGMLType::TQ2_0, 37},
+};
+
+// The types llama_tensor_get_type has a fallback for (256-element super-blocks).
+bool has_fallback(GGMLType t) {
+    return t == GGMLType::Q2_K || t == GGMLType::Q3_K || t == GGMLType::Q4_K || t == GGMLType::Q5_K ||
+           t == GGMLType::Q6_K || t == GGMLType::IQ4_XS || t == GGMLType::TQ1_0 || t == GGMLType::TQ2_0;
+}
+
+} // namespace
+
+uint32_t llama_file_type(GGMLType t) {
+    for (const FileType& f : kFileTypes)
+        if (f.type == t) return f.ftype;
+    fail("synth: type %s (--type) is not a model weight type llama.cpp writes", type_name(t));
+}
+
+GGMLType quant_fallback_type(GGMLType want, int64_t n_per_row) {
+    const int64_t blk = type_info(want).blck_size;
+    if (blk <= 1 || n_per_row % blk == 0) return want;
+    GGMLType t = GGMLType::F16;
+    if (has_fallback(want)) {
+        switch (want) {
+        case GGMLType::TQ1_0:
+        case GGMLType::TQ2_0: t = GGMLType::Q4_0; break;
+        case GGMLType::Q4_K: t = GGMLType::Q5_0; break;
+        case GGMLType::Q5_K: t = GGMLType::Q5_1; break;
+        case GGMLType::Q6_K: t = GGMLType::Q8_0; break;
+        default: t = GGMLType::IQ4_NL; break;  // Q2_K, Q3_K, IQ4_XS
+        }
+        if (n_per_row % type_info(t).blck_size != 0) t = GGMLType::F16;
+    }
+    return t;
+}
+
+std::vector<GGMLType> synth_writable_types() {
+    std::vector<GGMLType> out;
+    for (const FileType& f : kFileTypes) {
+        const kernels::TypeTraits* tt = kernels::ref_traits(f.type);
+        if (tt && tt->quantize_ref) out.push_back(f.type);
+    }
+    return out;
+}
+
+// ---- the tensor list ----------------------------------------------------------------------
+
+int64_t SynthTensor::nelements() const {
+    int64_t n = 1;
+    for (int64_t d : ne) n *= d;
+    return n;
+}
+
+namespace {
+
+// Init constants; see SynthTensor in slm/synth.h for the reasoning.
+constexpr float kEmbdStd = 0.02f;   // Llama's initializer_range
+constexpr float kNormStd = 0.1f;    // norm weights 1 + N(0, 0.1), as the reference random models
+constexpr float kLogitStd = 3.0f;   // target spread of a logits row
+// q and k 2.5x wider than 1/sqrt(fan_in): attention scores of std ~6 instead of ~1. With std-1
+// scores every head spreads over the whole context, each position sees the same average, and
+// greedy decoding repeats one token for dozens of steps; trained models attend sharply too.
+constexpr float kQKScale = 2.5f;
+
+void check_range(uint32_t v, uint32_t lo, uint32_t hi, const char* field, const char* flag) {
+    if (v < lo || v > hi) fail("synth: %s (%s) = %u is out of range [%u, %u]", field, flag, v, lo, hi);
+}
+
+void validate(const SynthConfig& c) {
+    if (!synth_arch_supported(c.arch)) {
+        if (c.arch == "qwen2" || c.arch == "gemma2" || c.arch == "phi3" || c.arch == "qwen3" || c.arch == "gemma3")
+            fail("synth: architecture %s is not supported yet (supported: llama)", c.arch.c_str());
+        fail("synth: unknown architecture '%s' (--arch); supported: llama", c.arch.c_str());
+    }
+    // Bounds as the model loader's (registry.cpp), so whatever is written can be loaded.
+    check_range(c.n_vocab, 1, 1u << 22, "n_vocab", "--tokenizer");
+    check_range(c.n_ctx_train, 1, 1u << 24, "n_ctx_train", "--n-ctx");
+    check_range(c.n_embd, 1, 1u << 16, "n_embd", "--n-embd");
+    check_range(c.n_layer, 1, 4096, "n_layer", "--n-layer");
+    check_range(c.n_head, 1, 4096, "n_head", "--n-head");
+    check_range(c.n_head_kv, 1, 4096, "n_head_kv", "--n-head-kv");
+    check_range(c.n_ff, 1, 1u << 20, "n_ff", "--n-ff");
+    if (c.head_dim == 0 && c.n_embd % c.n_head != 0)
+        fail("synth: n_head (--n-head) = %u does not divide n_embd (--n-embd) = %u", c.n_head, c.n_embd);
+    if (c.n_head % c.n_head_kv != 0)
+        fail("synth: n_head_kv (--n-head-kv) = %u does not divide n_head (--n-head) = %u", c.n_head_kv, c.n_head);
+    const uint32_t hd = c.head_dim ? c.head_dim : c.n_embd / c.n_head;
+    check_range(hd, 2, 4096, "head_dim", "--head-dim");
+    if (hd % 2 != 0) fail("synth: head_dim (--head-dim) = %u is odd; RoPE rotates pairs", hd);
+    if (!(c.rope_freq_base > 1.0f)) fail("synth: rope_freq_base (--rope-base) = %g must be > 1", c.rope_freq_base);
+    if (!(c.rms_eps > 0.0f && c.rms_eps < 1.0f)) fail("synth: rms_eps (--rms-eps) = %g is out of range (0, 1)", c.rms_eps);
+    if (c.rope_llama3_factor < 0.0f || (c.rope_llama3_factor > 0 && !(c.rope_llama3_high_freq > c.rope_llama3_low_freq)))
+        fail("synth: llama3 rope scaling needs factor >= 0 and high_freq > low_freq");
+    llama_file_type(c.type);
+    if (c.embd_type) llama_file_type(*c.embd_type);
+    if (c.output_type) llama_file_type(*c.output_type);
+}
+
+} // namespace
+
+std::vector<SynthTensor> synth_tensors(const SynthConfig& c) {
+    validate(c);
+    const int64_t E = c.n_embd, V = c.n_vocab, F = c.n_ff;
+    const int64_t hd = c.head_dim ? c.head_dim : c.n_embd / c.n_head;
+    const int64_t nq = hd * c.n_head, nkv = hd * c.n_head_kv;
+    const float resid_scale = 1.0f / std::sqrt(2.0f * static_cast<float>(c.n_layer));
+
+    std::vector<SynthTensor> out;
+    auto add = [&](std::string name, GGMLType want, std::vector<int64_t> ne, float mean, float std) {
+        SynthTensor t;
+        t.name = std::move(name);
+        t.type = ne.size() == 1 ? GGMLType::F32 : quant_fallback_type(want, ne[0]);  // 1-D: F32, as llama-quantize
+        t.ne = std::move(ne);
+        t.nbytes = row_size(t.type, t.ne[0]) * static_cast<size_t>(t.nelements() / t.ne[0]);
+        t.mean = mean;
+        t.std = std;
+        out.push_back(std::move(t));
+    };
+    auto matrix = [&](const std::string& name, int64_t n_in, int64_t n_out, float scale) {
+        add(name, c.type, {n_in, n_out}, 0.0f, scale / std::sqrt(static_cast<float>(n_in)));
+    };
+
+    // Order: generated rope_freqs first (convert_hf_to_gguf.py yields its generated tensors before
+    // the checkpoint's), then the embedding, the blocks in numeric order with each block's tensors
+    // in the order the forward pass uses them, the final norm and the output matrix. (The
+    // converter itself follows the checkpoint's key order; loaders look tensors up by name.)
+    if (c.rope_llama3_factor > 0) add("rope_freqs.weight", GGMLType::F32, {hd / 2}, 0, 0);
+    add("token_embd.weight", c.embd_type.value_or(c.type), {E, V}, 0.0f, kEmbdStd);
+    for (uint32_t il = 0; il < c.n_layer; ++il) {
+        const std::string p = "blk." + std::to_string(il) + ".";
+        add(p + "attn_norm.weight", GGMLType::F32, {E}, 1.0f, kNormStd);
+        matrix(p + "attn_q.weight", E, nq, kQKScale);
+        matrix(p + "attn_k.weight", E, nkv, kQKScale);
+        matrix(p + "attn_v.weight", E, nkv, 1.0f);
+        matrix(p + "attn_output.weight", nq, E, resid_scale);
+        add(p + "ffn_norm.weight", GGMLType::F32, {E}, 1.0f, kNormStd);
+        matrix(p + "ffn_gate.weight", E, F, 1.0f);
+        matrix(p + "ffn_up.weight", E, F, 1.0f);
+        matrix(p + "ffn_down.weight", F, E, resid_scale);
+    }
+    if (c.tied_embeddings) {
+        // logits = token_embd . h: with rows of std 0.02, h needs norm weights of ~centre for a
+        // logit spread of kLogitStd (large final-norm weights are what trained tied models have).
+        const float centre = kLogitStd / (kEmbdStd * std::sqrt(static_cast<float>(E)));
+        add("output_norm.weight", GGMLType::F32, {E}, centre, centre * kNormStd);
+    } else {
+        add("output_norm.weight", GGMLType::F32, {E}, 1.0f, kNormStd);
+        add("output.weight", c.output_type.value_or(c.type), {E, V}, 0.0f, kLogitStd / std::sqrt(static_cast<float>(E)));
+    }
+    return out;
+}
+
+uint64_t synth_param_count(const SynthConfig& cfg) {
+    uint64_t n = 0;
+    for (const SynthTensor& t : synth_tensors(cfg)) n += static_cast<uint64_t>(t.nelements());
+    return n;
+}
+
+// ---- generation -----------------------------------------------------------------------------
+
+namespace {
+
+// SplitMix64's finalizer (Steele et al., "Fast splittable pseudorandom number generators"):
+// a stateless mix, so each row gets its own stream whatever thread generates it.
+uint64_t mix64(uint64_t z) {
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+uint64_t fnv1a(const std::string& s) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (unsigned char ch : s) h = (h ^ ch) * 0x100000001b3ull;
+    return h;
+}
+
+// xoshiro256+ (Blackman & Vigna): fast, and its high bits, the only ones used, are fine for floats.
+struct Xoshiro256p {
+    uint64_t s[4];
+    explicit Xoshiro256p(uint64_t seed) {
+        for (uint64_t& x : s) x = seed = mix64(seed);
+    }
+    static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+    uint64_t next() {
+        const uint64_t r = s[0] + s[3];
+        const uint64_t t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = rotl(s[3], 45);
+        return r;
+    }
+};
+
+// ln(x) for x in (0, 1]: exponent plus log(m) = 2 atanh((m-1)/(m+1)) for m in [sqrt(1/2), sqrt(2)),
+// abs error < 1e-6. Written without branches or libm so the Box-Muller loop vectorizes and gives
+// the same bits on every platform (libm's logf/sincosf differ between versions).
+inline float log_unit(float x) {
+    const uint32_t b = std::bit_cast<uint32_t>(x);
+    int32_t e = static_cast<int32_t>(b >> 23) - 127;
+    float m = std::bit_cast<float>((b & 0x007FFFFFu) | 0x3F800000u);  // [1, 2)
+    const int32_t big = m > 1.41421356f;
+    m *= 1.0f - 0.5f * static_cast<float>(big);
+    e += big;
+    const float f = m - 1.0f, s = f / (2.0f + f), z = s * s;
+    const float p = 2.0f * s * (1.0f + z * (1.0f / 3 + z * (1.0f / 5 + z * (1.0f / 7 + z * (1.0f / 9)))));
+    return p + static_cast<float>(e) * 0.693147180559945f;
+}
+
+// Box-Muller over p pairs, one 64-bit draw each (24 bits per uniform: |z| <= 5.8):
+// z[j] = r cos(2 pi u2), z[p + j] = r sin(2 pi u2), r = sqrt(-2 ln u1). The angle is reduced to
+// a quadrant k and |t| <= pi/4 (Taylor to t^9, error < 1e-8); sqrt is a Newton-refined
+// reciprocal square root. Branch-free, so GCC vectorizes it.
+void box_muller(const uint64_t* bits, float* z, int64_t p) {
+    constexpr float k2m24 = 1.0f / 16777216.0f;
+    for (int64_t j = 0; j < p; ++j) {
+        const uint64_t v = bits[j];
+        const float u1 = static_cast<float>(static_cast<int32_t>(v >> 40) + 1) * k2m24;  // (0, 1]
+        const int32_t q = static_cast<int32_t>((v >> 16) & 0xFFFFFFu);                 // u2 = q / 2^24
+        const int32_t k = (q + 0x200000) >> 22;                                         // round(4 u2)
+        const float t = 6.28318530717958647692f * static_cast<float>(q - (k << 22)) * k2m24;
+        const float t2 = t * t;
+        const float sn = t * (1.0f + t2 * (-1.0f / 6 + t2 * (1.0f / 120 + t2 * (-1.0f / 5040 + t2 * (1.0f / 362880)))));
+        const float cs = 1.0f + t2 * (-0.5f + t2 * (1.0f / 24 + t2 * (-1.0f / 720 + t2 * (1.0f / 40320))));
+        // rotate by k quarter turns: odd k swaps cos/sin (one negated), k & 2 negates both
+        const float odd = static_cast<float>(k & 1), sg = 1.0f - static_cast<float>(k & 2);
+        const float c = sg * (cs - odd * (cs + sn)), s = sg * (sn + odd * (cs - sn));
+        const float w = -2.0f * log_unit(u1) + 1e-30f;  // > 0, so the rsqrt below is finite
+        float y = std::bit_cast<float>(0x5f3759dfu - (std::bit_cast<uint32_t>(w) >> 1));
+        y = y * (1.5f - 0.5f * w * y * y);
+        y = y * (1.5f - 0.5f * w * y * y);
+        y = y * (1.5f - 0.5f * w * y * y);
+        const float r = w * y;
+        z[j] = r * c;
+        z[p + j] = r * s;
+    }
+}
+
+struct RowScratch {
+    std::vector<uint64_t> bits;
+    std::vector<float> z;
+};
+
+// n values mean + std * N(0, 1).
+void fill_normal(Xoshiro256p& g, float* x, int64_t n, float mean, float std, RowScratch& s) {
+    const int64_t p = (n + 1) / 2;
+    s.bits.resize(static_cast<size_t>(p));
+    s.z.resize(static_cast<size_t>(2 * p));
+    for (int64_t j = 0; j < p; ++j) s.bits[j] = g.next();
+    box_muller(s.bits.data(), s.z.data(), p);
+    for (int64_t i = 0; i < n; ++i) x[i] = mean + std * s.z[i];
+}
+
+// convert_hf_to_gguf.py's LlamaModel.generate_extra_tensors for rope_type "llama3", in float32
+// as its torch code computes the frequencies.
+std::vector<float> llama3_rope_factors(const SynthConfig& c, int64_t hd) {
+    const float pi = 3.14159265358979323846f;
+    const float factor = c.rope_llama3_factor;
+    const float low_wavelen = static_cast<float>(c.rope_llama3_orig_ctx) / c.rope_llama3_low_freq;
+    const float high_wavelen = static_cast<float>(c.rope_llama3_orig_ctx) / c.rope_llama3_high_freq;
+    std::vector<float> out;
+    for (int64_t i = 0; i < hd; i += 2) {
+        const float freq = 1.0f / std::pow(c.rope_freq_base, static_cast<float>(i) / static_cast<float>(hd));
+        const float wavelen = 2.0f * pi / freq;
+        if (wavelen < high_wavelen) {
+            out.push_back(1.0f);
+        } else if (wavelen > low_wavelen) {
+            out.push_back(factor);
+        } else {
+            const float smooth = (static_cast<float>(c.rope_llama3_orig_ctx) / wavelen - c.rope_llama3_low_freq) /
+                                 (c.rope_llama3_high_freq - c.rope_llama3_low_freq);
+            out.push_back(1.0f / ((1.0f - smooth) / factor + smooth));
+        }
+    }
+    return out;
+}
+
+// The bytes of one tensor in its final type, generated row by row in parallel.
+std::vector<uint8_t> generate_tensor(const SynthTensor& t, uint64_t seed, ThreadPool& pool) {
+    std::vector<uint8_t> out(t.nbytes);
+    const kernels::TypeTraits* tt = kernels::ref_traits(t.type);
+    const int64_t n0 = t.ne[0], rows = t.nelements() / n0;
+    const size_t rs = row_size(t.type, n0);
+    const uint64_t tseed = mix64(seed ^ fnv1a(t.name));  // by name: independent of the tensor order
+    pool.parallel_for(rows, [&](int64_t begin, int64_t end, int) {
+        std::vector<float> row(static_cast<size_t>(n0));
+        RowScratch scratch;
+        for (int64_t r = begin; r < end; ++r) {
+            Xoshiro256p g(tseed ^ mix64(static_cast<uint64_t>(r)));
+            fill_normal(g, row.data(), n0, t.mean, t.std, scratch);
+            tt->quantize_ref(row.data(), out.data() + static_cast<size_t>(r) * rs, n0);
+        }
+    });
+    return out;
+}
+
+} // namespace
+
+SynthResult synthesize(const SynthConfig& cfg_in, const std::string& out_path) {
+    if (!synth_arch_supported(cfg_in.arch)) validate(cfg_in);  // the architecture's own message
+    if (cfg_in.tokenizer.empty()) fail("synth: no tokenizer given (--tokenizer VOCAB.gguf)");
+    GGUFFile tok = GGUFFile::open(cfg_in.tokenizer);
+    const GGUFValue* tokens = tok.find("tokenizer.ggml.tokens");
+    if (!tokens || tokens->type != GGUFType::ARRAY || tokens->elem_type != GGUFType::STRING)
+        fail("synth: %s: no tokenizer.ggml.tokens string array; --tokenizer must name a GGUF with a vocabulary",
+             cfg_in.tokenizer.c_str());
+
+    SynthConfig cfg = cfg_in;
+    cfg.n_vocab = static_cast<uint32_t>(std::min<uint64_t>(tokens->n, UINT32_MAX));
+    SynthResult res;
+    res.n_vocab = cfg.n_vocab;
+    res.tensors = synth_tensors(cfg);
+    for (const SynthTensor& t : res.tensors) {
+        const kernels::TypeTraits* tt = kernels::ref_traits(t.type);
+        if (!tt || !tt->quantize_ref)
+            fail("synth: tensor '%s' needs type %s, which slm cannot quantize to yet", t.name.c_str(), type_name(t.type));
+        const GGMLType want = t.ne.size() == 1                    ? GGMLType::F32
+                              : t.name == "token_embd.weight"     ? cfg.embd_type.value_or(cfg.type)
+                              : t.name == "output.weight"         ? cfg.output_type.value_or(cfg.type)
+                                                                  : cfg.type;
+        if (t.type != want)
+            res.fallbacks.push_back(strprintf("%s: %s -> %s (row %lld)", t.name.c_str(), type_name(want),
+                                              type_name(t.type), static_cast<long long>(t.ne[0])));
+    }
+
+    const std::string a = cfg.arch + ".";
+    const int64_t hd = cfg.head_dim ? cfg.head_dim : cfg.n_embd / cfg.n_head;
+    GGUFWriter w;
+    // Keys in convert_hf_to_gguf.py's order and with gguf-py's types: counts UINT32, floats FLOAT32.
+    w.set("general.architecture", GGUFValue::string(cfg.arch));
+    w.set("general.name", GGUFValue::string("slm-synth " + cfg.name));
+    w.set(a + "block_count", GGUFValue::u32(cfg.n_layer));
+    w.set(a + "context_length", GGUFValue::u32(cfg.n_ctx_train));
+    w.set(a + "embedding_length", GGUFValue::u32(cfg.n_embd));
+    w.set(a + "feed_forward_length", GGUFValue::u32(cfg.n_ff));
+    w.set(a + "attention.head_count", GGUFValue::u32(cfg.n_head));
+    w.set(a + "attention.head_count_kv", GGUFValue::u32(cfg.n_head_kv));
+    w.set(a + "rope.freq_base", GGUFValue::f32(cfg.rope_freq_base));
+    w.set(a + "attention.layer_norm_rms_epsilon", GGUFValue::f32(cfg.rms_eps));
+    if (cfg.head_dim) {
+        w.set(a + "attention.key_length", GGUFValue::u32(cfg.head_dim));
+        w.set(a + "attention.value_length", GGUFValue::u32(cfg.head_dim));
+    }
+    w.set("general.file_type", GGUFValue::u32(llama_file_type(cfg.type)));
+    w.set(a + "vocab_size", GGUFValue::u32(cfg.n_vocab));
+    w.set(a + "rope.dimension_count", GGUFValue::u32(static_cast<uint32_t>(hd)));
+    for (const auto& [k, v] : tok.kv())
+        if (k.rfind("tokenizer.", 0) == 0) w.set(k, v);
+    // llama-quantize writes GGML_QNT_VERSION into every file it makes, F16 included; an all-F32
+    // file (a converter's output) goes without, as the reference files of llama.cpp show.
+    bool all_f32 = true;
+    for (const SynthTensor& t : res.tensors) all_f32 &= t.type == GGMLType::F32;
+    if (!all_f32) w.set("general.quantization_version", GGUFValue::u32(2));
+
+    int n_threads = cfg.n_threads > 0 ? cfg.n_threads : static_cast<int>(std::thread::hardware_concurrency());
+    ThreadPool pool(std::max(1, n_threads));
+    for (const SynthTensor& t : res.tensors) {
+        std::vector<uint8_t> bytes;
+        if (t.name == "rope_freqs.weight") {
+            const std::vector<float> f = llama3_rope_factors(cfg, hd);
+            bytes.resize(f.size() * sizeof(float));
+            std::memcpy(bytes.data(), f.data(), bytes.size());
+        } else {
+            bytes = generate_tensor(t, cfg.seed, pool);
+        }
+        w.add_tensor_copy(t.name, t.type, t.ne, std::move(bytes));
+        res.n_params += static_cast<uint64_t>(t.nelements());
+    }
+    w.write(out_path);
+
+    struct stat st;
+    if (::stat(out_path.c_str(), &st) == 0) res.file_bytes = static_cast<uint64_t>(st.st_size);
+    return res;
+}
+
+} // namespace slm

@@ -1,0 +1,165 @@
+// slm synth: write a random-weight model of a real shape (see slm/synth.h).
+#include "commands.h"
+
+#include "slm/error.h"
+#include "slm/synth.h"
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace slm::cli {
+
+namespace {
+
+struct SynthOptions {
+    std::string preset, type = "f16", output, tokenizer, arch, embd_type, output_type;
+    std::optional<uint32_t> n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx, head_dim;
+    std::optional<float> rope_base, rms_eps;
+    bool tied = false, untied = false;
+    uint64_t seed = 42;
+    int threads = 0;
+    bool list = false;
+};
+
+bool exists(const std::string& p) {
+    struct stat st;
+    return stat(p.c_str(), &st) == 0;
+}
+
+// A relative tokenizer path as given, else inside the slm tree (next to the binary's build
+// tree, then the source tree), as default_model() finds the bundled model.
+std::string find_data_file(const std::string& path) {
+    if (path.empty() || path[0] == '/' || exists(path)) return path;
+    char buf[4096];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n > 0) {
+        std::string exe(buf, static_cast<size_t>(n));
+        std::string dir = exe.substr(0, exe.rfind('/'));
+        for (const char* up : {"/../../", "/../", "/"})
+            if (exists(dir + up + path)) return std::filesystem::weakly_canonical(dir + up + path).string();
+    }
+#ifdef SLM_SOURCE_DIR
+    if (exists(std::string(SLM_SOURCE_DIR) + "/" + path))
+        return std::filesystem::weakly_canonical(std::string(SLM_SOURCE_DIR) + "/" + path).string();
+#endif
+    fail("tokenizer %s not found (relative to the working directory or the slm source tree); pass --tokenizer "
+         "VOCAB.gguf",
+         path.c_str());
+}
+
+GGMLType parse_type(const std::string& s, const char* flag) {
+    GGMLType t;
+    std::string names;
+    for (GGMLType w : synth_writable_types()) names += (names.empty() ? "" : ", ") + std::string(type_name(w));
+    if (!type_from_name(s, &t)) fail("unknown %s '%s'; this build writes: %s", flag, s.c_str(), names.c_str());
+    for (GGMLType w : synth_writable_types())
+        if (w == t) return t;
+    fail("%s %s cannot be written by this build (no reference quantizer); it writes: %s", flag, type_name(t),
+         names.c_str());
+}
+
+void list_presets() {
+    std::printf("%-15s %-7s %7s %6s %6s %5s %6s %7s %-5s %12s %12s  %s\n", "preset", "arch", "n_layer", "n_embd",
+                "n_head", "n_kv", "n_ff", "n_vocab", "tied", "params", "real", "status");
+    for (const SynthPreset& p : synth_presets()) {
+        const SynthConfig c = p.make();
+        const bool ok = synth_arch_supported(c.arch);
+        std::string params = "-";
+        if (ok) params = strprintf("%.4g", static_cast<double>(synth_param_count(c)));
+        std::printf("%-15s %-7s %7u %6u %6u %5u %6u %7u %-5s %12s %12.4g  %s\n", p.name, c.arch.c_str(), c.n_layer,
+                    c.n_embd, c.n_head, c.n_head_kv, c.n_ff, c.n_vocab, c.tied_embeddings ? "yes" : "no",
+                    params.c_str(), p.real_params, ok ? "ok" : ("not yet: " + c.arch).c_str());
+    }
+}
+
+void synth(const SynthOptions& o) {
+    if (o.list) {
+        list_presets();
+        return;
+    }
+    if (o.output.empty()) fail("synth needs -o OUT.gguf (or --list-presets)");
+    SynthConfig c = o.preset.empty() ? SynthConfig{} : synth_preset(o.preset);
+    if (!o.arch.empty()) c.arch = o.arch;
+    if (o.n_embd) c.n_embd = *o.n_embd;
+    if (o.n_layer) c.n_layer = *o.n_layer;
+    if (o.n_head) c.n_head = *o.n_head;
+    if (o.n_head_kv) c.n_head_kv = *o.n_head_kv;
+    if (o.n_ff) c.n_ff = *o.n_ff;
+    if (o.n_ctx) c.n_ctx_train = *o.n_ctx;
+    if (o.head_dim) c.head_dim = *o.head_dim;
+    if (o.rope_base) c.rope_freq_base = *o.rope_base;
+    if (o.rms_eps) c.rms_eps = *o.rms_eps;
+    if (o.tied) c.tied_embeddings = true;
+    if (o.untied) c.tied_embeddings = false;
+    c.type = parse_type(o.type, "--type");
+    if (!o.embd_type.empty()) c.embd_type = parse_type(o.embd_type, "--embd-type");
+    if (!o.output_type.empty()) c.output_type = parse_type(o.output_type, "--output-type");
+    c.seed = o.seed;
+    c.n_threads = o.threads;
+    if (!o.tokenizer.empty()) c.tokenizer = o.tokenizer;
+    // Check the shape (and the architecture) before looking for a tokenizer.
+    synth_tensors(c);
+    c.tokenizer = find_data_file(c.tokenizer);
+
+    const auto t0 = std::chrono::steady_clock::now();
+    SynthResult r = synthesize(c, o.output);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    // One line per kind of fallback ("Q4_K -> Q5_0 (row 576)"), naming the first tensor.
+    std::vector<std::pair<std::string, std::pair<std::string, int>>> kinds;  // kind -> (first tensor, count)
+    for (const std::string& f : r.fallbacks) {
+        const size_t colon = f.find(": ");
+        const std::string tensor = f.substr(0, colon), kind = f.substr(colon + 2);
+        auto it = std::find_if(kinds.begin(), kinds.end(), [&](const auto& k) { return k.first == kind; });
+        if (it == kinds.end()) kinds.push_back({kind, {tensor, 1}});
+        else ++it->second.second;
+    }
+    for (const auto& [kind, first] : kinds)
+        std::fprintf(stderr, "slm: fallback %s: %d tensor%s (%s%s)\n", kind.c_str(), first.second,
+                     first.second == 1 ? "" : "s", first.first.c_str(), first.second > 1 ? ", ..." : "");
+    if (!o.preset.empty() && r.n_vocab != c.n_vocab)
+        std::fprintf(stderr, "slm: note: n_vocab %u from the tokenizer; the real %s has %u\n", r.n_vocab,
+                     o.preset.c_str(), c.n_vocab);
+    std::fprintf(stderr, "slm: wrote %s: %s, %s, %.4g parameters, %s, %.1f MiB in %.1f s (tokenizer %s)\n",
+                 o.output.c_str(), c.name.c_str(), c.arch.c_str(), static_cast<double>(r.n_params),
+                 type_name(c.type), r.file_bytes / 1048576.0, s, c.tokenizer.c_str());
+}
+
+} // namespace
+
+void add_synth(CLI::App& app) {
+    auto o = std::make_shared<SynthOptions>();
+    CLI::App* sub = app.add_subcommand("synth", "Write a random-weight model of a real shape (for tests and benchmarks)");
+    sub->add_option("--preset", o->preset, "Named shape (see --list-presets); without it, tinyllama-1.1b's shape");
+    sub->add_option("--type", o->type, "Weight type: f32, f16, bf16, q8_0, q4_0, ... (default f16)");
+    sub->add_option("-o,--output", o->output, "Output GGUF path");
+    sub->add_option("--seed", o->seed, "Random seed: the same seed and shape give identical bytes")->default_val(42);
+    sub->add_option("--tokenizer", o->tokenizer,
+                    "GGUF whose tokenizer.* keys are copied (default: the preset's, from tests/data/vocab)");
+    sub->add_option("--arch", o->arch, "Architecture (llama)");
+    sub->add_option("--n-embd", o->n_embd, "Embedding width");
+    sub->add_option("--n-layer", o->n_layer, "Blocks");
+    sub->add_option("--n-head", o->n_head, "Query heads");
+    sub->add_option("--n-head-kv", o->n_head_kv, "Key/value heads (must divide --n-head)");
+    sub->add_option("--n-ff", o->n_ff, "Feed-forward width");
+    sub->add_option("--n-ctx", o->n_ctx, "Training context length written to the file");
+    sub->add_option("--head-dim", o->head_dim, "Per-head size (default n_embd / n_head)");
+    sub->add_option("--rope-base", o->rope_base, "RoPE frequency base");
+    sub->add_option("--rms-eps", o->rms_eps, "RMSNorm epsilon");
+    auto* tied = sub->add_flag("--tied", o->tied, "No output.weight: logits use token_embd (tied embeddings)");
+    sub->add_flag("--untied", o->untied, "Write a separate output.weight")->excludes(tied);
+    sub->add_option("--embd-type", o->embd_type, "Type of token_embd.weight (default: --type)");
+    sub->add_option("--output-type", o->output_type, "Type of output.weight (default: --type)");
+    sub->add_option("-t,--threads", o->threads, "Threads (default: all cores; the bytes do not depend on it)")
+        ->check(CLI::Range(0, 256));
+    sub->add_flag("--list-presets", o->list, "List the presets and their parameter counts");
+    sub->callback([o]() { synth(*o); });
+}
+
+} // namespace slm::cli
