@@ -8,11 +8,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <memory>
 #include <optional>
-#include <sys/stat.h>
-#include <unistd.h>
 
 namespace slm::cli {
 
@@ -28,30 +25,14 @@ struct SynthOptions {
     bool list = false;
 };
 
-bool exists(const std::string& p) {
-    struct stat st;
-    return stat(p.c_str(), &st) == 0;
-}
-
-// A relative tokenizer path as given, else inside the slm tree (next to the binary's build
-// tree, then the source tree), as default_model() finds the bundled model.
+// A relative tokenizer path as given, else inside the slm tree, as the bundled model is found.
 std::string find_data_file(const std::string& path) {
-    if (path.empty() || path[0] == '/' || exists(path)) return path;
-    char buf[4096];
-    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-    if (n > 0) {
-        std::string exe(buf, static_cast<size_t>(n));
-        std::string dir = exe.substr(0, exe.rfind('/'));
-        for (const char* up : {"/../../", "/../", "/"})
-            if (exists(dir + up + path)) return std::filesystem::weakly_canonical(dir + up + path).string();
-    }
-#ifdef SLM_SOURCE_DIR
-    if (exists(std::string(SLM_SOURCE_DIR) + "/" + path))
-        return std::filesystem::weakly_canonical(std::string(SLM_SOURCE_DIR) + "/" + path).string();
-#endif
-    fail("tokenizer %s not found (relative to the working directory or the slm source tree); pass --tokenizer "
-         "VOCAB.gguf",
-         path.c_str());
+    std::string found = find_repo_file(path);
+    if (found.empty())
+        fail("tokenizer %s not found (relative to the working directory or the slm source tree); pass --tokenizer "
+             "VOCAB.gguf",
+             path.c_str());
+    return found;
 }
 
 GGMLType parse_type(const std::string& s, const char* flag) {

@@ -18,6 +18,9 @@ void add_bench(CLI::App& app);     // slm bench: speed, time to first token, ban
 
 // The model used when -m is not given: $SLM_MODEL, else the bundled stories260K.
 std::string default_model();
+// A repository-relative data file: `rel` itself if it exists (or is absolute), else found next to
+// the binary's build tree or in the source tree; "" if nowhere.
+std::string find_repo_file(const std::string& rel);
 // Reads a whole text file (for -f), with an error naming the file.
 std::string read_text_file(const std::string& path);
 // Exit status the callbacks set (0 unless a command failed without throwing).
