@@ -10,6 +10,8 @@
 #include "kernels/ref/blocks.h"
 #include "kernels/ref/ref.h"
 
+#include "kernels/x86/avx2_util.h"
+
 #include <immintrin.h>
 
 #include <cmath>
@@ -17,17 +19,6 @@
 
 namespace slm::kernels::avx2 {
 namespace {
-
-inline float half(uint16_t h) { return _cvtsh_ss(h); }
-
-// hsum_float_8: high half + low half, then the usual movehl / movehdup steps.
-inline float hsum_float_8(__m256 x) {
-    __m128 r = _mm256_extractf128_ps(x, 1);
-    r = _mm_add_ps(r, _mm256_castps256_ps128(x));
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    return _mm_cvtss_f32(r);
-}
 
 inline int32_t hsum_i32_8(__m256i a) {
     const __m128i sum128 = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));

@@ -14,6 +14,8 @@
 #include "kernels/ref/blocks.h"
 #include "kernels/ref/ref.h"
 
+#include "kernels/x86/avx2_util.h"
+
 #include <immintrin.h>
 
 #include <cmath>
@@ -21,17 +23,6 @@
 
 namespace slm::kernels::avx2 {
 namespace {
-
-inline float half(uint16_t h) { return _cvtsh_ss(h); }
-
-// hsum_float_8: high half + low half, then movehl and movehdup.
-inline float hsum_float_8(__m256 x) {
-    __m128 r = _mm256_extractf128_ps(x, 1);
-    r = _mm_add_ps(r, _mm256_castps256_ps128(x));
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    return _mm_cvtss_f32(r);
-}
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 inline __m128i load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
