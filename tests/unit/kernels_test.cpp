@@ -5,6 +5,7 @@
 #include "kernels/kernels.h"
 #include "kernels/matmul.h"
 #include "kernels/ref/blocks.h"
+#include "kernel_test_util.h"
 #include "slm/error.h"
 
 #include <gtest/gtest.h>
@@ -25,22 +26,12 @@ namespace {
 
 using slm::GGMLType;
 using namespace slm::kernels;
+using namespace slm::test;
 
 const GGMLType kWeightTypes[] = {GGMLType::F32,  GGMLType::F16,  GGMLType::BF16, GGMLType::Q4_0,
                                  GGMLType::Q4_1, GGMLType::Q5_0, GGMLType::Q5_1, GGMLType::Q8_0};
 const GGMLType kAllTypes[] = {GGMLType::F32,  GGMLType::F16,  GGMLType::BF16, GGMLType::Q4_0, GGMLType::Q4_1,
                               GGMLType::Q5_0, GGMLType::Q5_1, GGMLType::Q8_0, GGMLType::Q8_1};
-
-int64_t block_size(GGMLType t) { return slm::type_info(t).blck_size; }
-
-// Every ISA whose table this machine can run other than the reference itself.
-std::vector<std::string> simd_isas() {
-    std::vector<std::string> out;
-    for (const char* isa : {"avx2"}) {
-        if (traits_for_isa(isa, GGMLType::F32) != nullptr) out.emplace_back(isa);
-    }
-    return out;
-}
 
 // Sizes with odd block counts: 1, 2, 3 and 129 blocks, plus ragged ones for block size 1.
 std::vector<int64_t> test_sizes(GGMLType t) {
@@ -48,7 +39,6 @@ std::vector<int64_t> test_sizes(GGMLType t) {
     return {32, 64, 96, 4096 + 32};
 }
 
-uint32_t bits_of(float f) { return slm::fp16::float_bits(f); }
 
 // Gaussian rows whose scale varies per 32-element block over many orders of magnitude, with
 // an all-zero block and a constant block, so every scale computation is exercised.
@@ -118,18 +108,6 @@ std::vector<uint8_t> random_blocks(GGMLType t, int64_t n, std::mt19937& rng) {
         }
     }
     return bytes;
-}
-
-std::vector<float> dequantized(GGMLType t, const void* src, int64_t n) {
-    std::vector<float> out(static_cast<size_t>(n));
-    ref_traits(t)->to_float(src, out.data(), n);
-    return out;
-}
-
-std::vector<uint8_t> convert(const TypeTraits* tt, const std::vector<float>& x) {
-    std::vector<uint8_t> out(slm::row_size(tt->type, static_cast<int64_t>(x.size())));
-    tt->from_float(x.data(), out.data(), static_cast<int64_t>(x.size()));
-    return out;
 }
 
 // ---- block layout --------------------------------------------------------------------------

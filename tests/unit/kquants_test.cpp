@@ -8,6 +8,7 @@
 #include "kernels/kernels.h"
 #include "kernels/matmul.h"
 #include "kernels/ref/blocks.h"
+#include "kernel_test_util.h"
 #include "slm/gguf.h"
 #include "test_util.h"
 
@@ -25,20 +26,11 @@ namespace {
 
 using slm::GGMLType;
 using namespace slm::kernels;
+using namespace slm::test;
 
 // Weight types added here, and the types the tables must now hold.
 const GGMLType kNewWeightTypes[] = {GGMLType::Q2_K,   GGMLType::Q3_K,   GGMLType::Q4_K,  GGMLType::Q5_K, GGMLType::Q6_K,
                                     GGMLType::IQ4_NL, GGMLType::IQ4_XS, GGMLType::TQ1_0, GGMLType::TQ2_0};
-
-int64_t block_size(GGMLType t) { return slm::type_info(t).blck_size; }
-
-std::vector<std::string> simd_isas() {
-    std::vector<std::string> out;
-    for (const char* isa : {"avx2"}) {
-        if (traits_for_isa(isa, GGMLType::F32) != nullptr) out.emplace_back(isa);
-    }
-    return out;
-}
 
 std::vector<std::string> all_isas() {
     std::vector<std::string> out = {"scalar"};
@@ -53,7 +45,6 @@ std::vector<int64_t> test_sizes(GGMLType t) {
     return {b, 2 * b, 3 * b, 17 * b};
 }
 
-uint32_t bits_of(float f) { return slm::fp16::float_bits(f); }
 
 // Gaussian rows whose scale changes every 32 elements over many orders of magnitude, with
 // all-zero and constant stretches, so every scale search meets its edge cases.
@@ -106,18 +97,6 @@ std::vector<uint8_t> random_blocks(GGMLType t, int64_t n, std::mt19937& rng) {
         }
     }
     return bytes;
-}
-
-std::vector<float> dequantized(GGMLType t, const void* src, int64_t n) {
-    std::vector<float> out(static_cast<size_t>(n));
-    ref_traits(t)->to_float(src, out.data(), n);
-    return out;
-}
-
-std::vector<uint8_t> convert(const TypeTraits* tt, const std::vector<float>& x) {
-    std::vector<uint8_t> out(slm::row_size(tt->type, static_cast<int64_t>(x.size())));
-    tt->from_float(x.data(), out.data(), static_cast<int64_t>(x.size()));
-    return out;
 }
 
 // ---- tables ---------------------------------------------------------------------------------
