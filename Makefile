@@ -1,7 +1,8 @@
 # slm - `make demo` and `make test` do all the set-up on a fresh Debian 12 machine.
 #
 #   make demo           install build dependencies, build, generate a story with the bundled model
-#   make test           the same set-up, then every test (ctest)
+#   make test           the same set-up, then every test (ctest), then test-neon
+#   make test-neon      cross-build the NEON kernels for AArch64 and run their tests under qemu-user
 #   make test-sanitize  every test again under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make fuzz           build the libFuzzer targets (clang) and run each for FUZZ_SECONDS
 #   make bench          kernel and tokenizer micro-benchmarks (Google Benchmark)
@@ -9,15 +10,16 @@
 BUILD        ?= build
 BUILD_ASAN   ?= build-asan
 BUILD_FUZZ   ?= build-fuzz
+BUILD_ARM64  ?= build-aarch64
 JOBS         ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
 
 # Every Debian package the build, the tests, the benchmarks and the fuzzers need.
 PKGS := cmake make g++ pkg-config libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev \
-        libpcre2-dev libcli11-dev clang libclang-rt-14-dev
+        libpcre2-dev libcli11-dev clang libclang-rt-14-dev g++-aarch64-linux-gnu qemu-user
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build demo test test-sanitize fuzz bench clean
+.PHONY: all deps build demo test test-neon test-sanitize fuzz bench clean
 
 all: build
 
@@ -40,6 +42,16 @@ demo: build
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	$(MAKE) --no-print-directory test-neon
+
+# The NEON (+dotprod) kernels: a kernels-only AArch64 build with Debian's cross compiler, whose
+# kernel tests (test_kernels, test_kquants, test_gemm) ctest runs under qemu-aarch64 -cpu max
+# (see cmake/aarch64-linux-gnu.cmake). SLM_ISA is cleared so the neon table is the one in use.
+test-neon: deps
+	@[ -f $(BUILD_ARM64)/CMakeCache.txt ] || cmake -S . -B $(BUILD_ARM64) -DCMAKE_BUILD_TYPE=Release \
+	    -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake -DSLM_KERNELS_ONLY=ON
+	cmake --build $(BUILD_ARM64) -j $(JOBS)
+	cd $(BUILD_ARM64) && env -u SLM_ISA ctest --output-on-failure -j $(JOBS)
 
 test-sanitize: deps
 	@[ -f $(BUILD_ASAN)/CMakeCache.txt ] || cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -60,4 +72,4 @@ bench: build
 	./$(BUILD)/bench/bench_tokenizer
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ) $(BUILD_ARM64)

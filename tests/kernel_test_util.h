@@ -18,7 +18,7 @@ inline uint32_t bits_of(float f) { return fp16::float_bits(f); }
 // Every ISA whose table this machine can run other than the reference itself.
 inline std::vector<std::string> simd_isas() {
     std::vector<std::string> out;
-    for (const char* isa : {"avx2"}) {
+    for (const char* isa : {"avx2", "avx512", "neon"}) {
         if (kernels::traits_for_isa(isa, GGMLType::F32) != nullptr) out.emplace_back(isa);
     }
     return out;

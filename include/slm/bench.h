@@ -28,7 +28,8 @@ namespace slm {
 // What the machine is, for the header of a benchmark report.
 struct SystemInfo {
     std::string cpu_name;   // "model name" of /proc/cpuinfo, "unknown CPU" if absent
-    std::string isa;        // the kernels chosen at start-up: "avx2", "scalar", ...
+    std::string isa;        // the kernels chosen at start-up: "avx512", "avx2", "neon", "scalar"
+    std::string cpu_flags;  // SIMD features of the CPU: "avx2 fma f16c avx512f ... avx512_vnni"
     int n_cores = 0;        // hardware threads (std::thread::hardware_concurrency)
     size_t ram_bytes = 0;   // physical memory
     size_t llc_bytes = 0;   // last-level cache of cpu0 (0 if unknown)

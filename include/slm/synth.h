@@ -55,8 +55,14 @@ struct SynthConfig {
     // Relative paths are opened as given; the CLI also looks for them in the slm source tree.
     std::string tokenizer = "tests/data/vocab/ggml-vocab-llama-spm.gguf";
     GGMLType type = GGMLType::F16;         // the 2-D weights: F16, Q8_0, Q4_0, ... (norms stay F32)
-    std::optional<GGMLType> embd_type;     // token_embd.weight; unset = type
-    std::optional<GGMLType> output_type;   // output.weight; unset = type
+    // llama.cpp's file type (enum llama_ftype): with a quantized `type`, the per-tensor mixture
+    // llama-quantize applies for it (synth_tensor_type): e.g. 15 = Q4_K_M keeps Q4_K but gives
+    // output.weight and half the attn_v / ffn_down matrices Q6_K; 2 = Q4_0 gives output.weight
+    // Q6_K. Unset = llama_file_type(type) (Q4_K -> Q4_K_M, as llama-quantize's alias).
+    std::optional<uint32_t> ftype;
+    bool pure = false;                     // every 2-D weight of `type` (llama-quantize --pure)
+    std::optional<GGMLType> embd_type;     // token_embd.weight; unset = the mixture's choice
+    std::optional<GGMLType> output_type;   // output.weight; unset = the mixture's choice
     uint64_t seed = 42;                    // same config + seed -> identical file bytes
     int n_threads = 0;                     // generation threads, 0 = all cores; bytes do not depend on it
 };
@@ -89,6 +95,7 @@ bool synth_arch_supported(const std::string& arch);
 struct SynthTensor {
     std::string name;          // "blk.0.attn_q.weight"
     GGMLType type;             // after the fallback rule (quant_fallback_type)
+    GGMLType wanted;           // before it: the mixture's choice (synth_tensor_type)
     std::vector<int64_t> ne;   // ggml order: ne[0] is the row length
     size_t nbytes;             // bytes in the file (without alignment padding)
     // Values ~ mean + std * N(0, 1). Matrices reading the residual stream (v, gate, up) use std
@@ -125,6 +132,31 @@ GGMLType quant_fallback_type(GGMLType want, int64_t n_per_row);
 // llama-quantize writes for them.
 // Throws slm::Error for a type that is no file type.
 uint32_t llama_file_type(GGMLType t);
+
+// The llama.cpp file types synth can write, by llama-quantize's names: "Q4_K_M" -> 15 with
+// default tensor type Q4_K. Aliases as llama-quantize: "Q4_K" is Q4_K_M, "Q3_K" Q3_K_M,
+// "Q5_K" Q5_K_M; plain tensor types (F16, Q8_0, ...) are their own file type.
+struct SynthFileType {
+    const char* name;   // "Q4_K_M"
+    uint32_t ftype;     // 15
+    GGMLType type;      // Q4_K
+};
+const std::vector<SynthFileType>& synth_file_types();
+// The entry for a name (case-insensitive), or nullptr.
+const SynthFileType* synth_file_type(const std::string& name);
+
+// The type llama-quantize's mixture rule (llama_tensor_get_type) picks for a 2-D weight before
+// the shape fallback: `kind` is the tensor name without "blk.N." ("attn_v.weight",
+// "token_embd.weight", ...), `il` its layer. Rules for a dense model: output.weight (and, when
+// tied, token_embd.weight) Q6_K unless Q8_0 or its row is not a multiple of 256 (then Q8_0);
+// attn_v: Q4_K_M/Q5_K_M Q6_K on use_more_bits layers (the first and last eighth and every
+// third between), Q4_K_S Q5_K on the first 4, Q3_K_M Q5_K on the first 2 else Q4_K, Q3_K_L
+// Q5_K, Q2_K Q4_K (n_gqa >= 4) or Q3_K, IQ4_NL/IQ4_XS Q5_K with n_gqa >= 4; ffn_down: Q4_K_M /
+// Q5_K_M Q6_K on use_more_bits layers, Q4_K_S and IQ4_NL/IQ4_XS Q5_K on the first eighth,
+// Q3_K_M Q5_K on the first sixteenth else Q4_K, Q3_K_L Q5_K, Q2_K Q3_K; attn_output: Q2_K Q3_K,
+// Q3_K_M Q4_K, Q3_K_L Q5_K; token_embd of TQ1_0/TQ2_0 Q4_K. Unquantized file types and `pure`
+// give cfg.type everywhere; embd_type / output_type override.
+GGMLType synth_tensor_type(const SynthConfig& cfg, const std::string& kind, uint32_t il);
 
 // Types synthesize() can write in this build: those with a reference quantizer.
 std::vector<GGMLType> synth_writable_types();

@@ -53,4 +53,25 @@ std::string cpu_model_name() {
     return "unknown";
 }
 
+std::string cpu_simd_flags() {
+    static const char* const kInteresting[] = {
+        "sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512vl", "avx512dq",
+        "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16",      // x86
+        "asimd", "asimddp", "asimdhp", "fphp", "i8mm", "bf16", "sve", "sve2", "sme"};          // Arm
+    std::ifstream f("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(f, line)) {
+        if (line.rfind("flags", 0) != 0 && line.rfind("Features", 0) != 0) continue;
+        const size_t colon = line.find(':');
+        if (colon == std::string::npos) continue;
+        std::string have = " " + line.substr(colon + 1) + " ", out;
+        for (const char* flag : kInteresting) {
+            if (have.find(" " + std::string(flag) + " ") == std::string::npos) continue;
+            out += (out.empty() ? "" : " ") + std::string(flag);
+        }
+        return out;
+    }
+    return "";
+}
+
 } // namespace slm

@@ -13,4 +13,9 @@ int physical_cores();
 // "AMD EPYC 9R45", from /proc/cpuinfo's "model name"; "unknown" if absent.
 std::string cpu_model_name();
 
+// The SIMD features kernels care about, space-separated in a fixed order, from /proc/cpuinfo's
+// "flags" (x86: "avx2 fma f16c avx512f avx512bw avx512vl avx512dq avx512_vnni avx512_bf16 ...")
+// or "Features" (Arm: "asimd asimddp fphp sve ..."); "" if unknown.
+std::string cpu_simd_flags();
+
 } // namespace slm

@@ -202,6 +202,7 @@ SystemInfo system_info() {
     SystemInfo s;
     s.cpu_name = cpu_model_name();
     s.isa = kernels::isa_name();
+    s.cpu_flags = cpu_simd_flags();
     s.n_cores = n_cores();
     s.ram_bytes = ram_size();
     s.llc_bytes = llc_size();

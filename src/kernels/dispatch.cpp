@@ -4,9 +4,15 @@
 #include "kernels/kernels.h"
 
 #include "kernels/ref/ref.h"
+#include "kernels/vec.h"
 #if defined(SLM_HAVE_X86_KERNELS)
 #include "kernels/x86/x86.h"
+#include "kernels/x86/x86_vec.h"
 #include <cpuid.h>
+#endif
+#if defined(SLM_HAVE_ARM_KERNELS)
+#include "kernels/arm/arm.h"
+#include <sys/auxv.h>
 #endif
 
 #include <cstdio>
@@ -21,14 +27,26 @@ constexpr int kNumTypes = 40;  // ggml type ids 0..39 (MXFP4 is the last one typ
 struct Tables {
     TypeTraits scalar[kNumTypes] = {};
     TypeTraits avx2[kNumTypes] = {};
+    TypeTraits avx512[kNumTypes] = {};
+    TypeTraits neon[kNumTypes] = {};
     bool has_avx2 = false;
+    bool has_avx512 = false;
+    bool has_neon = false;
     const TypeTraits* best = nullptr;
     const char* best_name = "scalar";
+
+    const TypeTraits* table(const char* isa) const {
+        if (std::strcmp(isa, "scalar") == 0) return scalar;
+        if (std::strcmp(isa, "avx2") == 0) return has_avx2 ? avx2 : nullptr;
+        if (std::strcmp(isa, "avx512") == 0) return has_avx512 ? avx512 : nullptr;
+        if (std::strcmp(isa, "neon") == 0) return has_neon ? neon : nullptr;
+        return nullptr;
+    }
 };
 
 // CPUID directly rather than __builtin_cpu_supports, which clang 14 lacks for "f16c": the CPU
 // must have AVX2, FMA and F16C, and the OS must save the YMM registers (XCR0 bits 1 and 2).
-bool cpu_runs_avx2() {
+[[maybe_unused]] bool cpu_runs_avx2() {
 #if defined(SLM_HAVE_X86_KERNELS) && (defined(__x86_64__) || defined(__i386__))
     unsigned eax, ebx, ecx, edx;
     if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
@@ -39,6 +57,37 @@ bool cpu_runs_avx2() {
     if ((xcr0_lo & 0x6u) != 0x6u) return false;
     if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
     return ebx & (1u << 5);
+#else
+    return false;
+#endif
+}
+
+// AVX-512 F/BW/VL/DQ + VNNI (Ice Lake, Zen 4 and later), on top of what AVX2 needs, and the OS
+// saving the opmask and ZMM state (XCR0 bits 5, 6, 7).
+[[maybe_unused]] bool cpu_runs_avx512() {
+#if defined(SLM_HAVE_X86_KERNELS) && (defined(__x86_64__) || defined(__i386__))
+    if (!cpu_runs_avx2()) return false;
+    unsigned eax, ebx, ecx, edx;
+    unsigned xcr0_lo, xcr0_hi;
+    __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    if ((xcr0_lo & 0xe0u) != 0xe0u) return false;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+    const bool f = ebx & (1u << 16), dq = ebx & (1u << 17), bw = ebx & (1u << 30), vl = ebx & (1u << 31);
+    const bool vnni = ecx & (1u << 11);
+    return f && dq && bw && vl && vnni;
+#else
+    return false;
+#endif
+}
+
+// AArch64 Advanced SIMD with the dot-product extension (SDOT/UDOT, Armv8.2-A and later).
+[[maybe_unused]] bool cpu_runs_neon() {
+#if defined(SLM_HAVE_ARM_KERNELS) && defined(__aarch64__)
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+    const unsigned long hw = getauxval(AT_HWCAP);
+    return (hw & HWCAP_ASIMD) && (hw & HWCAP_ASIMDDP);
 #else
     return false;
 #endif
@@ -58,14 +107,29 @@ Tables build_tables() {
         t.best = t.avx2;
         t.best_name = "avx2";
     }
+    // AVX-512 starts from the AVX2 table: a type without AVX-512 kernels keeps its AVX2 ones.
+    std::memcpy(t.avx512, t.avx2, sizeof t.avx512);
+    avx512::fill_traits(t.avx512, kNumTypes);
+    avx512::fill_traits_kquants(t.avx512, kNumTypes);
+    t.has_avx512 = cpu_runs_avx512();
+    if (t.has_avx512) {
+        t.best = t.avx512;
+        t.best_name = "avx512";
+    }
+#endif
+#if defined(SLM_HAVE_ARM_KERNELS)
+    std::memcpy(t.neon, t.scalar, sizeof t.neon);
+    neon::fill_traits(t.neon, kNumTypes);
+    t.has_neon = cpu_runs_neon();
+    if (t.has_neon) {
+        t.best = t.neon;
+        t.best_name = "neon";
+    }
 #endif
     if (const char* env = std::getenv("SLM_ISA"); env && *env) {
-        if (std::strcmp(env, "scalar") == 0) {
-            t.best = t.scalar;
-            t.best_name = "scalar";
-        } else if (std::strcmp(env, "avx2") == 0 && t.has_avx2) {
-            t.best = t.avx2;
-            t.best_name = "avx2";
+        if (const TypeTraits* chosen = t.table(env)) {
+            t.best = chosen;
+            t.best_name = chosen == t.scalar ? "scalar" : chosen == t.avx2 ? "avx2" : chosen == t.avx512 ? "avx512" : "neon";
         } else {
             std::fprintf(stderr, "slm: SLM_ISA=%s is not available on this CPU/build; using %s\n", env,
                          t.best_name);
@@ -94,10 +158,26 @@ const TypeTraits* ref_traits(GGMLType t) { return lookup(tables().scalar, t); }
 const char* isa_name() { return tables().best_name; }
 
 const TypeTraits* traits_for_isa(const char* isa, GGMLType t) {
-    const Tables& tb = tables();
-    if (std::strcmp(isa, "scalar") == 0) return lookup(tb.scalar, t);
-    if (std::strcmp(isa, "avx2") == 0 && tb.has_avx2) return lookup(tb.avx2, t);
+    return lookup(tables().table(isa), t);
+}
+
+// The attention vector ops (vec.h) follow the traits tables: the ISA isa_name() names, or the
+// scalar reference for an ISA without vec ops (neon for now).
+const VecOps* vec_ops_for_isa(const char* isa) {
+    if (std::strcmp(isa, "scalar") == 0) return &ref::vec_ops();
+#if defined(SLM_HAVE_X86_KERNELS)
+    if (std::strcmp(isa, "avx2") == 0) return tables().has_avx2 ? &avx2::vec_ops() : nullptr;
+    if (std::strcmp(isa, "avx512") == 0) return tables().has_avx512 ? &avx512::vec_ops() : nullptr;
+#endif
     return nullptr;
+}
+
+const VecOps& vec_ops() {
+    static const VecOps* const ops = [] {
+        const VecOps* v = vec_ops_for_isa(isa_name());
+        return v ? v : &ref::vec_ops();
+    }();
+    return *ops;
 }
 
 } // namespace slm::kernels

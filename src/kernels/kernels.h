@@ -35,16 +35,26 @@ struct TypeTraits {
     // extreme. Used by the quantizer and by tests to make weights. For F16/BF16 the plain
     // conversions (ggml_fp32_to_fp16_row, ggml_fp32_to_bf16_row_ref); memcpy for F32.
     void (*quantize_ref)(const float* x, void* y, int64_t n);
+    // A block of dot products for matrix products (prefill tiles, and several rows at once in
+    // decode): s[c * ldc + r] = dot(x_r, y_c) for r < nr, c < nc, where x_r = x + r * bx bytes is
+    // a row of this type and y_c = y + c * by bytes a row of vec_dot_type, n elements each.
+    // Each result equals vec_dot's up to the order of float additions. The kernel chooses its
+    // own register tiling (several rows x several columns per tile, so a weight block is
+    // loaded and unpacked once for several tokens) and handles any nr, nc >= 1.
+    // nullptr: mul_mat calls vec_dot for every output.
+    void (*gemm)(int64_t n, const void* x, size_t bx, int64_t nr, const void* y, size_t by, int64_t nc, float* s,
+                 size_t ldc);
 };
 
 // The fastest implementation this CPU runs; nullptr if the type has no kernels yet.
 const TypeTraits* traits(GGMLType t);
 // The scalar reference implementation; nullptr if unsupported.
 const TypeTraits* ref_traits(GGMLType t);
-// Name of the instruction set chosen at start-up ("avx2", "scalar", ...). The environment
-// variable SLM_ISA=scalar (or avx2) overrides the choice, for tests and debugging.
+// Name of the instruction set chosen at start-up ("avx512", "avx2", "neon", "scalar"). The
+// environment variable SLM_ISA=scalar|avx2|avx512|neon overrides the choice, for tests and
+// debugging (an ISA this CPU or build lacks is refused with a warning).
 const char* isa_name();
-// The table of one instruction set ("scalar", "avx2"), or nullptr when this build has no such
+// The table of one instruction set ("scalar", "avx2", "avx512", "neon"), or nullptr when this build has no such
 // kernels or this CPU cannot run them; lets tests compare every ISA with the reference.
 const TypeTraits* traits_for_isa(const char* isa, GGMLType t);
 

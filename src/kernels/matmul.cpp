@@ -29,51 +29,107 @@ const TypeTraits& require(GGMLType type, int64_t n, const char* op) {
 
 void mul_mat(const void* W, GGMLType wtype, int64_t n_in, int64_t n_out, const float* X, int64_t n_tokens,
              float* Y, ThreadPool* pool, std::vector<uint8_t>& scratch) {
-    const TypeTraits& wt = require(wtype, n_in, "mul_mat");
-    if (wt.vec_dot == nullptr) fail("mul_mat: weight type %s has no dot product kernel", type_name(wtype));
-    const TypeTraits& at = require(wt.vec_dot_type, n_in, "mul_mat");
-    if (n_out <= 0 || n_tokens <= 0) return;
+    const MatMulOut out{W, wtype, n_out, Y};
+    mul_mat_multi(&out, 1, n_in, X, n_tokens, pool, scratch);
+}
 
-    const size_t w_row = row_size(wtype, n_in);
-    const size_t a_row = row_size(wt.vec_dot_type, n_in);
-    const auto* w = static_cast<const uint8_t*>(W);
+void mul_mat_multi(const MatMulOut* outs, int n_outs, int64_t n_in, const float* X, int64_t n_tokens,
+                   ThreadPool* pool, std::vector<uint8_t>& scratch) {
+    constexpr int kMaxOuts = 8;
+    if (n_outs < 1 || n_outs > kMaxOuts) fail("mul_mat: %d outputs (1 to %d)", n_outs, kMaxOuts);
+    struct Job {
+        const TypeTraits* wt;
+        const uint8_t* w;
+        size_t w_row, a_row;
+        int act;             // index into acts
+        int64_t n_out;
+        float* Y;
+        int64_t block0;      // first global row block of this output
+    };
+    Job jobs[kMaxOuts];
+    GGMLType act_types[kMaxOuts];
+    const TypeTraits* act_traits[kMaxOuts];
+    int n_acts = 0;
+    int64_t n_blocks = 0;
+    for (int i = 0; i < n_outs; ++i) {
+        const MatMulOut& o = outs[i];
+        const TypeTraits& wt = require(o.type, n_in, "mul_mat");
+        if (wt.vec_dot == nullptr) fail("mul_mat: weight type %s has no dot product kernel", type_name(o.type));
+        int a = 0;
+        while (a < n_acts && act_types[a] != wt.vec_dot_type) ++a;
+        if (a == n_acts) {
+            act_traits[a] = &require(wt.vec_dot_type, n_in, "mul_mat");
+            act_types[n_acts++] = wt.vec_dot_type;
+        }
+        jobs[i] = {&wt, static_cast<const uint8_t*>(o.W), row_size(o.type, n_in), row_size(wt.vec_dot_type, n_in),
+                   a, std::max<int64_t>(o.n_out, 0), o.Y, n_blocks};
+        n_blocks += (jobs[i].n_out + kRowBlock - 1) / kRowBlock;
+    }
+    if (n_blocks == 0 || n_tokens <= 0) return;
 
-    const uint8_t* act = reinterpret_cast<const uint8_t*>(X);
-    if (wt.vec_dot_type != GGMLType::F32) {
-        const size_t need = a_row * static_cast<size_t>(n_tokens);
-        if (scratch.size() < need) scratch.resize(need);
-        uint8_t* dst = scratch.data();
+    // Activations converted once per vec_dot_type (F32 weights read X directly).
+    const uint8_t* acts[kMaxOuts];
+    size_t need = 0, offsets[kMaxOuts];
+    for (int a = 0; a < n_acts; ++a) {
+        offsets[a] = need;
+        if (act_types[a] != GGMLType::F32) need += row_size(act_types[a], n_in) * static_cast<size_t>(n_tokens);
+    }
+    if (scratch.size() < need) scratch.resize(need);
+    for (int a = 0; a < n_acts; ++a) {
+        if (act_types[a] == GGMLType::F32) {
+            acts[a] = reinterpret_cast<const uint8_t*>(X);
+            continue;
+        }
+        uint8_t* dst = scratch.data() + offsets[a];
+        const size_t a_row = row_size(act_types[a], n_in);
+        const TypeTraits* at = act_traits[a];
         auto convert = [&](int64_t t0, int64_t t1, int) {
-            for (int64_t t = t0; t < t1; ++t) at.from_float(X + t * n_in, dst + static_cast<size_t>(t) * a_row, n_in);
+            for (int64_t t = t0; t < t1; ++t) at->from_float(X + t * n_in, dst + static_cast<size_t>(t) * a_row, n_in);
         };
         if (pool != nullptr && n_tokens > 1) {
             pool->parallel_for(n_tokens, convert);
         } else {
             convert(0, n_tokens, 0);
         }
-        act = dst;
+        acts[a] = dst;
     }
 
-    const int64_t n_row_blocks = (n_out + kRowBlock - 1) / kRowBlock;
+    // Row block b of the concatenated outputs -> (output, rows); a chunk may span outputs.
     auto compute = [&](int64_t b0, int64_t b1, int) {
-        const int64_t r_begin = b0 * kRowBlock;
-        const int64_t r_end = std::min(n_out, b1 * kRowBlock);
-        for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
-            const int64_t t1 = std::min(n_tokens, t0 + kTokenBlock);
-            for (int64_t rb = r_begin; rb < r_end; rb += kRowBlock) {
-                const int64_t re = std::min(r_end, rb + kRowBlock);
-                for (int64_t t = t0; t < t1; ++t) {
-                    const uint8_t* a = act + static_cast<size_t>(t) * a_row;
-                    float* y = Y + t * n_out;
-                    for (int64_t r = rb; r < re; ++r) wt.vec_dot(n_in, y + r, w + static_cast<size_t>(r) * w_row, a);
+        int j = 0;
+        while (j + 1 < n_outs && jobs[j + 1].block0 <= b0) ++j;
+        for (; j < n_outs && jobs[j].block0 < b1; ++j) {
+            const Job& jb = jobs[j];
+            const int64_t jb_blocks = (jb.n_out + kRowBlock - 1) / kRowBlock;
+            const int64_t lo = std::max<int64_t>(b0, jb.block0) - jb.block0;
+            const int64_t hi = std::min<int64_t>(b1, jb.block0 + jb_blocks) - jb.block0;
+            if (lo >= hi) continue;
+            const int64_t r_begin = lo * kRowBlock, r_end = std::min(jb.n_out, hi * kRowBlock);
+            const uint8_t* act = acts[jb.act];
+            for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
+                const int64_t t1 = std::min(n_tokens, t0 + kTokenBlock);
+                const uint8_t* a0 = act + static_cast<size_t>(t0) * jb.a_row;
+                for (int64_t rb = r_begin; rb < r_end; rb += kRowBlock) {
+                    const int64_t re = std::min(r_end, rb + kRowBlock);
+                    if (jb.wt->gemm != nullptr) {
+                        jb.wt->gemm(n_in, jb.w + static_cast<size_t>(rb) * jb.w_row, jb.w_row, re - rb, a0, jb.a_row,
+                                    t1 - t0, jb.Y + t0 * jb.n_out + rb, static_cast<size_t>(jb.n_out));
+                        continue;
+                    }
+                    for (int64_t t = t0; t < t1; ++t) {
+                        const uint8_t* a = act + static_cast<size_t>(t) * jb.a_row;
+                        float* y = jb.Y + t * jb.n_out;
+                        for (int64_t r = rb; r < re; ++r)
+                            jb.wt->vec_dot(n_in, y + r, jb.w + static_cast<size_t>(r) * jb.w_row, a);
+                    }
                 }
             }
         }
     };
     if (pool != nullptr) {
-        pool->parallel_for(n_row_blocks, compute);
+        pool->parallel_for(n_blocks, compute);
     } else {
-        compute(0, n_row_blocks, 0);
+        compute(0, n_blocks, 0);
     }
 }
 

@@ -22,6 +22,22 @@ namespace slm::kernels {
 void mul_mat(const void* W, GGMLType wtype, int64_t n_in, int64_t n_out, const float* X, int64_t n_tokens,
              float* Y, ThreadPool* pool, std::vector<uint8_t>& scratch);
 
+// One product of a mul_mat_multi: Y (n_tokens x n_out) = X . W^T.
+struct MatMulOut {
+    const void* W;    // n_out rows of n_in elements of `type`
+    GGMLType type;
+    int64_t n_out;
+    float* Y;         // row-major, n_out floats per token
+};
+
+// Several products of the same input (Q, K and V; FFN gate and up) in one pass: X is converted
+// once per distinct vec_dot_type and all outputs' row blocks are shared out in ONE parallel_for,
+// so a decode step wakes the threads once for the three attention projections instead of three
+// times. Same results as calling mul_mat for each. At most 8 outputs; n_outs outputs with
+// distinct vec_dot_types use that many regions of scratch.
+void mul_mat_multi(const MatMulOut* outs, int n_outs, int64_t n_in, const float* X, int64_t n_tokens,
+                   ThreadPool* pool, std::vector<uint8_t>& scratch);
+
 // n elements of a row of type `type` to F32 (embedding lookup, debugging). Throws slm::Error for
 // a type without kernels or n not a multiple of its block size.
 void dequantize_row(const void* src, GGMLType type, int64_t n, float* dst);

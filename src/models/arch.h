@@ -41,7 +41,11 @@ struct SessionState {
     // Activations for up to n_batch tokens, row-major [token][feature].
     std::vector<float> x, xb, q, k, v, att, hb, hb2, logits;
     std::vector<float> scores;          // n_threads x n_ctx attention scores
-    std::vector<uint16_t> q16;          // n_threads x head_dim: Q rounded to F16 for an F16 K cache
+    // F16-cache attention, per thread (sized by the first attention call): the F16 Q rows and
+    // F16 V accumulators of one work item's queries, and their softmax maxima and sums plus
+    // the score factors of one K/V tile.
+    std::vector<uint16_t> attn_u16;
+    std::vector<float> attn_f32;
     std::vector<uint8_t> mm_scratch;    // activations converted to a weight's vec_dot_type
     std::vector<float> rope_cache;      // n_batch x n_rot cos/sin pairs
     uint32_t n_logit_rows = 0;

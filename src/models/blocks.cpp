@@ -3,6 +3,7 @@
 #include "core/thread_pool.h"
 #include "kernels/kernels.h"
 #include "kernels/matmul.h"
+#include "kernels/vec.h"
 #include "slm/error.h"
 
 #include <algorithm>
@@ -86,8 +87,8 @@ static void store_row(GGMLType type, const float* src, uint8_t* dst, int64_t n) 
     if (type == GGMLType::F32) {
         std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
     } else {
-        auto* d = reinterpret_cast<uint16_t*>(dst);
-        for (int64_t i = 0; i < n; ++i) d[i] = kernels::fp32_to_fp16(src[i]);
+        // Round to nearest even, as kernels::fp32_to_fp16 (vectorized; NaN payloads aside).
+        kernels::vec_ops().cvt_f32_f16(n, src, reinterpret_cast<uint16_t*>(dst));
     }
 }
 
@@ -106,67 +107,149 @@ void kv_store(SessionState& st, const HParams& hp, uint32_t il, const float* k, 
 // softmax in F32, and the V sum kept in an F16 buffer (VKQ16) that is rescaled whenever the
 // running maximum grows, then divided by the softmax sum at the end. Reproducing the F16
 // accumulator matters: it is what makes llama.cpp's quantized-model logits what they are.
-static void flash_f16(const void* q16, const uint8_t* kc, const uint8_t* vc, uint32_t n_kv, int64_t nk, int64_t nv,
-                      uint32_t hk, uint32_t hd_k, uint32_t hd_v, float scale, const kernels::TypeTraits* kt,
-                      uint16_t* acc, float* out) {
-    float M = -INFINITY, S = 0.0f;
-    std::fill(acc, acc + hd_v, uint16_t(0));
-    for (uint32_t j = 0; j < n_kv; ++j) {
-        float s;
-        kt->vec_dot(hd_k, &s, kc + (static_cast<size_t>(j) * nk + static_cast<size_t>(hk) * hd_k) * 2, q16);
-        s *= scale;
-        const float m_old = M;
-        float ms = 1.0f, vs = 1.0f;
-        if (s > M) {
-            M = s;
-            ms = std::exp(m_old - M);
-            for (uint32_t i = 0; i < hd_v; ++i) acc[i] = kernels::fp32_to_fp16(kernels::fp16_to_fp32(acc[i]) * ms);
-        } else {
-            vs = std::exp(s - M);
-        }
-        const auto* v16 = reinterpret_cast<const uint16_t*>(vc + (static_cast<size_t>(j) * nv + static_cast<size_t>(hk) * hd_v) * 2);
-        for (uint32_t i = 0; i < hd_v; ++i)
-            acc[i] = kernels::fp32_to_fp16(kernels::fp16_to_fp32(acc[i]) + kernels::fp16_to_fp32(v16[i]) * vs);
-        S = S * ms + vs;
-    }
-    const float inv = 1.0f / S;
-    for (uint32_t i = 0; i < hd_v; ++i) out[i] = kernels::fp16_to_fp32(acc[i]) * inv;
+//
+// Fused and tiled: a work item is a block of up to kQueryTile tokens times the query heads of
+// one KV head group (or, when there are too few items to keep every thread busy, as in decode,
+// a part of the group). It walks the K/V rows in tiles of kKVTile; every query of the item
+// takes the tile while it is in L1, so the query heads sharing a KV head (GQA) and neighbouring
+// tokens share each loaded K/V row. Each query's online-softmax state (M, S, F16 accumulator)
+// lives in per-thread scratch, and VecOps::attn_f16 advances it over the rows of a tile in
+// order, with exactly the operations of the one-row-at-a-time loop, so the tiling changes no
+// result. No n x n score matrix exists anywhere.
+namespace {
+
+constexpr uint32_t kQueryTile = 8;   // tokens per work item (prefill)
+constexpr uint32_t kKVTile = 64;     // K/V rows per tile: 8 KiB of K and of V at head size 64
+constexpr int64_t kItemsPerThread = 4;
+
+struct F16Scratch {
+    size_t u16_per_thread, f32_per_thread;
+};
+
+F16Scratch f16_scratch_size(const HParams& hp) {
+    const size_t group = hp.n_head / hp.n_head_kv;
+    const size_t max_q = kQueryTile * group;
+    return {max_q * (hp.n_embd_head_k + hp.n_embd_head_v), 2 * max_q + 3 * kKVTile};
 }
 
-void attention(SessionState& st, const HParams& hp, uint32_t il, const float* q, float* out, uint32_t n_tokens,
-               float scale) {
+} // namespace
+
+static void attention_f16(SessionState& st, const HParams& hp, uint32_t il, const float* q, float* out,
+                          uint32_t n_tokens, float scale) {
+    const kernels::VecOps& ops = kernels::vec_ops();
+    const uint32_t n_head = hp.n_head, n_head_kv = hp.n_head_kv, hd_k = hp.n_embd_head_k, hd_v = hp.n_embd_head_v;
+    const uint32_t group = n_head / n_head_kv;
+    const size_t nk = hp.n_embd_k_gqa(), nv = hp.n_embd_v_gqa();
+    const auto* kc = reinterpret_cast<const uint16_t*>(st.k_cache[il].data());
+    const auto* vc = reinterpret_cast<const uint16_t*>(st.v_cache[il].data());
+    const size_t q_stride = static_cast<size_t>(n_head) * hd_k;
+    const size_t o_stride = static_cast<size_t>(n_head) * hd_v;
+    const int n_threads = st.pool ? st.pool->size() : 1;
+
+    // Scratch for every thread, sized once (the first call) for the largest work item.
+    const F16Scratch need = f16_scratch_size(hp);
+    if (st.attn_u16.size() < need.u16_per_thread * n_threads) st.attn_u16.resize(need.u16_per_thread * n_threads);
+    if (st.attn_f32.size() < need.f32_per_thread * n_threads) st.attn_f32.resize(need.f32_per_thread * n_threads);
+
+    // Work items: token blocks x KV heads x head blocks. Heads of a group are split only when
+    // there would otherwise be fewer than kItemsPerThread items per thread.
+    const uint32_t qt = std::min(kQueryTile, n_tokens);
+    const uint32_t n_tb = (n_tokens + qt - 1) / qt;
+    const int64_t base = static_cast<int64_t>(n_tb) * n_head_kv;
+    const int64_t want = kItemsPerThread * n_threads;
+    const uint32_t n_split = static_cast<uint32_t>(std::clamp<int64_t>((want + base - 1) / base, 1, group));
+    const uint32_t hb_size = (group + n_split - 1) / n_split;
+    const uint32_t n_hb = (group + hb_size - 1) / hb_size;
+
+    const kernels::AttnF16Rows rows0{kc, vc, nk, nv, hd_k, hd_v, scale};
+    auto work = [&](int64_t begin, int64_t end, int tid) {
+        uint16_t* q16 = st.attn_u16.data() + static_cast<size_t>(tid) * need.u16_per_thread;
+        float* f32 = st.attn_f32.data() + static_cast<size_t>(tid) * need.f32_per_thread;
+        const size_t max_q = kQueryTile * group;
+        uint16_t* acc16 = q16 + max_q * hd_k;
+        float* Ms = f32;
+        float* Ss = f32 + max_q;
+        float* scratch = f32 + 2 * max_q;
+        for (int64_t w = begin; w < end; ++w) {
+            // Items in decreasing cost: the last token block (the longest causal rows) first.
+            const uint32_t tb = n_tb - 1 - static_cast<uint32_t>(w / (int64_t(n_head_kv) * n_hb));
+            const uint32_t rem = static_cast<uint32_t>(w % (int64_t(n_head_kv) * n_hb));
+            const uint32_t hk = rem / n_hb, hb = rem % n_hb;
+            const uint32_t t0 = tb * qt, t1 = std::min(n_tokens, t0 + qt);
+            const uint32_t h0 = hk * group + hb * hb_size, h1 = std::min(hk * group + group, h0 + hb_size);
+            const uint32_t nh = h1 - h0;
+            // Query (t, h) is number (t - t0) * nh + (h - h0) of the item.
+            for (uint32_t t = t0; t < t1; ++t) {
+                for (uint32_t h = h0; h < h1; ++h) {
+                    const size_t i = static_cast<size_t>(t - t0) * nh + (h - h0);
+                    // ggml converts Q to the K cache's type before the dot product (vec_dot_type F16).
+                    ops.cvt_f32_f16(hd_k, q + t * q_stride + static_cast<size_t>(h) * hd_k, q16 + i * hd_k);
+                    std::fill(acc16 + i * hd_v, acc16 + (i + 1) * hd_v, uint16_t(0));
+                    Ms[i] = -INFINITY;
+                    Ss[i] = 0.0f;
+                }
+            }
+            const uint32_t n_kv_max = st.n_past + t1;  // causal: the item's last token sees this many rows
+            for (uint32_t j0 = 0; j0 < n_kv_max; j0 += kKVTile) {
+                kernels::AttnF16Rows rows = rows0;
+                rows.k = kc + static_cast<size_t>(j0) * nk + static_cast<size_t>(hk) * hd_k;
+                rows.v = vc + static_cast<size_t>(j0) * nv + static_cast<size_t>(hk) * hd_v;
+                for (uint32_t t = t0; t < t1; ++t) {
+                    const uint32_t n_kv = st.n_past + t + 1;
+                    if (n_kv <= j0) continue;
+                    const uint32_t n = std::min(kKVTile, n_kv - j0);
+                    for (uint32_t h = h0; h < h1; ++h) {
+                        const size_t i = static_cast<size_t>(t - t0) * nh + (h - h0);
+                        kernels::AttnF16State s{Ms[i], Ss[i], acc16 + i * hd_v};
+                        ops.attn_f16(rows, q16 + i * hd_k, n, s, scratch);
+                        Ms[i] = s.M;
+                        Ss[i] = s.S;
+                    }
+                }
+            }
+            for (uint32_t t = t0; t < t1; ++t) {
+                for (uint32_t h = h0; h < h1; ++h) {
+                    const size_t i = static_cast<size_t>(t - t0) * nh + (h - h0);
+                    float* o = out + t * o_stride + static_cast<size_t>(h) * hd_v;
+                    ops.cvt_f16_f32_scale(hd_v, acc16 + i * hd_v, o, 1.0f / Ss[i]);
+                }
+            }
+        }
+    };
+    const int64_t n_work = base * n_hb;
+    if (st.pool)
+        st.pool->parallel_for(n_work, work);
+    else
+        work(0, n_work, 0);
+}
+
+// Attention over an F32 KV cache as llama.cpp computes it without flash attention: the scores
+// of a query over all its rows, ggml_soft_max (maximum subtracted, sum in double), then the
+// probabilities times V. One work item per (token, head); the scores row is per thread.
+static void attention_f32(SessionState& st, const HParams& hp, uint32_t il, const float* q, float* out,
+                          uint32_t n_tokens, float scale) {
+    const kernels::VecOps& ops = kernels::vec_ops();
     const uint32_t n_head = hp.n_head, hd_k = hp.n_embd_head_k, hd_v = hp.n_embd_head_v;
     const uint32_t group = hp.n_head / hp.n_head_kv;
-    const int64_t nk = hp.n_embd_k_gqa(), nv = hp.n_embd_v_gqa();
-    const bool f16 = st.kv_type == GGMLType::F16;
-    const size_t es = f16 ? 2 : 4;
-    const kernels::TypeTraits* kt = kernels::traits(st.kv_type);
-    const uint8_t* kc = st.k_cache[il].data();
-    const uint8_t* vc = st.v_cache[il].data();
+    const size_t nk = hp.n_embd_k_gqa(), nv = hp.n_embd_v_gqa();
+    const kernels::TypeTraits* kt = kernels::traits(GGMLType::F32);
+    const auto* kc = reinterpret_cast<const float*>(st.k_cache[il].data());
+    const auto* vc = reinterpret_cast<const float*>(st.v_cache[il].data());
     const size_t q_stride = static_cast<size_t>(n_head) * hd_k;
     const size_t o_stride = static_cast<size_t>(n_head) * hd_v;
 
     auto work = [&](int64_t begin, int64_t end, int tid) {
         float* sc = st.scores.data() + static_cast<size_t>(tid) * st.n_ctx;
-        uint16_t* q16 = st.q16.data() + static_cast<size_t>(tid) * (hd_k + hd_v);
-        uint16_t* acc16 = q16 + hd_k;
         for (int64_t w = begin; w < end; ++w) {
             const uint32_t t = static_cast<uint32_t>(w / n_head), h = static_cast<uint32_t>(w % n_head);
             const uint32_t hk = h / group;
             const uint32_t n_kv = st.n_past + t + 1;  // causal: this token and everything before
             const float* qh = q + t * q_stride + static_cast<size_t>(h) * hd_k;
             float* o = out + t * o_stride + static_cast<size_t>(h) * hd_v;
-            if (f16) {
-                // ggml converts Q to the K cache's type before the dot product (vec_dot_type F16).
-                for (uint32_t i = 0; i < hd_k; ++i) q16[i] = kernels::fp32_to_fp16(qh[i]);
-                flash_f16(q16, kc, vc, n_kv, nk, nv, hk, hd_k, hd_v, scale, kt, acc16, o);
-                continue;
-            }
-            const float* qv = qh;
             float mx = -INFINITY;
             for (uint32_t j = 0; j < n_kv; ++j) {
                 float s;
-                kt->vec_dot(hd_k, &s, kc + (static_cast<size_t>(j) * nk + static_cast<size_t>(hk) * hd_k) * es, qv);
+                kt->vec_dot(hd_k, &s, kc + static_cast<size_t>(j) * nk + static_cast<size_t>(hk) * hd_k, qh);
                 sc[j] = s * scale;
                 mx = std::max(mx, sc[j]);
             }
@@ -177,12 +260,8 @@ void attention(SessionState& st, const HParams& hp, uint32_t il, const float* q,
             }
             const float inv = static_cast<float>(1.0 / sum);
             std::fill(o, o + hd_v, 0.0f);
-            for (uint32_t j = 0; j < n_kv; ++j) {
-                const float p = sc[j] * inv;
-                const auto* v32 =
-                    reinterpret_cast<const float*>(vc + (static_cast<size_t>(j) * nv + static_cast<size_t>(hk) * hd_v) * es);
-                for (uint32_t i = 0; i < hd_v; ++i) o[i] += p * v32[i];
-            }
+            for (uint32_t j = 0; j < n_kv; ++j)
+                ops.mad_f32(hd_v, o, vc + static_cast<size_t>(j) * nv + static_cast<size_t>(hk) * hd_v, sc[j] * inv);
         }
     };
     const int64_t n_work = static_cast<int64_t>(n_tokens) * n_head;
@@ -190,6 +269,14 @@ void attention(SessionState& st, const HParams& hp, uint32_t il, const float* q,
         st.pool->parallel_for(n_work, work);
     else
         work(0, n_work, 0);
+}
+
+void attention(SessionState& st, const HParams& hp, uint32_t il, const float* q, float* out, uint32_t n_tokens,
+               float scale) {
+    if (st.kv_type == GGMLType::F16)
+        attention_f16(st, hp, il, q, out, n_tokens, scale);
+    else
+        attention_f32(st, hp, il, q, out, n_tokens, scale);
 }
 
 void swiglu(float* hb, const float* hb2, size_t n) {
@@ -201,6 +288,27 @@ void swiglu(float* hb, const float* hb2, size_t n) {
 
 void add_inplace(float* y, const float* x, size_t n) {
     for (size_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+} // namespace slm::blocks
+
+namespace slm::blocks {
+
+void matmul_multi(SessionState& st, std::initializer_list<const ModelTensor*> ws, const float* x,
+                  std::initializer_list<float*> ys, uint32_t n_tokens) {
+    kernels::MatMulOut outs[8];
+    if (ws.size() != ys.size() || ws.size() > 8) fail("matmul_multi: %zu weights for %zu outputs", ws.size(), ys.size());
+    int n = 0;
+    int64_t n_in = -1;
+    auto y = ys.begin();
+    for (const ModelTensor* w : ws) {
+        if (n_in >= 0 && w->n_in() != n_in)
+            fail("matmul_multi: '%s' has rows of %lld, not %lld", w->name.c_str(), static_cast<long long>(w->n_in()),
+                 static_cast<long long>(n_in));
+        n_in = w->n_in();
+        outs[n++] = {w->data, w->type, w->n_out(), *y++};
+    }
+    kernels::mul_mat_multi(outs, n, n_in, x, n_tokens, st.pool.get(), st.mm_scratch);
 }
 
 } // namespace slm::blocks

@@ -4,6 +4,8 @@
 
 #include "models/arch.h"
 
+#include <initializer_list>
+
 namespace slm::blocks {
 
 // y[t] = x[t] / sqrt(mean(x[t]^2) + eps) * w  for n_tokens rows of n (sum of squares in double,
@@ -12,6 +14,11 @@ void rms_norm(const float* x, const float* w, float* y, uint32_t n_tokens, int64
 
 // y = W x for every token: Y (n_tokens x n_out) = X (n_tokens x n_in) @ W^T.
 void matmul(SessionState& st, const ModelTensor& w, const float* x, float* y, uint32_t n_tokens);
+
+// Several matmuls of the same input at once (Q/K/V, FFN gate/up): ys[i] = x @ ws[i]^T, with
+// one conversion of x per activation type and one thread-pool pass for all of them.
+void matmul_multi(SessionState& st, std::initializer_list<const ModelTensor*> ws, const float* x,
+                  std::initializer_list<float*> ys, uint32_t n_tokens);
 
 // Token embedding lookup: rows of token_embd (any supported type) as F32.
 void get_rows(const ModelTensor& emb, const int32_t* tokens, uint32_t n_tokens, float* out);

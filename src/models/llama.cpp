@@ -76,9 +76,8 @@ public:
             const LlamaLayer& L = layers_[il];
             // attention
             blocks::rms_norm(x, L.attn_norm.f32(), xb, n, E, hp.rms_eps);
-            blocks::matmul(st, L.wq, xb, st.q.data(), n);                       // Wq (nq, E) @ xb -> (n, nq)
-            blocks::matmul(st, L.wk, xb, st.k.data(), n);                       // Wk (nk, E) @ xb -> (n, nk)
-            blocks::matmul(st, L.wv, xb, st.v.data(), n);                       // Wv (nv, E) @ xb -> (n, nv)
+            // Wq (nq, E), Wk (nk, E), Wv (nv, E) @ xb -> q (n, nq), k (n, nk), v (n, nv)
+            blocks::matmul_multi(st, {&L.wq, &L.wk, &L.wv}, xb, {st.q.data(), st.k.data(), st.v.data()}, n);
             blocks::rope_apply(st, hp, st.q.data(), n, hp.n_head, hp.n_embd_head_k, nq);
             blocks::rope_apply(st, hp, st.k.data(), n, hp.n_head_kv, hp.n_embd_head_k, hp.n_embd_k_gqa());
             blocks::kv_store(st, hp, il, st.k.data(), st.v.data(), n);
@@ -87,8 +86,8 @@ public:
             blocks::add_inplace(x, xb, n * E);
             // feed-forward
             blocks::rms_norm(x, L.ffn_norm.f32(), xb, n, E, hp.rms_eps);
-            blocks::matmul(st, L.ffn_gate, xb, st.hb.data(), n);                // (F, E) @ xb -> (n, F)
-            blocks::matmul(st, L.ffn_up, xb, st.hb2.data(), n);                 // (F, E) @ xb -> (n, F)
+            // gate (F, E), up (F, E) @ xb -> hb (n, F), hb2 (n, F)
+            blocks::matmul_multi(st, {&L.ffn_gate, &L.ffn_up}, xb, {st.hb.data(), st.hb2.data()}, n);
             blocks::swiglu(st.hb.data(), st.hb2.data(), n * F);
             blocks::matmul(st, L.ffn_down, st.hb.data(), xb, n);                // (E, F) @ hb -> (n, E)
             blocks::add_inplace(x, xb, n * E);

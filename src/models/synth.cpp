@@ -14,6 +14,7 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <strings.h>
 #include <sys/stat.h>
 #include <thread>
 
@@ -300,6 +301,72 @@ GGMLType quant_fallback_type(GGMLType want, int64_t n_per_row) {
     return t;
 }
 
+const std::vector<SynthFileType>& synth_file_types() {
+    static const std::vector<SynthFileType> all = {
+        {"F32", 0, GGMLType::F32},       {"F16", 1, GGMLType::F16},       {"BF16", 32, GGMLType::BF16},
+        {"Q4_0", 2, GGMLType::Q4_0},     {"Q4_1", 3, GGMLType::Q4_1},     {"Q5_0", 8, GGMLType::Q5_0},
+        {"Q5_1", 9, GGMLType::Q5_1},     {"Q8_0", 7, GGMLType::Q8_0},     {"Q2_K", 10, GGMLType::Q2_K},
+        {"Q3_K_S", 11, GGMLType::Q3_K},  {"Q3_K_M", 12, GGMLType::Q3_K},  {"Q3_K_L", 13, GGMLType::Q3_K},
+        {"Q3_K", 12, GGMLType::Q3_K},    {"Q4_K_S", 14, GGMLType::Q4_K},  {"Q4_K_M", 15, GGMLType::Q4_K},
+        {"Q4_K", 15, GGMLType::Q4_K},    {"Q5_K_S", 16, GGMLType::Q5_K},  {"Q5_K_M", 17, GGMLType::Q5_K},
+        {"Q5_K", 17, GGMLType::Q5_K},    {"Q6_K", 18, GGMLType::Q6_K},    {"IQ4_NL", 25, GGMLType::IQ4_NL},
+        {"IQ4_XS", 30, GGMLType::IQ4_XS}, {"TQ1_0", 36, GGMLType::TQ1_0}, {"TQ2_0", 37, GGMLType::TQ2_0},
+    };
+    return all;
+}
+
+const SynthFileType* synth_file_type(const std::string& name) {
+    for (const SynthFileType& f : synth_file_types())
+        if (strcasecmp(f.name, name.c_str()) == 0) return &f;
+    return nullptr;
+}
+
+GGMLType synth_tensor_type(const SynthConfig& c, const std::string& kind, uint32_t il) {
+    const bool is_output = kind == "output.weight";
+    const bool is_embd = kind == "token_embd.weight";
+    if (is_embd && c.embd_type) return *c.embd_type;
+    if (is_output && c.output_type) return *c.output_type;
+    const GGMLType t = c.type;
+    const bool quantized = type_info(t).blck_size > 1;
+    if (c.pure || !quantized) return t;
+    enum : uint32_t { Q2_K = 10, Q3_K_M = 12, Q3_K_L = 13, Q4_K_S = 14, Q4_K_M = 15, Q5_K_M = 17,
+                      IQ4_NL = 25, IQ4_XS = 30, TQ1_0 = 36, TQ2_0 = 37 };
+    const uint32_t ft = c.ftype.value_or(llama_file_type(t));
+    const uint32_t n = c.n_layer;
+    const bool more_bits = il < n / 8 || il >= 7 * n / 8 || (static_cast<int64_t>(il) - n / 8) % 3 == 2;
+    const uint32_t n_gqa = c.n_head_kv ? c.n_head / c.n_head_kv : 1;
+    if (is_output || (is_embd && c.tied_embeddings)) {
+        if (c.n_embd % 256 != 0) return GGMLType::Q8_0;
+        return t == GGMLType::Q8_0 ? t : GGMLType::Q6_K;
+    }
+    if (is_embd) return ft == TQ1_0 || ft == TQ2_0 ? GGMLType::Q4_K : t;
+    if (kind == "attn_v.weight") {
+        if (ft == Q2_K) return n_gqa >= 4 ? GGMLType::Q4_K : GGMLType::Q3_K;
+        if (ft == Q3_K_M) return il < 2 ? GGMLType::Q5_K : GGMLType::Q4_K;
+        if (ft == Q3_K_L) return GGMLType::Q5_K;
+        if ((ft == IQ4_NL || ft == IQ4_XS) && n_gqa >= 4) return GGMLType::Q5_K;
+        if ((ft == Q4_K_M || ft == Q5_K_M) && more_bits) return GGMLType::Q6_K;
+        if (ft == Q4_K_S && il < 4) return GGMLType::Q5_K;
+        return t;
+    }
+    if (kind == "ffn_down.weight") {
+        if (ft == Q2_K) return GGMLType::Q3_K;
+        if (ft == Q3_K_M) return il < n / 16 ? GGMLType::Q5_K : GGMLType::Q4_K;
+        if (ft == Q3_K_L) return GGMLType::Q5_K;
+        if (ft == Q4_K_M) return more_bits ? GGMLType::Q6_K : t;
+        if (il < n / 8 && (ft == IQ4_NL || ft == IQ4_XS)) return GGMLType::Q5_K;
+        if (ft == Q5_K_M && more_bits) return GGMLType::Q6_K;
+        if (ft == Q4_K_S && il < n / 8) return GGMLType::Q5_K;
+        return t;
+    }
+    if (kind == "attn_output.weight") {
+        if (ft == Q2_K) return GGMLType::Q3_K;
+        if (ft == Q3_K_M) return GGMLType::Q4_K;
+        if (ft == Q3_K_L) return GGMLType::Q5_K;
+    }
+    return t;
+}
+
 std::vector<GGMLType> synth_writable_types() {
     std::vector<GGMLType> out;
     for (const FileType& f : kFileTypes) {
@@ -358,6 +425,11 @@ void validate(const SynthConfig& c) {
     if (c.rope_llama3_factor < 0.0f || (c.rope_llama3_factor > 0 && !(c.rope_llama3_high_freq > c.rope_llama3_low_freq)))
         fail("synth: llama3 rope scaling needs factor >= 0 and high_freq > low_freq");
     llama_file_type(c.type);
+    if (c.ftype) {
+        bool ok = false;
+        for (const SynthFileType& f : synth_file_types()) ok |= f.ftype == *c.ftype && f.type == c.type;
+        if (!ok) fail("synth: file type %u is not a llama.cpp file type of mostly %s", *c.ftype, type_name(c.type));
+    }
     if (c.embd_type) llama_file_type(*c.embd_type);
     if (c.output_type) llama_file_type(*c.output_type);
 }
@@ -375,15 +447,18 @@ std::vector<SynthTensor> synth_tensors(const SynthConfig& c) {
     auto add = [&](std::string name, GGMLType want, std::vector<int64_t> ne, float mean, float std) {
         SynthTensor t;
         t.name = std::move(name);
-        t.type = ne.size() == 1 ? GGMLType::F32 : quant_fallback_type(want, ne[0]);  // 1-D: F32, as llama-quantize
+        t.wanted = ne.size() == 1 ? GGMLType::F32 : want;  // 1-D: F32, as llama-quantize
+        t.type = quant_fallback_type(t.wanted, ne[0]);
         t.ne = std::move(ne);
         t.nbytes = row_size(t.type, t.ne[0]) * static_cast<size_t>(t.nelements() / t.ne[0]);
         t.mean = mean;
         t.std = std;
         out.push_back(std::move(t));
     };
-    auto matrix = [&](const std::string& name, int64_t n_in, int64_t n_out, float scale) {
-        add(name, c.type, {n_in, n_out}, 0.0f, scale / std::sqrt(static_cast<float>(n_in)));
+    uint32_t il = 0;
+    auto matrix = [&](const std::string& kind, int64_t n_in, int64_t n_out, float scale) {
+        add("blk." + std::to_string(il) + "." + kind, synth_tensor_type(c, kind, il), {n_in, n_out}, 0.0f,
+            scale / std::sqrt(static_cast<float>(n_in)));
     };
 
     // Order: generated rope_freqs first (convert_hf_to_gguf.py yields its generated tensors before
@@ -391,18 +466,18 @@ std::vector<SynthTensor> synth_tensors(const SynthConfig& c) {
     // in the order the forward pass uses them, the final norm and the output matrix. (The
     // converter itself follows the checkpoint's key order; loaders look tensors up by name.)
     if (c.rope_llama3_factor > 0) add("rope_freqs.weight", GGMLType::F32, {hd / 2}, 0, 0);
-    add("token_embd.weight", c.embd_type.value_or(c.type), {E, V}, 0.0f, kEmbdStd);
-    for (uint32_t il = 0; il < c.n_layer; ++il) {
+    add("token_embd.weight", synth_tensor_type(c, "token_embd.weight", 0), {E, V}, 0.0f, kEmbdStd);
+    for (il = 0; il < c.n_layer; ++il) {
         const std::string p = "blk." + std::to_string(il) + ".";
         add(p + "attn_norm.weight", GGMLType::F32, {E}, 1.0f, kNormStd);
-        matrix(p + "attn_q.weight", E, nq, kQKScale);
-        matrix(p + "attn_k.weight", E, nkv, kQKScale);
-        matrix(p + "attn_v.weight", E, nkv, 1.0f);
-        matrix(p + "attn_output.weight", nq, E, resid_scale);
+        matrix("attn_q.weight", E, nq, kQKScale);
+        matrix("attn_k.weight", E, nkv, kQKScale);
+        matrix("attn_v.weight", E, nkv, 1.0f);
+        matrix("attn_output.weight", nq, E, resid_scale);
         add(p + "ffn_norm.weight", GGMLType::F32, {E}, 1.0f, kNormStd);
-        matrix(p + "ffn_gate.weight", E, F, 1.0f);
-        matrix(p + "ffn_up.weight", E, F, 1.0f);
-        matrix(p + "ffn_down.weight", F, E, resid_scale);
+        matrix("ffn_gate.weight", E, F, 1.0f);
+        matrix("ffn_up.weight", E, F, 1.0f);
+        matrix("ffn_down.weight", F, E, resid_scale);
     }
     if (c.tied_embeddings) {
         // logits = token_embd . h: with rows of std 0.02, h needs norm weights of ~centre for a
@@ -411,7 +486,8 @@ std::vector<SynthTensor> synth_tensors(const SynthConfig& c) {
         add("output_norm.weight", GGMLType::F32, {E}, centre, centre * kNormStd);
     } else {
         add("output_norm.weight", GGMLType::F32, {E}, 1.0f, kNormStd);
-        add("output.weight", c.output_type.value_or(c.type), {E, V}, 0.0f, kLogitStd / std::sqrt(static_cast<float>(E)));
+        add("output.weight", synth_tensor_type(c, "output.weight", 0), {E, V}, 0.0f,
+            kLogitStd / std::sqrt(static_cast<float>(E)));
     }
     return out;
 }
@@ -583,10 +659,7 @@ SynthResult synthesize(const SynthConfig& cfg_in, const std::string& out_path) {
         const kernels::TypeTraits* tt = kernels::ref_traits(t.type);
         if (!tt || !tt->quantize_ref)
             fail("synth: tensor '%s' needs type %s, which slm cannot quantize to yet", t.name.c_str(), type_name(t.type));
-        const GGMLType want = t.ne.size() == 1                    ? GGMLType::F32
-                              : t.name == "token_embd.weight"     ? cfg.embd_type.value_or(cfg.type)
-                              : t.name == "output.weight"         ? cfg.output_type.value_or(cfg.type)
-                                                                  : cfg.type;
+        const GGMLType want = t.wanted;
         if (t.type != want)
             res.fallbacks.push_back(strprintf("%s: %s -> %s (row %lld)", t.name.c_str(), type_name(want),
                                               type_name(t.type), static_cast<long long>(t.ne[0])));
@@ -610,7 +683,7 @@ SynthResult synthesize(const SynthConfig& cfg_in, const std::string& out_path) {
         w.set(a + "attention.key_length", GGUFValue::u32(cfg.head_dim));
         w.set(a + "attention.value_length", GGUFValue::u32(cfg.head_dim));
     }
-    w.set("general.file_type", GGUFValue::u32(llama_file_type(cfg.type)));
+    w.set("general.file_type", GGUFValue::u32(cfg.ftype.value_or(llama_file_type(cfg.type))));
     w.set(a + "vocab_size", GGUFValue::u32(cfg.n_vocab));
     w.set(a + "rope.dimension_count", GGUFValue::u32(static_cast<uint32_t>(hd)));
     for (const auto& [k, v] : tok.kv())

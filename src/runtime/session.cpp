@@ -58,9 +58,10 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
     st.att.resize(B * hp.n_head * hp.n_embd_head_v);
     st.hb.resize(B * hp.n_ff);
     st.hb2.resize(B * hp.n_ff);
-    st.logits.resize(B * hp.n_vocab);
+    // One row: a prompt's logits are only wanted for its last token unless eval asks for all,
+    // which grows this buffer then (B rows of a 128k vocabulary would be 256 MB).
+    st.logits.resize(hp.n_vocab);
     st.scores.resize(size_t(nt) * st.n_ctx);
-    st.q16.resize(size_t(nt) * (hp.n_embd_head_k + hp.n_embd_head_v));
     st.rope_cache.resize(B * hp.n_rot);
 }
 
@@ -76,7 +77,11 @@ const float* Session::eval(std::span<const int32_t> tokens, bool all_logits) {
     if (st.n_past + tokens.size() > st.n_ctx)
         fail("session: %zu tokens after %u would overflow the context of %u (raise n_ctx)", tokens.size(), st.n_past,
              st.n_ctx);
-    if (all_logits) all_logits_.resize(tokens.size() * hp.n_vocab);
+    if (all_logits) {
+        all_logits_.resize(tokens.size() * hp.n_vocab);
+        const size_t rows = std::min<size_t>(st.n_batch, tokens.size());
+        if (st.logits.size() < rows * hp.n_vocab) st.logits.resize(rows * hp.n_vocab);
+    }
     size_t done = 0;
     while (done < tokens.size()) {
         const uint32_t n = static_cast<uint32_t>(std::min<size_t>(st.n_batch, tokens.size() - done));

@@ -127,7 +127,7 @@ TEST(Kernels, BlockSizesMatchTypeTable) {
     EXPECT_EQ(traits(GGMLType::IQ2_XXS), nullptr);
     EXPECT_EQ(traits_for_isa("scalar", GGMLType::Q4_0), ref_traits(GGMLType::Q4_0));
     const std::string isa = isa_name();
-    EXPECT_TRUE(isa == "scalar" || isa == "avx2") << isa;
+    EXPECT_TRUE(isa == "scalar" || isa == "avx2" || isa == "avx512" || isa == "neon") << isa;
 }
 
 TEST(Kernels, VecDotTypes) {
@@ -669,12 +669,14 @@ TEST(MulMat, MatchesNaiveWithAndWithoutPool) {
                     const uint8_t* wr = w.data() + slm::row_size(t, c.n_in) * r;
                     const std::vector<float> wf = dequantized(t, wr, c.n_in);
                     const size_t k = static_cast<size_t>(tok * c.n_out + r);
+                    // Threads never change a result; tiles (gemm) may sum in another order than
+                    // vec_dot, so they agree to rounding, as both do with the exact dot.
                     float direct = 0;
                     tt->vec_dot(c.n_in, &direct, wr, a.data());
-                    ASSERT_EQ(bits_of(y1[k]), bits_of(direct)) << slm::type_name(t) << " r=" << r << " t=" << tok;
-                    ASSERT_EQ(bits_of(y2[k]), bits_of(direct)) << slm::type_name(t) << " r=" << r << " t=" << tok;
+                    ASSERT_EQ(bits_of(y2[k]), bits_of(y1[k])) << slm::type_name(t) << " r=" << r << " t=" << tok;
                     const std::vector<uint8_t> wrow(wr, wr + slm::row_size(t, c.n_in));
                     const double tol = dot_rel_tol(t) * abs_dot(wf, af) + q8_1_s_error(t, wrow, a, c.n_in) + 1e-30;
+                    ASSERT_NEAR(y1[k], direct, tol) << slm::type_name(t) << " r=" << r << " t=" << tok;
                     ASSERT_NEAR(y1[k], exact_dot(wf, af), tol) << slm::type_name(t) << " r=" << r << " t=" << tok;
                 }
             }

@@ -163,7 +163,10 @@ TEST(Synth, SmallModelInEveryWritableType) {
             EXPECT_EQ(t.shape(), want[i].ne) << t.name;
             EXPECT_EQ(t.type, want[i].type) << t.name;
             EXPECT_EQ(t.nbytes, want[i].nbytes) << t.name;
-            EXPECT_EQ(t.type, t.n_dims == 1 ? GGMLType::F32 : type) << t.name;
+            const std::string kind = t.name.rfind("blk.", 0) == 0 ? t.name.substr(t.name.find('.', 4) + 1) : t.name;
+            const uint32_t il = t.name.rfind("blk.", 0) == 0 ? static_cast<uint32_t>(std::stoul(t.name.substr(4))) : 0;
+            EXPECT_EQ(t.type, t.n_dims == 1 ? GGMLType::F32 : quant_fallback_type(synth_tensor_type(c, kind, il), t.ne[0]))
+                << t.name;
         }
         EXPECT_EQ(f.tensors().front().name, "token_embd.weight");
         EXPECT_EQ(f.tensors()[1].name, "blk.0.attn_norm.weight");
@@ -234,6 +237,11 @@ TEST(Synth, FallbackTypes) {
     EXPECT_EQ(quant_fallback_type(GGMLType::F16, 17), GGMLType::F16);
     EXPECT_EQ(quant_fallback_type(GGMLType::F32, 17), GGMLType::F32);
     EXPECT_EQ(llama_file_type(GGMLType::Q4_K), 15u);
+    ASSERT_NE(synth_file_type("q4_k_m"), nullptr);
+    EXPECT_EQ(synth_file_type("Q4_K_M")->ftype, 15u);
+    EXPECT_EQ(synth_file_type("Q4_K")->ftype, 15u);
+    EXPECT_EQ(synth_file_type("Q4_K_S")->type, GGMLType::Q4_K);
+    EXPECT_EQ(synth_file_type("Q4_K_X"), nullptr);
     EXPECT_EQ(llama_file_type(GGMLType::Q6_K), 18u);
     EXPECT_EQ(llama_file_type(GGMLType::Q8_0), 7u);
     EXPECT_EQ(llama_file_type(GGMLType::BF16), 32u);
@@ -267,6 +275,62 @@ TEST(Synth, FallbackForRowsThatAreNotABlockMultiple) {
         EXPECT_EQ(mk->file().tensor("blk.0.ffn_gate.weight").type, GGMLType::Q4_K);
         expect_sane_outputs(kp);
     }
+}
+
+// llama-quantize's mixtures on TinyLlama's shape (22 layers, n_gqa 8): use_more_bits picks layers
+// 0, 1 (first eighth), 4, 7, 10, 13, 16 (every third after it) and 19, 20, 21 (last eighth).
+TEST(Synth, LlamaQuantizeMixtures) {
+    auto types_of = [](SynthConfig c) {
+        std::map<std::string, GGMLType> m;
+        for (const SynthTensor& t : synth_tensors(c)) m[t.name] = t.type;
+        return m;
+    };
+    SynthConfig c = preset_tinyllama_1b();
+    c.type = GGMLType::Q4_K;
+    c.ftype = 15;  // Q4_K_M
+    auto m = types_of(c);
+    EXPECT_EQ(m["output.weight"], GGMLType::Q6_K);
+    EXPECT_EQ(m["token_embd.weight"], GGMLType::Q4_K);
+    const std::set<int> more = {0, 1, 4, 7, 10, 13, 16, 19, 20, 21};
+    for (int il = 0; il < 22; ++il) {
+        const std::string p = "blk." + std::to_string(il) + ".";
+        const GGMLType hi = more.count(il) ? GGMLType::Q6_K : GGMLType::Q4_K;
+        EXPECT_EQ(m[p + "attn_v.weight"], hi) << il;
+        EXPECT_EQ(m[p + "ffn_down.weight"], hi) << il;
+        EXPECT_EQ(m[p + "attn_q.weight"], GGMLType::Q4_K) << il;
+        EXPECT_EQ(m[p + "ffn_up.weight"], GGMLType::Q4_K) << il;
+    }
+    c.ftype = 14;  // Q4_K_S: attn_v Q5_K on the first 4 layers, ffn_down on the first 22/8 = 2
+    m = types_of(c);
+    EXPECT_EQ(m["blk.3.attn_v.weight"], GGMLType::Q5_K);
+    EXPECT_EQ(m["blk.4.attn_v.weight"], GGMLType::Q4_K);
+    EXPECT_EQ(m["blk.1.ffn_down.weight"], GGMLType::Q5_K);
+    EXPECT_EQ(m["blk.2.ffn_down.weight"], GGMLType::Q4_K);
+    // Q4_0 (as llama-quantize without --pure): only output.weight changes, to Q6_K.
+    c.type = GGMLType::Q4_0;
+    c.ftype.reset();
+    m = types_of(c);
+    EXPECT_EQ(m["output.weight"], GGMLType::Q6_K);
+    EXPECT_EQ(m["token_embd.weight"], GGMLType::Q4_0);
+    EXPECT_EQ(m["blk.0.ffn_down.weight"], GGMLType::Q4_0);
+    c.pure = true;
+    EXPECT_EQ(types_of(c)["output.weight"], GGMLType::Q4_0);
+    // Q8_0 keeps Q8_0; tied models give token_embd the output's type; a width that is not a
+    // multiple of 256 gives Q8_0 (MobileLLM's 576).
+    c.pure = false;
+    c.type = GGMLType::Q8_0;
+    EXPECT_EQ(types_of(c)["output.weight"], GGMLType::Q8_0);
+    SynthConfig t = preset_mobilellm_125m();
+    t.type = GGMLType::Q4_0;
+    EXPECT_EQ(types_of(t)["token_embd.weight"], GGMLType::Q8_0);
+    t = preset_llama32_1b();
+    t.type = GGMLType::Q4_0;
+    EXPECT_EQ(types_of(t)["token_embd.weight"], GGMLType::Q6_K);
+    // An explicit type wins; a file type that does not fit the tensor type is refused.
+    t.embd_type = GGMLType::Q8_0;
+    EXPECT_EQ(types_of(t)["token_embd.weight"], GGMLType::Q8_0);
+    t.ftype = 15;
+    EXPECT_THROW(synth_tensors(t), slm::Error);
 }
 
 TEST(Synth, EmbeddingAndOutputTypes) {
@@ -344,6 +408,7 @@ TEST(Synth, PresetsHaveTheRealParameterCounts) {
     EXPECT_EQ(synth_param_count(preset_smollm2_360m()), 361821120u);
     SynthConfig q = preset_smollm2_135m();
     q.type = GGMLType::Q4_K;  // rows of 576 are not a multiple of 256: everything but ffn_down -> Q5_0
+    q.pure = true;
     for (const SynthTensor& x : synth_tensors(q))
         if (x.ne.size() == 2) EXPECT_EQ(x.type, x.ne[0] == 1536 ? GGMLType::Q4_K : GGMLType::Q5_0) << x.name;
 }
@@ -419,6 +484,7 @@ TEST(Synth, MatchesLlamaCppReferenceLayout) {
         c.n_ff = 256;
         c.tokenizer = dir + "llama.f32.gguf";
         c.type = type;
+        c.pure = true;  // the references were made with llama-quantize --pure
         const std::string path = out_path(std::string("ref.") + file);
         synthesize(c, path);
         const GGUFFile ours = GGUFFile::open(path);

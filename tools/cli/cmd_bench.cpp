@@ -97,6 +97,7 @@ nlohmann::json to_json(const BenchResult& r, const SystemInfo& sys) {
         {"bandwidth_share", r.bandwidth_share},
         {"cpu", sys.cpu_name},
         {"isa", sys.isa},
+        {"cpu_flags", sys.cpu_flags},
     };
 }
 
@@ -121,10 +122,11 @@ void bench(const BenchOptions& o) {
 
     Table table({"model", "size", "params", "threads", "test", "t/s", "ttft ms", "peak RSS", "decode GB/s", "roofline"},
                 {static_cast<int>(desc_width), 10, 10, 7, 14, 20, 16, 10, 11, 8});
+    const std::string flags = "CPU flags: " + (sys.cpu_flags.empty() ? std::string("unknown") : sys.cpu_flags);
     if (o.json) {
-        std::fprintf(stderr, "%s\n", head.c_str());
+        std::fprintf(stderr, "%s\n%s\n", head.c_str(), flags.c_str());
     } else {
-        std::printf("%s\n\n", head.c_str());
+        std::printf("%s\n%s\n\n", head.c_str(), flags.c_str());
         table.header();
     }
 

@@ -19,7 +19,7 @@ struct SynthOptions {
     std::string preset, type = "f16", output, tokenizer, arch, embd_type, output_type;
     std::optional<uint32_t> n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx, head_dim;
     std::optional<float> rope_base, rms_eps;
-    bool tied = false, untied = false;
+    bool tied = false, untied = false, pure = false;
     uint64_t seed = 42;
     int threads = 0;
     bool list = false;
@@ -79,7 +79,15 @@ void synth(const SynthOptions& o) {
     if (o.rms_eps) c.rms_eps = *o.rms_eps;
     if (o.tied) c.tied_embeddings = true;
     if (o.untied) c.tied_embeddings = false;
-    c.type = parse_type(o.type, "--type");
+    const SynthFileType* ft = synth_file_type(o.type);
+    if (ft == nullptr) {
+        std::string names;
+        for (const SynthFileType& f : synth_file_types()) names += (names.empty() ? "" : ", ") + std::string(f.name);
+        fail("unknown --type '%s'; file types: %s", o.type.c_str(), names.c_str());
+    }
+    c.type = parse_type(ft->type == GGMLType::F32 ? "F32" : type_name(ft->type), "--type");  // writable check
+    c.ftype = ft->ftype;
+    c.pure = o.pure;
     if (!o.embd_type.empty()) c.embd_type = parse_type(o.embd_type, "--embd-type");
     if (!o.output_type.empty()) c.output_type = parse_type(o.output_type, "--output-type");
     c.seed = o.seed;
@@ -109,7 +117,7 @@ void synth(const SynthOptions& o) {
                      o.preset.c_str(), c.n_vocab);
     std::fprintf(stderr, "slm: wrote %s: %s, %s, %.4g parameters, %s, %.1f MiB in %.1f s (tokenizer %s)\n",
                  o.output.c_str(), c.name.c_str(), c.arch.c_str(), static_cast<double>(r.n_params),
-                 type_name(c.type), r.file_bytes / 1048576.0, s, c.tokenizer.c_str());
+                 ft->name, r.file_bytes / 1048576.0, s, c.tokenizer.c_str());
 }
 
 } // namespace
@@ -118,7 +126,11 @@ void add_synth(CLI::App& app) {
     auto o = std::make_shared<SynthOptions>();
     CLI::App* sub = app.add_subcommand("synth", "Write a random-weight model of a real shape (for tests and benchmarks)");
     sub->add_option("--preset", o->preset, "Named shape (see --list-presets); without it, tinyllama-1.1b's shape");
-    sub->add_option("--type", o->type, "Weight type: f32, f16, bf16, q8_0, q4_0, ... (default f16)");
+    sub->add_option("--type", o->type,
+                    "File type as llama-quantize names it: f32, f16, bf16, q8_0, q4_0, q4_k_m, q4_k_s, q5_k_m, "
+                    "q6_k, iq4_xs, tq2_0, ... (default f16); quantized types get llama-quantize's per-tensor "
+                    "mixture (e.g. output.weight Q6_K) unless --pure");
+    sub->add_flag("--pure", o->pure, "Every 2-D weight of --type's tensor type (llama-quantize --pure)");
     sub->add_option("-o,--output", o->output, "Output GGUF path");
     sub->add_option("--seed", o->seed, "Random seed: the same seed and shape give identical bytes")->default_val(42);
     sub->add_option("--tokenizer", o->tokenizer,

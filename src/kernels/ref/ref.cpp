@@ -455,21 +455,21 @@ void vec_dot_q8_0_q8_0(int64_t n, float* s, const void* vx, const void* vy) {
 
 void fill_traits(TypeTraits* table, int n_table) {
     const TypeTraits all[] = {
-        {GGMLType::F32, f32_to_float, f32_from_float, vec_dot_f32, GGMLType::F32, f32_from_float},
-        {GGMLType::F16, f16_to_float, f16_from_float, vec_dot_f16, GGMLType::F16, f16_quantize_ref},
-        {GGMLType::BF16, bf16_to_float, bf16_from_float, vec_dot_bf16, GGMLType::BF16, bf16_quantize_ref},
+        {GGMLType::F32, f32_to_float, f32_from_float, vec_dot_f32, GGMLType::F32, f32_from_float, nullptr},
+        {GGMLType::F16, f16_to_float, f16_from_float, vec_dot_f16, GGMLType::F16, f16_quantize_ref, nullptr},
+        {GGMLType::BF16, bf16_to_float, bf16_from_float, vec_dot_bf16, GGMLType::BF16, bf16_quantize_ref, nullptr},
         {GGMLType::Q4_0, dequantize_row_q4_0, quantize_row_q4_0_ref, vec_dot_q4_0_q8_0, GGMLType::Q8_0,
-         quantize_row_q4_0_ref},
+         quantize_row_q4_0_ref, nullptr},
         {GGMLType::Q4_1, dequantize_row_q4_1, quantize_row_q4_1_ref, vec_dot_q4_1_q8_1, GGMLType::Q8_1,
-         quantize_row_q4_1_ref},
+         quantize_row_q4_1_ref, nullptr},
         {GGMLType::Q5_0, dequantize_row_q5_0, quantize_row_q5_0_ref, vec_dot_q5_0_q8_0, GGMLType::Q8_0,
-         quantize_row_q5_0_ref},
+         quantize_row_q5_0_ref, nullptr},
         {GGMLType::Q5_1, dequantize_row_q5_1, quantize_row_q5_1_ref, vec_dot_q5_1_q8_1, GGMLType::Q8_1,
-         quantize_row_q5_1_ref},
+         quantize_row_q5_1_ref, nullptr},
         {GGMLType::Q8_0, dequantize_row_q8_0, quantize_row_q8_0, vec_dot_q8_0_q8_0, GGMLType::Q8_0,
-         quantize_row_q8_0_ref},
+         quantize_row_q8_0_ref, nullptr},
         // Q8_1 is only ever an activation type: ggml has no weight kernel for it.
-        {GGMLType::Q8_1, dequantize_row_q8_1, quantize_row_q8_1, nullptr, GGMLType::Q8_1, quantize_row_q8_1_ref},
+        {GGMLType::Q8_1, dequantize_row_q8_1, quantize_row_q8_1, nullptr, GGMLType::Q8_1, quantize_row_q8_1_ref, nullptr},
     };
     for (const TypeTraits& t : all) {
         const auto id = static_cast<int>(t.type);

@@ -1148,25 +1148,25 @@ void vec_dot_tq2_0_q8_K(int64_t n, float* s, const void* vx, const void* vy) {
 void fill_traits_kquants(TypeTraits* table, int n_table) {
     const TypeTraits all[] = {
         {GGMLType::Q2_K, dequantize_row_q2_K, quantize_row_q2_K_ref, vec_dot_q2_K_q8_K, GGMLType::Q8_K,
-         quantize_row_q2_K_ref},
+         quantize_row_q2_K_ref, nullptr},
         {GGMLType::Q3_K, dequantize_row_q3_K, quantize_row_q3_K_ref, vec_dot_q3_K_q8_K, GGMLType::Q8_K,
-         quantize_row_q3_K_ref},
+         quantize_row_q3_K_ref, nullptr},
         {GGMLType::Q4_K, dequantize_row_q4_K, quantize_row_q4_K_ref, vec_dot_q4_K_q8_K, GGMLType::Q8_K,
-         quantize_row_q4_K_ref},
+         quantize_row_q4_K_ref, nullptr},
         {GGMLType::Q5_K, dequantize_row_q5_K, quantize_row_q5_K_ref, vec_dot_q5_K_q8_K, GGMLType::Q8_K,
-         quantize_row_q5_K_ref},
+         quantize_row_q5_K_ref, nullptr},
         {GGMLType::Q6_K, dequantize_row_q6_K, quantize_row_q6_K_ref, vec_dot_q6_K_q8_K, GGMLType::Q8_K,
-         quantize_row_q6_K_ref},
+         quantize_row_q6_K_ref, nullptr},
         // Q8_K is only ever an activation type, as Q8_1 is.
-        {GGMLType::Q8_K, dequantize_row_q8_K, quantize_row_q8_K_ref, nullptr, GGMLType::Q8_K, quantize_row_q8_K_ref},
+        {GGMLType::Q8_K, dequantize_row_q8_K, quantize_row_q8_K_ref, nullptr, GGMLType::Q8_K, quantize_row_q8_K_ref, nullptr},
         {GGMLType::IQ4_NL, dequantize_row_iq4_nl, quantize_row_iq4_nl_ref, vec_dot_iq4_nl_q8_0, GGMLType::Q8_0,
-         quantize_row_iq4_nl_ref},
+         quantize_row_iq4_nl_ref, nullptr},
         {GGMLType::IQ4_XS, dequantize_row_iq4_xs, quantize_row_iq4_xs_ref, vec_dot_iq4_xs_q8_K, GGMLType::Q8_K,
-         quantize_row_iq4_xs_ref},
+         quantize_row_iq4_xs_ref, nullptr},
         {GGMLType::TQ1_0, dequantize_row_tq1_0, quantize_row_tq1_0_ref, vec_dot_tq1_0_q8_K, GGMLType::Q8_K,
-         quantize_row_tq1_0_ref},
+         quantize_row_tq1_0_ref, nullptr},
         {GGMLType::TQ2_0, dequantize_row_tq2_0, quantize_row_tq2_0_ref, vec_dot_tq2_0_q8_K, GGMLType::Q8_K,
-         quantize_row_tq2_0_ref},
+         quantize_row_tq2_0_ref, nullptr},
     };
     for (const TypeTraits& t : all) {
         const auto id = static_cast<int>(t.type);

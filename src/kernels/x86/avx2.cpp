@@ -14,6 +14,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -390,25 +391,137 @@ void vec_dot_q8_0_q8_0(int64_t n, float* s, const void* vx, const void* vy) {
     *s = hsum_float_8(acc);
 }
 
+// ---- tiles (TypeTraits::gemm) ---------------------------------------------------------------
+//
+// R weight rows x C activation rows per tile: each weight block is unpacked once for C tokens
+// and each activation block loaded once for R rows; R*C accumulators of 8 floats stay in
+// registers (R*C <= 12 of the 16 ymm). Q4_0's nibbles go into maddubs unsigned, as they are
+// (0..15), and the -8 offset comes off per block as 8 * sum(a), computed once per activation
+// block; Q8_0 moves the weight's sign onto the activation, as vec_dot does.
+
+template <int R, int C>
+void tile_q4_0(int64_t nb, const uint8_t* x, size_t bx, const uint8_t* y, size_t by, float* s, size_t ldc) {
+    __m256 acc[R][C];
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1), eights = _mm256_set1_epi8(8);
+    for (int64_t ib = 0; ib < nb; ++ib) {
+        __m256i a[C], bias[C];
+        float da[C];
+        for (int c = 0; c < C; ++c) {
+            const auto* yb = reinterpret_cast<const BlockQ8_0*>(y + c * by) + ib;
+            a[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(yb->qs));
+            bias[c] = _mm256_madd_epi16(ones, _mm256_maddubs_epi16(eights, a[c]));  // 8 * sum(a) per 4 bytes
+            da[c] = half(yb->d);
+        }
+        for (int r = 0; r < R; ++r) {
+            const auto* xb = reinterpret_cast<const BlockQ4_0*>(x + r * bx) + ib;
+            const __m256i q = bytes_from_nibbles_32(xb->qs);
+            const float dw = half(xb->d);
+            for (int c = 0; c < C; ++c) {
+                const __m256i dot = _mm256_sub_epi32(_mm256_madd_epi16(ones, _mm256_maddubs_epi16(q, a[c])), bias[c]);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da[c]), _mm256_cvtepi32_ps(dot), acc[r][c]);
+            }
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < C; ++c) s[c * ldc + r] = hsum_float_8(acc[r][c]);
+}
+
+template <int R, int C>
+void tile_q8_0(int64_t nb, const uint8_t* x, size_t bx, const uint8_t* y, size_t by, float* s, size_t ldc) {
+    __m256 acc[R][C];
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ++ib) {
+        __m256i a[C];
+        float da[C];
+        for (int c = 0; c < C; ++c) {
+            const auto* yb = reinterpret_cast<const BlockQ8_0*>(y + c * by) + ib;
+            a[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(yb->qs));
+            da[c] = half(yb->d);
+        }
+        for (int r = 0; r < R; ++r) {
+            const auto* xb = reinterpret_cast<const BlockQ8_0*>(x + r * bx) + ib;
+            const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs));
+            const __m256i aw = _mm256_sign_epi8(w, w);
+            const float dw = half(xb->d);
+            for (int c = 0; c < C; ++c) {
+                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da[c]),
+                                            mul_sum_us8_pairs_float(aw, _mm256_sign_epi8(a[c], w)), acc[r][c]);
+            }
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < C; ++c) s[c * ldc + r] = hsum_float_8(acc[r][c]);
+}
+
+using TileFn = void (*)(int64_t, const uint8_t*, size_t, const uint8_t*, size_t, float*, size_t);
+
+// Covers nr x nc with 4x3 tiles and the smaller tiles the edges need.
+template <template <int, int> class K>
+void gemm_tiles(int64_t n, const void* vx, size_t bx, int64_t nr, const void* vy, size_t by, int64_t nc, float* s,
+                size_t ldc) {
+    static constexpr TileFn kTiles[4][3] = {
+        {K<1, 1>::run, K<1, 2>::run, K<1, 3>::run},
+        {K<2, 1>::run, K<2, 2>::run, K<2, 3>::run},
+        {K<3, 1>::run, K<3, 2>::run, K<3, 3>::run},
+        {K<4, 1>::run, K<4, 2>::run, K<4, 3>::run},
+    };
+    const auto* x = static_cast<const uint8_t*>(vx);
+    const auto* y = static_cast<const uint8_t*>(vy);
+    const int64_t nb = n / kQK;
+    for (int64_t c0 = 0; c0 < nc; c0 += 3) {
+        const int cn = static_cast<int>(std::min<int64_t>(3, nc - c0));
+        for (int64_t r0 = 0; r0 < nr; r0 += 4) {
+            const int rn = static_cast<int>(std::min<int64_t>(4, nr - r0));
+            kTiles[rn - 1][cn - 1](nb, x + r0 * bx, bx, y + c0 * by, by, s + c0 * ldc + r0, ldc);
+        }
+    }
+}
+
+template <int R, int C>
+struct Q4_0Tile {
+    static void run(int64_t nb, const uint8_t* x, size_t bx, const uint8_t* y, size_t by, float* s, size_t ldc) {
+        tile_q4_0<R, C>(nb, x, bx, y, by, s, ldc);
+    }
+};
+template <int R, int C>
+struct Q8_0Tile {
+    static void run(int64_t nb, const uint8_t* x, size_t bx, const uint8_t* y, size_t by, float* s, size_t ldc) {
+        tile_q8_0<R, C>(nb, x, bx, y, by, s, ldc);
+    }
+};
+
+void gemm_q4_0_q8_0(int64_t n, const void* x, size_t bx, int64_t nr, const void* y, size_t by, int64_t nc, float* s,
+                    size_t ldc) {
+    gemm_tiles<Q4_0Tile>(n, x, bx, nr, y, by, nc, s, ldc);
+}
+
+void gemm_q8_0_q8_0(int64_t n, const void* x, size_t bx, int64_t nr, const void* y, size_t by, int64_t nc, float* s,
+                    size_t ldc) {
+    gemm_tiles<Q8_0Tile>(n, x, bx, nr, y, by, nc, s, ldc);
+}
+
 } // namespace
 
 void fill_traits(TypeTraits* table, int n_table) {
     // from_float for Q4_0..Q5_1 stays the scalar quantize_ref: ggml-cpu has no SIMD version.
     const TypeTraits all[] = {
-        {GGMLType::F32, ref::f32_to_float, ref::f32_from_float, vec_dot_f32, GGMLType::F32, ref::f32_from_float},
-        {GGMLType::F16, f16_to_float, f16_from_float, vec_dot_f16, GGMLType::F16, ref::f16_quantize_ref},
-        {GGMLType::BF16, bf16_to_float, bf16_from_float, vec_dot_bf16, GGMLType::BF16, ref::bf16_quantize_ref},
+        {GGMLType::F32, ref::f32_to_float, ref::f32_from_float, vec_dot_f32, GGMLType::F32, ref::f32_from_float, nullptr},
+        {GGMLType::F16, f16_to_float, f16_from_float, vec_dot_f16, GGMLType::F16, ref::f16_quantize_ref, nullptr},
+        {GGMLType::BF16, bf16_to_float, bf16_from_float, vec_dot_bf16, GGMLType::BF16, ref::bf16_quantize_ref, nullptr},
         {GGMLType::Q4_0, dequantize_row_q4_0, ref::quantize_row_q4_0_ref, vec_dot_q4_0_q8_0, GGMLType::Q8_0,
-         ref::quantize_row_q4_0_ref},
+         ref::quantize_row_q4_0_ref, gemm_q4_0_q8_0},
         {GGMLType::Q4_1, dequantize_row_q4_1, ref::quantize_row_q4_1_ref, vec_dot_q4_1_q8_1, GGMLType::Q8_1,
-         ref::quantize_row_q4_1_ref},
+         ref::quantize_row_q4_1_ref, nullptr},
         {GGMLType::Q5_0, dequantize_row_q5_0, ref::quantize_row_q5_0_ref, vec_dot_q5_0_q8_0, GGMLType::Q8_0,
-         ref::quantize_row_q5_0_ref},
+         ref::quantize_row_q5_0_ref, nullptr},
         {GGMLType::Q5_1, dequantize_row_q5_1, ref::quantize_row_q5_1_ref, vec_dot_q5_1_q8_1, GGMLType::Q8_1,
-         ref::quantize_row_q5_1_ref},
+         ref::quantize_row_q5_1_ref, nullptr},
         {GGMLType::Q8_0, dequantize_row_q8_0, quantize_row_q8_0, vec_dot_q8_0_q8_0, GGMLType::Q8_0,
-         ref::quantize_row_q8_0_ref},
-        {GGMLType::Q8_1, dequantize_row_q8_1, quantize_row_q8_1, nullptr, GGMLType::Q8_1, ref::quantize_row_q8_1_ref},
+         ref::quantize_row_q8_0_ref, gemm_q8_0_q8_0},
+        {GGMLType::Q8_1, dequantize_row_q8_1, quantize_row_q8_1, nullptr, GGMLType::Q8_1, ref::quantize_row_q8_1_ref, nullptr},
     };
     for (const TypeTraits& t : all) {
         const auto id = static_cast<int>(t.type);

@@ -9,3 +9,10 @@ void fill_traits(TypeTraits* table, int n_table);
 // The same for the K-quants, IQ4_NL, IQ4_XS, TQ1_0 and TQ2_0 (avx2_kquants.cpp).
 void fill_traits_kquants(TypeTraits* table, int n_table);
 } // namespace slm::kernels::avx2
+
+namespace slm::kernels::avx512 {
+// AVX-512 F/BW/VL/DQ + VNNI kernels (avx512.cpp: F32/F16/BF16, Q4_0..Q8_1 and the activation
+// quantizers; avx512_kquants.cpp: K-quants, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0), over the AVX2 table.
+void fill_traits(TypeTraits* table, int n_table);
+void fill_traits_kquants(TypeTraits* table, int n_table);
+} // namespace slm::kernels::avx512
