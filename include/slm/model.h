@@ -59,6 +59,9 @@ class Model {
 public:
     // Opens a GGUF file, reads hyper-parameters, tokenizer and tensors; checks every tensor's
     // shape and type. Throws slm::Error naming the file and the key or tensor at fault.
+    // Matrices whose type has a faster row-group layout on this CPU (Q4_0 with AVX-512) are
+    // repacked into memory of their own and their pages of the file mapping handed back to the
+    // OS, so the weights are held once; SLM_REPACK=0 in the environment keeps them as mapped.
     static std::shared_ptr<const Model> load(const std::string& path);
     ~Model();
 
@@ -67,13 +70,17 @@ public:
     const GGUFFile& file() const { return file_; }
     const ArchModel& arch() const { return *arch_; }
     size_t weight_bytes() const;  // total bytes of all tensors
+    size_t repacked_bytes() const { return repacked_bytes_; }  // of those, held repacked
 
 private:
     Model() = default;
+    void repack_weights();
     GGUFFile file_;
     HParams hp_;
     std::unique_ptr<Vocab> vocab_;
     std::unique_ptr<ArchModel> arch_;
+    std::vector<std::shared_ptr<void>> buffers_;  // repacked matrices
+    size_t repacked_bytes_ = 0;
 };
 
 struct SessionOptions {

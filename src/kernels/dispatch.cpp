@@ -4,6 +4,7 @@
 #include "kernels/kernels.h"
 
 #include "kernels/ref/ref.h"
+#include "kernels/repack.h"
 #include "kernels/vec.h"
 #if defined(SLM_HAVE_X86_KERNELS)
 #include "kernels/x86/x86.h"
@@ -178,6 +179,24 @@ const VecOps& vec_ops() {
         return v ? v : &ref::vec_ops();
     }();
     return *ops;
+}
+
+const RepackTraits* repack_traits_for_isa(const char* isa, GGMLType t) {
+    if (std::strcmp(isa, "scalar") == 0) {
+        static const RepackTraits q4_0 = {ref::repack_q4_0_r8, ref::gemm_q4_0_r8};
+        return t == GGMLType::Q4_0 ? &q4_0 : nullptr;
+    }
+#if defined(SLM_HAVE_X86_KERNELS)
+    if (std::strcmp(isa, "avx512") == 0 && tables().has_avx512) return avx512::repack_traits(t);
+#endif
+    return nullptr;
+}
+
+// Only the SIMD layouts are worth a repack; the scalar one exists to test them.
+const RepackTraits* repack_traits(GGMLType t) {
+    const char* isa = isa_name();
+    if (std::strcmp(isa, "scalar") == 0) return nullptr;
+    return repack_traits_for_isa(isa, t);
 }
 
 } // namespace slm::kernels

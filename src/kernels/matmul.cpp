@@ -1,6 +1,7 @@
 #include "kernels/matmul.h"
 
 #include "core/thread_pool.h"
+#include "kernels/repack.h"
 #include "slm/error.h"
 
 #include <algorithm>
@@ -39,6 +40,7 @@ void mul_mat_multi(const MatMulOut* outs, int n_outs, int64_t n_in, const float*
     if (n_outs < 1 || n_outs > kMaxOuts) fail("mul_mat: %d outputs (1 to %d)", n_outs, kMaxOuts);
     struct Job {
         const TypeTraits* wt;
+        const RepackTraits* rp;  // non-null: W is repacked, rows go through rp->gemm
         const uint8_t* w;
         size_t w_row, a_row;
         int act;             // index into acts
@@ -61,7 +63,14 @@ void mul_mat_multi(const MatMulOut* outs, int n_outs, int64_t n_in, const float*
             act_traits[a] = &require(wt.vec_dot_type, n_in, "mul_mat");
             act_types[n_acts++] = wt.vec_dot_type;
         }
-        jobs[i] = {&wt, static_cast<const uint8_t*>(o.W), row_size(o.type, n_in), row_size(wt.vec_dot_type, n_in),
+        const RepackTraits* rp = nullptr;
+        if (o.repacked) {
+            rp = repack_traits(o.type);
+            if (rp == nullptr || o.n_out % 8 != 0)
+                fail("mul_mat: a repacked %s matrix of %lld rows has no kernel here", type_name(o.type),
+                     static_cast<long long>(o.n_out));
+        }
+        jobs[i] = {&wt, rp, static_cast<const uint8_t*>(o.W), row_size(o.type, n_in), row_size(wt.vec_dot_type, n_in),
                    a, std::max<int64_t>(o.n_out, 0), o.Y, n_blocks};
         n_blocks += (jobs[i].n_out + kRowBlock - 1) / kRowBlock;
     }
@@ -106,6 +115,17 @@ void mul_mat_multi(const MatMulOut* outs, int n_outs, int64_t n_in, const float*
             if (lo >= hi) continue;
             const int64_t r_begin = lo * kRowBlock, r_end = std::min(jb.n_out, hi * kRowBlock);
             const uint8_t* act = acts[jb.act];
+            if (jb.rp != nullptr) {
+                // One call per token tile for the whole chunk: the kernel prepares the tile's
+                // activations once for all of its row groups.
+                for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
+                    const int64_t t1 = std::min(n_tokens, t0 + kTokenBlock);
+                    jb.rp->gemm(n_in, jb.w + static_cast<size_t>(r_begin) * jb.w_row, jb.w_row, r_end - r_begin,
+                                act + static_cast<size_t>(t0) * jb.a_row, jb.a_row, t1 - t0, jb.Y + t0 * jb.n_out + r_begin,
+                                static_cast<size_t>(jb.n_out));
+                }
+                continue;
+            }
             for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
                 const int64_t t1 = std::min(n_tokens, t0 + kTokenBlock);
                 const uint8_t* a0 = act + static_cast<size_t>(t0) * jb.a_row;

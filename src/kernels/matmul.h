@@ -28,6 +28,7 @@ struct MatMulOut {
     GGMLType type;
     int64_t n_out;
     float* Y;         // row-major, n_out floats per token
+    bool repacked = false;  // W is in repack_traits(type)'s row-group layout (repack.h)
 };
 
 // Several products of the same input (Q, K and V; FFN gate and up) in one pass: X is converted

@@ -29,7 +29,8 @@ void rms_norm(const float* x, const float* w, float* y, uint32_t n_tokens, int64
 }
 
 void matmul(SessionState& st, const ModelTensor& w, const float* x, float* y, uint32_t n_tokens) {
-    kernels::mul_mat(w.data, w.type, w.n_in(), w.n_out(), x, n_tokens, y, st.pool.get(), st.mm_scratch);
+    const kernels::MatMulOut out{w.data, w.type, w.n_out(), y, w.repacked};
+    kernels::mul_mat_multi(&out, 1, w.n_in(), x, n_tokens, st.pool.get(), st.mm_scratch);
 }
 
 void get_rows(const ModelTensor& emb, const int32_t* tokens, uint32_t n_tokens, float* out) {
@@ -306,7 +307,7 @@ void matmul_multi(SessionState& st, std::initializer_list<const ModelTensor*> ws
             fail("matmul_multi: '%s' has rows of %lld, not %lld", w->name.c_str(), static_cast<long long>(w->n_in()),
                  static_cast<long long>(n_in));
         n_in = w->n_in();
-        outs[n++] = {w->data, w->type, w->n_out(), *y++};
+        outs[n++] = {w->data, w->type, w->n_out(), *y++, w->repacked};
     }
     kernels::mul_mat_multi(outs, n, n_in, x, n_tokens, st.pool.get(), st.mm_scratch);
 }

@@ -113,6 +113,14 @@ public:
         return out;
     }
 
+    std::vector<ModelTensor*> matmul_weights() override {
+        std::vector<ModelTensor*> out;
+        for (LlamaLayer& L : layers_)
+            for (ModelTensor* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) out.push_back(t);
+        if (!hp_.tied_output) out.push_back(&output_);
+        return out;
+    }
+
 private:
     const HParams& hp_;
     ModelTensor tok_embd_, output_norm_, output_, rope_freqs_;

@@ -3,12 +3,17 @@
 
 #include "core/cpu_info.h"
 #include "core/thread_pool.h"
+#include "kernels/repack.h"
 #include "models/arch.h"
 #include "slm/error.h"
 #include "slm/vocab.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 namespace slm {
 
@@ -21,7 +26,33 @@ std::shared_ptr<const Model> Model::load(const std::string& path) {
         fail("model: %s: the tokenizer has %u tokens but token_embd.weight has %u rows", path.c_str(),
              static_cast<uint32_t>(m->vocab_->n_tokens()), m->hp_.n_vocab);
     m->arch_ = make_arch_model(m->file_, m->hp_);
+    m->repack_weights();
     return m;
+}
+
+void Model::repack_weights() {
+    const char* env = std::getenv("SLM_REPACK");
+    if (env != nullptr && std::strcmp(env, "0") == 0) return;
+    const long page = sysconf(_SC_PAGESIZE);
+    for (ModelTensor* t : arch_->matmul_weights()) {
+        if (!t->present() || t->repacked) continue;
+        const kernels::RepackTraits* rp = kernels::repack_traits(t->type);
+        if (rp == nullptr || t->n_out() % 8 != 0 || t->ne[2] != 1 || t->ne[3] != 1) continue;
+        // The same bytes again, 64-byte aligned, in memory of their own.
+        void* mem = std::aligned_alloc(64, (t->nbytes + 63) / 64 * 64);
+        if (mem == nullptr) fail("model: out of memory repacking '%s' (%zu bytes)", t->name.c_str(), t->nbytes);
+        std::shared_ptr<void> buf(mem, std::free);
+        rp->repack(t->data, buf.get(), t->n_in(), t->n_out(), row_size(t->type, t->n_in()));
+        // The file's pages of the original are not needed any more: give them back (the mapping
+        // is private and read-only, so a later read would fault them in from the file again).
+        const auto begin = reinterpret_cast<uintptr_t>(t->data), end = begin + t->nbytes;
+        const uintptr_t lo = (begin + page - 1) / page * page, hi = end / page * page;
+        if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+        t->data = buf.get();
+        t->repacked = true;
+        repacked_bytes_ += t->nbytes;
+        buffers_.push_back(std::move(buf));
+    }
 }
 
 Model::~Model() = default;
