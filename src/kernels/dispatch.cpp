@@ -183,7 +183,7 @@ const VecOps& vec_ops() {
 
 const RepackTraits* repack_traits_for_isa(const char* isa, GGMLType t) {
     if (std::strcmp(isa, "scalar") == 0) {
-        static const RepackTraits q4_0 = {ref::repack_q4_0_r8, ref::gemm_q4_0_r8};
+        static const RepackTraits q4_0 = {ref::repack_q4_0_r16, ref::gemm_q4_0_r16};
         return t == GGMLType::Q4_0 ? &q4_0 : nullptr;
     }
 #if defined(SLM_HAVE_X86_KERNELS)

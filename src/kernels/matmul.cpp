@@ -66,7 +66,7 @@ void mul_mat_multi(const MatMulOut* outs, int n_outs, int64_t n_in, const float*
         const RepackTraits* rp = nullptr;
         if (o.repacked) {
             rp = repack_traits(o.type);
-            if (rp == nullptr || o.n_out % 8 != 0)
+            if (rp == nullptr || o.n_out % kRepackRows != 0)
                 fail("mul_mat: a repacked %s matrix of %lld rows has no kernel here", type_name(o.type),
                      static_cast<long long>(o.n_out));
         }

@@ -37,11 +37,13 @@ void Model::repack_weights() {
     for (ModelTensor* t : arch_->matmul_weights()) {
         if (!t->present() || t->repacked) continue;
         const kernels::RepackTraits* rp = kernels::repack_traits(t->type);
-        if (rp == nullptr || t->n_out() % 8 != 0 || t->ne[2] != 1 || t->ne[3] != 1) continue;
-        // The same bytes again, 64-byte aligned, in memory of their own.
-        void* mem = std::aligned_alloc(64, (t->nbytes + 63) / 64 * 64);
-        if (mem == nullptr) fail("model: out of memory repacking '%s' (%zu bytes)", t->name.c_str(), t->nbytes);
-        std::shared_ptr<void> buf(mem, std::free);
+        if (rp == nullptr || t->n_out() % kernels::kRepackRows != 0 || t->ne[2] != 1 || t->ne[3] != 1) continue;
+        // The same bytes again in pages of their own (mmap, not the heap: freed, they go back to
+        // the OS at once instead of staying in the allocator's arena).
+        const size_t bytes = (t->nbytes + page - 1) / page * page;
+        void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (mem == MAP_FAILED) fail("model: out of memory repacking '%s' (%zu bytes)", t->name.c_str(), t->nbytes);
+        std::shared_ptr<void> buf(mem, [bytes](void* p) { munmap(p, bytes); });
         rp->repack(t->data, buf.get(), t->n_in(), t->n_out(), row_size(t->type, t->n_in()));
         // The file's pages of the original are not needed any more: give them back (the mapping
         // is private and read-only, so a later read would fault them in from the file again).

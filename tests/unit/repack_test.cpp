@@ -1,7 +1,8 @@
 // repack_test.cpp - the 8-row group layout of kernels/repack.h: where the reference repacker puts
 // each nibble (the layout the header documents), the reference gemm over it against vec_dot over
-// the original rows, every SIMD gemm over it against the reference, results independent of how
-// rows are split, and whole models with and without repacking.
+// the original rows, every SIMD gemm over it against the reference (AVX-512's is bit-exact with
+// the reference vec_dot), results independent of how rows are split, and whole models with and
+// without repacking.
 #include "kernels/kernels.h"
 #include "kernels/ref/blocks.h"
 #include "kernels/repack.h"
@@ -15,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace {
@@ -56,36 +58,30 @@ double abs_dot(const uint8_t* w, const uint8_t* a, int64_t n) {
 }
 
 TEST(Repack, LayoutIsAsDocumented) {
-    // Row r's element e has value (r + e) % 16 in every block; scales distinct per row.
-    const int64_t n = 64, nr = 16;
+    // Row r's byte j of block ib is (r * 7 + j + 16 * ib) & 0xff; scales distinct per row.
+    const int64_t n = 64, nr = 32;
     const size_t bx = slm::row_size(GGMLType::Q4_0, n);
     std::vector<uint8_t> w(bx * nr);
     for (int64_t r = 0; r < nr; ++r) {
         auto* b = reinterpret_cast<BlockQ4_0*>(w.data() + bx * r);
         for (int ib = 0; ib < 2; ++ib) {
             b[ib].d = static_cast<uint16_t>(0x3c00 + r * 2 + ib);
-            for (int j = 0; j < 16; ++j) b[ib].qs[j] = static_cast<uint8_t>(((r + j) % 16) | (((r + j + 16) % 16) << 4));
+            for (int j = 0; j < 16; ++j) b[ib].qs[j] = static_cast<uint8_t>(r * 7 + j + 16 * ib);
         }
     }
     std::vector<uint8_t> p(w.size());
-    ref::repack_q4_0_r8(w.data(), p.data(), n, nr, bx);
+    ref::repack_q4_0_r16(w.data(), p.data(), n, nr, bx);
     for (int64_t g = 0; g < 2; ++g) {
         for (int ib = 0; ib < 2; ++ib) {
-            const uint8_t* blk = p.data() + g * 8 * bx + ib * 144;
-            for (int r = 0; r < 8; ++r) {
+            const uint8_t* blk = p.data() + g * 16 * bx + ib * 288;
+            for (int r = 0; r < 16; ++r) {
+                const int64_t row = g * 16 + r;
                 uint16_t d;
                 std::memcpy(&d, blk + 2 * r, 2);
-                EXPECT_EQ(d, 0x3c00 + (g * 8 + r) * 2 + ib);
-            }
-            for (int part = 0; part < 2; ++part) {
-                for (int L = 0; L < 16; ++L) {
-                    const int r = L % 8, h = L / 8, row = static_cast<int>(g * 8) + r;
-                    for (int i = 0; i < 4; ++i) {
-                        const uint8_t byte = blk[16 + 64 * part + 4 * L + i];
-                        EXPECT_EQ(byte & 15, (row + 16 * part + 4 * h + i) % 16);
-                        EXPECT_EQ(byte >> 4, (row + 16 * part + 8 + 4 * h + i) % 16);
-                    }
-                }
+                EXPECT_EQ(d, 0x3c00 + row * 2 + ib);
+                for (int j = 0; j < 4; ++j)
+                    for (int i = 0; i < 4; ++i)
+                        EXPECT_EQ(blk[32 + 64 * j + 4 * r + i], static_cast<uint8_t>(row * 7 + 4 * j + i + 16 * ib));
             }
         }
     }
@@ -99,7 +95,7 @@ TEST(Repack, GemmMatchesVecDotOnEveryIsa) {
         if (rp == nullptr) continue;
         ++tested;
         for (int64_t n : {32, 64, 96, 544, 4096 + 32}) {
-            for (int64_t nr : {8, 16, 24}) {
+            for (int64_t nr : {16, 32, 48}) {
                 for (int64_t nc : {1, 2, 3, 5, 9}) {
                     const size_t bx = slm::row_size(GGMLType::Q4_0, n), by = slm::row_size(GGMLType::Q8_0, n);
                     const std::vector<uint8_t> w = q4_rows(n, nr, rng), a = q8_rows(n, nc, rng);
@@ -109,8 +105,8 @@ TEST(Repack, GemmMatchesVecDotOnEveryIsa) {
                     std::vector<float> s(ldc * static_cast<size_t>(nc), -3.0f), halves(s.size(), -3.0f);
                     rp->gemm(n, p.data(), bx, nr, a.data(), by, nc, s.data(), ldc);
                     // The same rows in two calls (as two threads would split them): the same bits.
-                    rp->gemm(n, p.data(), bx, 8, a.data(), by, nc, halves.data(), ldc);
-                    if (nr > 8) rp->gemm(n, p.data() + 8 * bx, bx, nr - 8, a.data(), by, nc, halves.data() + 8, ldc);
+                    rp->gemm(n, p.data(), bx, 16, a.data(), by, nc, halves.data(), ldc);
+                    if (nr > 16) rp->gemm(n, p.data() + 16 * bx, bx, nr - 16, a.data(), by, nc, halves.data() + 16, ldc);
                     for (int64_t c = 0; c < nc; ++c) {
                         for (size_t r = 0; r < ldc; ++r) {
                             const size_t k = static_cast<size_t>(c) * ldc + r;
@@ -125,6 +121,7 @@ TEST(Repack, GemmMatchesVecDotOnEveryIsa) {
                             ref_traits(GGMLType::Q4_0)->vec_dot(n, &want, wr, ac);
                             ASSERT_NEAR(s[k], want, 1e-5 * abs_dot(wr, ac, n) + 1e-30)
                                 << isa << " n=" << n << " " << nr << "x" << nc << " r=" << r << " c=" << c;
+                            if (std::string(isa) == "avx512") ASSERT_EQ(bits_of(s[k]), bits_of(want)) << "n=" << n;
                         }
                     }
                 }

@@ -19,6 +19,7 @@
 // The gemm tiles unpack each weight block once per tile of columns and each activation block
 // once per tile of rows; results equal the scalar reference up to the order of float additions.
 #include "kernels/x86/x86.h"
+#include "kernels/repack.h"
 
 #include "kernels/ref/blocks.h"
 
@@ -770,6 +771,60 @@ struct DecodeOps {
     }
 };
 
+// ---- Q4_0 in the 16-row group layout of repack.h -------------------------------------------
+// The layout is what wide_q's transpose produces, stored: per block, the 16 rows' scales and
+// four registers whose lane r is dword j of row r's nibbles. So the same sums as wide_q (and
+// the reference, bit for bit), without the transpose, and each group is one sequential stream.
+void gemm_q4_0_r16(int64_t n, const void* vx, size_t bx, int64_t nr, const void* vy, size_t by, int64_t nc, float* s,
+                   size_t ldc) {
+    constexpr int kRows = 16, kCols = 32;
+    constexpr size_t kGroupBlock = kRows * sizeof(BlockQ4_0);  // 288 bytes
+    const int64_t nb = n / kQK;
+    const auto* x = static_cast<const uint8_t*>(vx);
+    const auto* y = static_cast<const uint8_t*>(vy);
+    const __m512i low = _mm512_set1_epi8(0x0f);
+    alignas(64) float acc[kCols][16];
+    for (int64_t g = 0; g < nr / kRows; ++g) {
+        const uint8_t* xg = x + static_cast<size_t>(g) * kRows * bx;
+        for (int64_t c0 = 0; c0 < nc; c0 += kCols) {
+            const int cn = static_cast<int>(std::min<int64_t>(kCols, nc - c0));
+            for (int c = 0; c < cn; ++c) _mm512_store_ps(acc[c], _mm512_setzero_ps());
+            for (int64_t ib = 0; ib < nb; ++ib) {
+                const uint8_t* b = xg + static_cast<size_t>(ib) * kGroupBlock;
+                const __m512 dx = _mm512_cvtph_ps(load256(b));
+                __m512i w[8];
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; ++j) {
+                    const __m512i p = _mm512_loadu_si512(b + 32 + 64 * j);
+                    w[j] = _mm512_and_si512(p, low);
+                    w[4 + j] = _mm512_and_si512(_mm512_srli_epi16(p, 4), low);
+                }
+                auto column = [&](int c) {
+                    const BlockQ8_0& a = reinterpret_cast<const BlockQ8_0*>(y + (c0 + c) * by)[ib];
+                    const auto* q = reinterpret_cast<const uint8_t*>(a.qs);
+                    __m512i s0 = neg_sum_shifted<3>(a.qs);
+                    __m512i s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+                    for (int k = 0; k < 8; k += 2) {
+                        s0 = _mm512_dpbusd_epi32(s0, w[k], _mm512_set1_epi32(static_cast<int>(load_u32(q + 4 * k))));
+                        s1 = _mm512_dpbusd_epi32(s1, w[k + 1], _mm512_set1_epi32(static_cast<int>(load_u32(q + 4 * k + 4))));
+                    }
+                    const __m512 dy = _mm512_cvtph_ps(_mm256_set1_epi16(h16(a.d)));
+                    const __m512 sumi = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
+                    _mm512_store_ps(acc[c], KQ4_0::block(_mm512_load_ps(acc[c]), sumi, dx, dy, dx, dy));
+                };
+                int c = 0;
+                for (; c + 2 <= cn; c += 2) {
+                    column(c);
+                    column(c + 1);
+                }
+                if (c < cn) column(c);
+            }
+            for (int c = 0; c < cn; ++c) _mm512_storeu_ps(s + (c0 + c) * ldc + g * kRows, _mm512_load_ps(acc[c]));
+        }
+    }
+}
+
 template <class K, class Dec = void>
 struct QuantOps {
     template <int Rr, int Cc>
@@ -875,3 +930,10 @@ void bf16_fallback_kernels(decltype(TypeTraits::vec_dot)* vec_dot, decltype(Type
     *gemm = FloatOps<KBF16>::gemm;
 }
 } // namespace slm::kernels::avx512::testing
+
+namespace slm::kernels::avx512 {
+const RepackTraits* repack_traits(GGMLType t) {
+    static const RepackTraits q4_0 = {ref::repack_q4_0_r16, gemm_q4_0_r16};
+    return t == GGMLType::Q4_0 ? &q4_0 : nullptr;
+}
+} // namespace slm::kernels::avx512

@@ -20,7 +20,7 @@ void fill_traits_kquants(TypeTraits* table, int n_table);
 namespace slm::kernels {
 struct RepackTraits;
 namespace avx512 {
-// Kernels over the row-group layout of repack.h (avx512_repack.cpp), nullptr for other types.
+// Kernels over the row-group layout of repack.h (in avx512.cpp), nullptr for other types.
 const RepackTraits* repack_traits(GGMLType t);
 } // namespace avx512
 } // namespace slm::kernels
