@@ -13,6 +13,8 @@
 //   bytes 32 + 64j ..  for j = 0..3: lane r (4 bytes at 32 + 64j + 4r) = qs[4j .. 4j+3] of row
 //                      r's block, i.e. elements 4j..4j+3 in the low nibbles and 16+4j..16+4j+3
 //                      in the high nibbles.
+// Q8_0 is laid out the same way with its 32 quant bytes: 16 x 34 = 544 bytes per block of a
+// group, the scales, then j = 0..7 registers of qs[4j .. 4j+3] of each row.
 //
 // The model loader repacks a matrix when the kernel table in use has repack_traits for its type
 // (and its row count is a multiple of kRepackRows), then returns the file's pages of the original to the
@@ -47,6 +49,9 @@ const RepackTraits* repack_traits_for_isa(const char* isa, GGMLType t);
 
 namespace ref {
 void repack_q4_0_r16(const void* x, void* y, int64_t n, int64_t n_rows, size_t bx);
+void repack_q8_0_r16(const void* x, void* y, int64_t n, int64_t n_rows, size_t bx);
+void gemm_q8_0_r16(int64_t n, const void* x, size_t bx, int64_t nr, const void* y, size_t by, int64_t nc, float* s,
+                   size_t ldc);
 void gemm_q4_0_r16(int64_t n, const void* x, size_t bx, int64_t nr, const void* y, size_t by, int64_t nc, float* s,
                   size_t ldc);
 } // namespace ref

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -25,15 +26,15 @@ using slm::GGMLType;
 using namespace slm::kernels;
 using namespace slm::test;
 
-std::vector<uint8_t> q4_rows(int64_t n, int64_t nr, std::mt19937& rng) {
-    const size_t bx = slm::row_size(GGMLType::Q4_0, n);
+std::vector<uint8_t> weight_rows(GGMLType t, int64_t n, int64_t nr, std::mt19937& rng) {
+    const size_t bx = slm::row_size(t, n);
     std::vector<uint8_t> w(bx * static_cast<size_t>(nr));
     std::normal_distribution<float> normal(0.0f, 1.0f);
     for (int64_t r = 0; r < nr; ++r) {
         std::vector<float> x(static_cast<size_t>(n));
         const float scale = std::pow(2.0f, static_cast<float>(r % 5) - 2.0f);
         for (float& v : x) v = scale * normal(rng);
-        ref_traits(GGMLType::Q4_0)->quantize_ref(x.data(), w.data() + bx * static_cast<size_t>(r), n);
+        ref_traits(t)->quantize_ref(x.data(), w.data() + bx * static_cast<size_t>(r), n);
     }
     return w;
 }
@@ -50,8 +51,8 @@ std::vector<uint8_t> q8_rows(int64_t n, int64_t nc, std::mt19937& rng) {
     return a;
 }
 
-double abs_dot(const uint8_t* w, const uint8_t* a, int64_t n) {
-    const std::vector<float> x = dequantized(GGMLType::Q4_0, w, n), y = dequantized(GGMLType::Q8_0, a, n);
+double abs_dot(GGMLType t, const uint8_t* w, const uint8_t* a, int64_t n) {
+    const std::vector<float> x = dequantized(t, w, n), y = dequantized(GGMLType::Q8_0, a, n);
     double s = 0;
     for (int64_t j = 0; j < n; ++j) s += std::fabs(double(x[j]) * y[j]);
     return s;
@@ -90,15 +91,16 @@ TEST(Repack, LayoutIsAsDocumented) {
 TEST(Repack, GemmMatchesVecDotOnEveryIsa) {
     std::mt19937 rng(31);
     int tested = 0;
+    for (GGMLType t : {GGMLType::Q4_0, GGMLType::Q8_0})
     for (const char* isa : {"scalar", "avx2", "avx512", "neon"}) {
-        const RepackTraits* rp = repack_traits_for_isa(isa, GGMLType::Q4_0);
+        const RepackTraits* rp = repack_traits_for_isa(isa, t);
         if (rp == nullptr) continue;
         ++tested;
         for (int64_t n : {32, 64, 96, 544, 4096 + 32}) {
             for (int64_t nr : {16, 32, 48}) {
                 for (int64_t nc : {1, 2, 3, 5, 9}) {
-                    const size_t bx = slm::row_size(GGMLType::Q4_0, n), by = slm::row_size(GGMLType::Q8_0, n);
-                    const std::vector<uint8_t> w = q4_rows(n, nr, rng), a = q8_rows(n, nc, rng);
+                    const size_t bx = slm::row_size(t, n), by = slm::row_size(GGMLType::Q8_0, n);
+                    const std::vector<uint8_t> w = weight_rows(t, n, nr, rng), a = q8_rows(n, nc, rng);
                     std::vector<uint8_t> p(w.size());
                     rp->repack(w.data(), p.data(), n, nr, bx);
                     const size_t ldc = static_cast<size_t>(nr) + 5;
@@ -118,9 +120,9 @@ TEST(Repack, GemmMatchesVecDotOnEveryIsa) {
                             const uint8_t* wr = w.data() + bx * r;
                             const uint8_t* ac = a.data() + by * static_cast<size_t>(c);
                             float want = 0;
-                            ref_traits(GGMLType::Q4_0)->vec_dot(n, &want, wr, ac);
-                            ASSERT_NEAR(s[k], want, 1e-5 * abs_dot(wr, ac, n) + 1e-30)
-                                << isa << " n=" << n << " " << nr << "x" << nc << " r=" << r << " c=" << c;
+                            ref_traits(t)->vec_dot(n, &want, wr, ac);
+                            ASSERT_NEAR(s[k], want, 1e-5 * abs_dot(t, wr, ac, n) + 1e-30)
+                                << isa << " " << slm::type_name(t) << " n=" << n << " " << nr << "x" << nc << " r=" << r << " c=" << c;
                             if (std::string(isa) == "avx512") ASSERT_EQ(bits_of(s[k]), bits_of(want)) << "n=" << n;
                         }
                     }
@@ -128,42 +130,46 @@ TEST(Repack, GemmMatchesVecDotOnEveryIsa) {
             }
         }
     }
-    EXPECT_GE(tested, 1);  // at least the reference
+    EXPECT_GE(tested, 2);  // at least the references
 }
 
-// A Q4_0 model gives the same logits (to rounding) repacked or as mapped, and says how much it
-// repacked: everything but token_embd when this CPU has a repacked kernel.
+// Q4_0 and Q8_0 models give the same logits (to rounding) repacked or as mapped, and say how
+// much they repacked: every matrix but token_embd when this CPU has a repacked kernel.
 TEST(Repack, ModelWithAndWithoutRepacking) {
     SLM_REQUIRE_SHARED();
-    const std::string path = shared_path("reference/archs/llama/llama.q4_0.gguf");
-    setenv("SLM_REPACK", "0", 1);
-    auto plain = slm::Model::load(path);
-    unsetenv("SLM_REPACK");
-    auto packed = slm::Model::load(path);
-    EXPECT_EQ(plain->repacked_bytes(), 0u);
-    if (repack_traits(GGMLType::Q4_0) != nullptr) {
-        const size_t embd = plain->file().tensor("token_embd.weight").nbytes;
-        EXPECT_EQ(packed->repacked_bytes(), plain->weight_bytes() - embd - 4 * 256 * 5 /* F32 norms */);
-    } else {
-        EXPECT_EQ(packed->repacked_bytes(), 0u);
+    for (const auto& [file, type] : {std::pair<const char*, GGMLType>{"llama.q4_0.gguf", GGMLType::Q4_0},
+                                     std::pair<const char*, GGMLType>{"llama.q8_0.gguf", GGMLType::Q8_0}}) {
+        SCOPED_TRACE(file);
+        const std::string path = shared_path(std::string("reference/archs/llama/") + file);
+        setenv("SLM_REPACK", "0", 1);
+        auto plain = slm::Model::load(path);
+        unsetenv("SLM_REPACK");
+        auto packed = slm::Model::load(path);
+        EXPECT_EQ(plain->repacked_bytes(), 0u);
+        if (repack_traits(type) != nullptr) {
+            const size_t embd = plain->file().tensor("token_embd.weight").nbytes;
+            EXPECT_EQ(packed->repacked_bytes(), plain->weight_bytes() - embd - 4 * 256 * 5 /* F32 norms */);
+        } else {
+            EXPECT_EQ(packed->repacked_bytes(), 0u);
+        }
+        const std::vector<int32_t> toks = {1, 45, 499, 173, 17, 299, 7, 300};
+        std::vector<float> la, lb;
+        for (auto* m : {&plain, &packed}) {
+            slm::SessionOptions so;
+            so.n_ctx = 64;
+            slm::Session sess(*m, so);
+            sess.eval(toks, true);
+            auto l = sess.logits();
+            (m == &plain ? la : lb).assign(l.begin(), l.end());
+        }
+        ASSERT_EQ(la.size(), lb.size());
+        double mx = 0, diff = 0;
+        for (size_t i = 0; i < la.size(); ++i) {
+            mx = std::max(mx, std::fabs(double(la[i])));
+            diff = std::max(diff, std::fabs(double(la[i]) - lb[i]));
+        }
+        EXPECT_LE(diff, 1e-3 * mx);
     }
-    const std::vector<int32_t> toks = {1, 45, 499, 173, 17, 299, 7, 300};
-    std::vector<float> la, lb;
-    for (auto* m : {&plain, &packed}) {
-        slm::SessionOptions so;
-        so.n_ctx = 64;
-        slm::Session s(*m, so);
-        s.eval(toks, true);
-        auto l = s.logits();
-        (m == &plain ? la : lb).assign(l.begin(), l.end());
-    }
-    ASSERT_EQ(la.size(), lb.size());
-    double mx = 0, diff = 0;
-    for (size_t i = 0; i < la.size(); ++i) {
-        mx = std::max(mx, std::fabs(double(la[i])));
-        diff = std::max(diff, std::fabs(double(la[i]) - lb[i]));
-    }
-    EXPECT_LE(diff, 1e-3 * mx);
 }
 
 } // namespace

@@ -771,18 +771,45 @@ struct DecodeOps {
     }
 };
 
-// ---- Q4_0 in the 16-row group layout of repack.h -------------------------------------------
+// ---- Q4_0 / Q8_0 in the 16-row group layout of repack.h -------------------------------------
 // The layout is what wide_q's transpose produces, stored: per block, the 16 rows' scales and
-// four registers whose lane r is dword j of row r's nibbles. So the same sums as wide_q (and
-// the reference, bit for bit), without the transpose, and each group is one sequential stream.
-void gemm_q4_0_r16(int64_t n, const void* vx, size_t bx, int64_t nr, const void* vy, size_t by, int64_t nc, float* s,
-                   size_t ldc) {
+// registers whose lane r is dword j of row r's quants. So the same sums as wide_q (and the
+// reference, bit for bit), without the transpose, and each group is one sequential stream.
+// Q4_0: four registers of nibbles per block give eight of unsigned values 0..15 (offset 8);
+// Q8_0: eight registers of signed bytes, made unsigned by XOR 0x80 (offset 128).
+struct R16Q4_0 {
+    using WB = BlockQ4_0;
+    using K = KQ4_0;
+    static constexpr int kShift = 3;
+    static void weights(const uint8_t* b, __m512i* w) {
+        const __m512i low = _mm512_set1_epi8(0x0f);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+            const __m512i p = _mm512_loadu_si512(b + 64 * j);
+            w[j] = _mm512_and_si512(p, low);
+            w[4 + j] = _mm512_and_si512(_mm512_srli_epi16(p, 4), low);
+        }
+    }
+};
+struct R16Q8_0 {
+    using WB = BlockQ8_0;
+    using K = KQ8_0;
+    static constexpr int kShift = 7;
+    static void weights(const uint8_t* b, __m512i* w) {
+        const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; ++j) w[j] = _mm512_xor_si512(_mm512_loadu_si512(b + 64 * j), bias);
+    }
+};
+
+template <class T>
+void gemm_r16(int64_t n, const void* vx, size_t bx, int64_t nr, const void* vy, size_t by, int64_t nc, float* s,
+              size_t ldc) {
     constexpr int kRows = 16, kCols = 32;
-    constexpr size_t kGroupBlock = kRows * sizeof(BlockQ4_0);  // 288 bytes
+    constexpr size_t kGroupBlock = kRows * sizeof(typename T::WB);  // 288 (Q4_0) or 544 (Q8_0) bytes
     const int64_t nb = n / kQK;
     const auto* x = static_cast<const uint8_t*>(vx);
     const auto* y = static_cast<const uint8_t*>(vy);
-    const __m512i low = _mm512_set1_epi8(0x0f);
     alignas(64) float acc[kCols][16];
     for (int64_t g = 0; g < nr / kRows; ++g) {
         const uint8_t* xg = x + static_cast<size_t>(g) * kRows * bx;
@@ -793,16 +820,11 @@ void gemm_q4_0_r16(int64_t n, const void* vx, size_t bx, int64_t nr, const void*
                 const uint8_t* b = xg + static_cast<size_t>(ib) * kGroupBlock;
                 const __m512 dx = _mm512_cvtph_ps(load256(b));
                 __m512i w[8];
-#pragma GCC unroll 4
-                for (int j = 0; j < 4; ++j) {
-                    const __m512i p = _mm512_loadu_si512(b + 32 + 64 * j);
-                    w[j] = _mm512_and_si512(p, low);
-                    w[4 + j] = _mm512_and_si512(_mm512_srli_epi16(p, 4), low);
-                }
+                T::weights(b + 32, w);
                 auto column = [&](int c) {
                     const BlockQ8_0& a = reinterpret_cast<const BlockQ8_0*>(y + (c0 + c) * by)[ib];
                     const auto* q = reinterpret_cast<const uint8_t*>(a.qs);
-                    __m512i s0 = neg_sum_shifted<3>(a.qs);
+                    __m512i s0 = neg_sum_shifted<T::kShift>(a.qs);
                     __m512i s1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
                     for (int k = 0; k < 8; k += 2) {
@@ -811,7 +833,7 @@ void gemm_q4_0_r16(int64_t n, const void* vx, size_t bx, int64_t nr, const void*
                     }
                     const __m512 dy = _mm512_cvtph_ps(_mm256_set1_epi16(h16(a.d)));
                     const __m512 sumi = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
-                    _mm512_store_ps(acc[c], KQ4_0::block(_mm512_load_ps(acc[c]), sumi, dx, dy, dx, dy));
+                    _mm512_store_ps(acc[c], T::K::block(_mm512_load_ps(acc[c]), sumi, dx, dy, dx, dy));
                 };
                 int c = 0;
                 for (; c + 2 <= cn; c += 2) {
@@ -894,6 +916,20 @@ struct Bf16DpOps {
     }
 };
 
+// F16 decoding: one row at a time with the AVX2 table's dot (a single sequential stream per row
+// beats several rows at once here: the F16 weights are 4x the bytes of Q4_0 per element, and the
+// loads, not the arithmetic, set the pace); tiles of several tokens use the AVX-512 kernel.
+decltype(TypeTraits::vec_dot) g_f16_row_dot = nullptr;
+
+void gemm_f16(int64_t n, const void* x, size_t bx, int64_t nr, const void* y, size_t by, int64_t nc, float* s,
+              size_t ldc) {
+    if (nc == 1 && g_f16_row_dot != nullptr) {
+        for (int64_t r = 0; r < nr; ++r) g_f16_row_dot(n, s + r, static_cast<const uint8_t*>(x) + r * bx, y);
+        return;
+    }
+    FloatOps<KF16>::gemm(n, x, bx, nr, y, by, nc, s, ldc);
+}
+
 void set(TypeTraits* table, int n_table, GGMLType type, decltype(TypeTraits::vec_dot) vec_dot,
          decltype(TypeTraits::gemm) gemm) {
     const auto id = static_cast<int>(type);
@@ -911,7 +947,8 @@ void fill_traits(TypeTraits* table, int n_table) {
     set(table, n_table, GGMLType::Q4_1, QuantOps<KQ4_1>::vec_dot, QuantOps<KQ4_1>::gemm);
     set(table, n_table, GGMLType::Q5_0, QuantOps<KQ5_0>::vec_dot, QuantOps<KQ5_0>::gemm);
     set(table, n_table, GGMLType::Q5_1, QuantOps<KQ5_1>::vec_dot, QuantOps<KQ5_1>::gemm);
-    set(table, n_table, GGMLType::F16, FloatOps<KF16>::vec_dot, FloatOps<KF16>::gemm);
+    if (static_cast<int>(GGMLType::F16) < n_table) g_f16_row_dot = table[static_cast<int>(GGMLType::F16)].vec_dot;
+    set(table, n_table, GGMLType::F16, g_f16_row_dot ? g_f16_row_dot : FloatOps<KF16>::vec_dot, gemm_f16);
     set(table, n_table, GGMLType::F32, FloatOps<KF32>::vec_dot, FloatOps<KF32>::gemm);
     if (cpu_has_avx512bf16()) {
         set(table, n_table, GGMLType::BF16, Bf16DpOps::vec_dot, Bf16DpOps::gemm);
@@ -933,7 +970,8 @@ void bf16_fallback_kernels(decltype(TypeTraits::vec_dot)* vec_dot, decltype(Type
 
 namespace slm::kernels::avx512 {
 const RepackTraits* repack_traits(GGMLType t) {
-    static const RepackTraits q4_0 = {ref::repack_q4_0_r16, gemm_q4_0_r16};
-    return t == GGMLType::Q4_0 ? &q4_0 : nullptr;
+    static const RepackTraits q4_0 = {ref::repack_q4_0_r16, gemm_r16<R16Q4_0>};
+    static const RepackTraits q8_0 = {ref::repack_q8_0_r16, gemm_r16<R16Q8_0>};
+    return t == GGMLType::Q4_0 ? &q4_0 : t == GGMLType::Q8_0 ? &q8_0 : nullptr;
 }
 } // namespace slm::kernels::avx512
