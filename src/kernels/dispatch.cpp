@@ -183,8 +183,8 @@ const VecOps& vec_ops() {
 
 const RepackTraits* repack_traits_for_isa(const char* isa, GGMLType t) {
     if (std::strcmp(isa, "scalar") == 0) {
-        static const RepackTraits q4_0 = {ref::repack_q4_0_r16, ref::gemm_q4_0_r16};
-        static const RepackTraits q8_0 = {ref::repack_q8_0_r16, ref::gemm_q8_0_r16};
+        static const RepackTraits q4_0 = {ref::repack_q4_0_r16, ref::gemm_q4_0_r16, ref::unpack_row_q4_0_r16};
+        static const RepackTraits q8_0 = {ref::repack_q8_0_r16, ref::gemm_q8_0_r16, ref::unpack_row_q8_0_r16};
         return t == GGMLType::Q4_0 ? &q4_0 : t == GGMLType::Q8_0 ? &q8_0 : nullptr;
     }
 #if defined(SLM_HAVE_X86_KERNELS)

@@ -39,6 +39,9 @@ struct RepackTraits {
     // reference vec_dot (up to the order of float additions).
     void (*gemm)(int64_t n, const void* x, size_t bx, int64_t nr, const void* y, size_t by, int64_t nc, float* s,
                  size_t ldc);
+    // Row `row` of a repacked matrix back in the file's layout (bx bytes at out): an embedding
+    // table that is also the tied output matrix is repacked and still looked up by row.
+    void (*unpack_row)(const void* x, size_t bx, int64_t row, int64_t n, void* out);
 };
 
 // The repacked kernels of the table in use, or nullptr when it has none for this type (the
@@ -50,6 +53,8 @@ const RepackTraits* repack_traits_for_isa(const char* isa, GGMLType t);
 namespace ref {
 void repack_q4_0_r16(const void* x, void* y, int64_t n, int64_t n_rows, size_t bx);
 void repack_q8_0_r16(const void* x, void* y, int64_t n, int64_t n_rows, size_t bx);
+void unpack_row_q4_0_r16(const void* x, size_t bx, int64_t row, int64_t n, void* out);
+void unpack_row_q8_0_r16(const void* x, size_t bx, int64_t row, int64_t n, void* out);
 void gemm_q8_0_r16(int64_t n, const void* x, size_t bx, int64_t nr, const void* y, size_t by, int64_t nc, float* s,
                    size_t ldc);
 void gemm_q4_0_r16(int64_t n, const void* x, size_t bx, int64_t nr, const void* y, size_t by, int64_t nc, float* s,

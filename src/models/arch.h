@@ -20,8 +20,8 @@ struct ModelTensor {
     GGMLType type = GGMLType::F32;
     int64_t ne[4] = {1, 1, 1, 1};
     size_t nbytes = 0;
-    // data is in the row-group layout of kernels/repack.h (set by the model loader; only for
-    // matrices that go through matmul alone, never get_rows).
+    // data is in the row-group layout of kernels/repack.h (set by the model loader; get_rows
+    // unpacks a row of it, matmul reads it as it is).
     bool repacked = false;
 
     bool present() const { return data != nullptr; }
@@ -65,8 +65,8 @@ public:
     virtual size_t extra_floats_per_token() const { return 0; }
     // Every tensor the architecture uses, for `slm info` and weight accounting.
     virtual std::vector<const ModelTensor*> tensors() const = 0;
-    // The matrices used only as matmul weights (not also as an embedding table): what the loader
-    // may repack for faster kernels (kernels/repack.h).
+    // The matrices of the matmuls (and a token embedding table that is also the tied output
+    // matrix): what the loader may repack for faster kernels (kernels/repack.h).
     virtual std::vector<ModelTensor*> matmul_weights() { return {}; }
 };
 

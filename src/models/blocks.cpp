@@ -3,12 +3,14 @@
 #include "core/thread_pool.h"
 #include "kernels/kernels.h"
 #include "kernels/matmul.h"
+#include "kernels/repack.h"
 #include "kernels/vec.h"
 #include "slm/error.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 namespace slm::blocks {
 
@@ -36,9 +38,18 @@ void matmul(SessionState& st, const ModelTensor& w, const float* x, float* y, ui
 void get_rows(const ModelTensor& emb, const int32_t* tokens, uint32_t n_tokens, float* out) {
     const size_t rs = row_size(emb.type, emb.n_in());
     const auto* base = static_cast<const uint8_t*>(emb.data);
-    for (uint32_t t = 0; t < n_tokens; ++t)
-        kernels::dequantize_row(base + rs * static_cast<size_t>(tokens[t]), emb.type, emb.n_in(),
-                                out + static_cast<size_t>(t) * emb.n_in());
+    const kernels::RepackTraits* rp = emb.repacked ? kernels::repack_traits(emb.type) : nullptr;
+    if (emb.repacked && rp == nullptr) fail("get_rows: '%s' is repacked but has no kernels here", emb.name.c_str());
+    thread_local std::vector<uint8_t> row;  // one row back in the file's layout; grows once
+    if (rp != nullptr && row.size() < rs) row.resize(rs);
+    for (uint32_t t = 0; t < n_tokens; ++t) {
+        const uint8_t* src = base + rs * static_cast<size_t>(tokens[t]);
+        if (rp != nullptr) {
+            rp->unpack_row(base, rs, tokens[t], emb.n_in(), row.data());
+            src = row.data();
+        }
+        kernels::dequantize_row(src, emb.type, emb.n_in(), out + static_cast<size_t>(t) * emb.n_in());
+    }
 }
 
 void rope_cache(SessionState& st, const HParams& hp, uint32_t pos0, uint32_t n_tokens, const float* freq_factors) {

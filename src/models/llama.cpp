@@ -98,7 +98,8 @@ public:
         const uint32_t first = all_logits ? 0 : n - 1;
         const uint32_t rows = n - first;
         blocks::rms_norm(x + first * E, output_norm_.f32(), xb, rows, E, hp.rms_eps);
-        blocks::matmul(st, output_, xb, st.logits.data(), rows);                // (V, E) @ xb -> (rows, V)
+        const ModelTensor& out = hp.tied_output ? tok_embd_ : output_;          // (the loader may repack one)
+        blocks::matmul(st, out, xb, st.logits.data(), rows);                    // (V, E) @ xb -> (rows, V)
         st.n_logit_rows = rows;
     }
 
@@ -117,7 +118,8 @@ public:
         std::vector<ModelTensor*> out;
         for (LlamaLayer& L : layers_)
             for (ModelTensor* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) out.push_back(t);
-        if (!hp_.tied_output) out.push_back(&output_);
+        // Tied: the embedding table is the output matrix; get_rows reads repacked rows too.
+        out.push_back(hp_.tied_output ? &tok_embd_ : &output_);
         return out;
     }
 

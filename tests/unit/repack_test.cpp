@@ -103,6 +103,12 @@ TEST(Repack, GemmMatchesVecDotOnEveryIsa) {
                     const std::vector<uint8_t> w = weight_rows(t, n, nr, rng), a = q8_rows(n, nc, rng);
                     std::vector<uint8_t> p(w.size());
                     rp->repack(w.data(), p.data(), n, nr, bx);
+                    // Every row comes back as it was (embedding lookups of a repacked table).
+                    std::vector<uint8_t> row(bx);
+                    for (int64_t r = 0; r < nr; ++r) {
+                        rp->unpack_row(p.data(), bx, r, n, row.data());
+                        ASSERT_EQ(std::memcmp(row.data(), w.data() + bx * static_cast<size_t>(r), bx), 0) << isa << " row " << r;
+                    }
                     const size_t ldc = static_cast<size_t>(nr) + 5;
                     std::vector<float> s(ldc * static_cast<size_t>(nc), -3.0f), halves(s.size(), -3.0f);
                     rp->gemm(n, p.data(), bx, nr, a.data(), by, nc, s.data(), ldc);

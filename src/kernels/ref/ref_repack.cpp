@@ -33,6 +33,20 @@ void repack_r16(const void* vx, void* vy, int64_t n, int64_t n_rows, size_t bx) 
     }
 }
 
+template <class B, int Q>
+void unpack_row_r16(const void* vx, size_t bx, int64_t row, int64_t n, void* vout) {
+    constexpr size_t kGroupBlock = kRows * sizeof(B);
+    const int64_t nb = n / kQK;
+    const auto* grp = static_cast<const uint8_t*>(vx) + static_cast<size_t>(row / kRows) * kRows * bx;
+    const int r = static_cast<int>(row % kRows);
+    auto* out = static_cast<B*>(vout);
+    for (int64_t ib = 0; ib < nb; ++ib) {
+        const uint8_t* o = grp + static_cast<size_t>(ib) * kGroupBlock;
+        std::memcpy(&out[ib].d, o + 2 * r, 2);
+        for (int j = 0; j < Q / 4; ++j) std::memcpy(reinterpret_cast<uint8_t*>(out[ib].qs) + 4 * j, o + 32 + 64 * j + 4 * r, 4);
+    }
+}
+
 // The reference over the layout: rows unpacked back 64 blocks at a time, then the reference
 // vec_dot chunk by chunk.
 template <class B, int Q>
@@ -77,6 +91,14 @@ void repack_q4_0_r16(const void* x, void* y, int64_t n, int64_t n_rows, size_t b
 
 void repack_q8_0_r16(const void* x, void* y, int64_t n, int64_t n_rows, size_t bx) {
     repack_r16<BlockQ8_0, 32>(x, y, n, n_rows, bx);
+}
+
+void unpack_row_q4_0_r16(const void* x, size_t bx, int64_t row, int64_t n, void* out) {
+    unpack_row_r16<BlockQ4_0, 16>(x, bx, row, n, out);
+}
+
+void unpack_row_q8_0_r16(const void* x, size_t bx, int64_t row, int64_t n, void* out) {
+    unpack_row_r16<BlockQ8_0, 32>(x, bx, row, n, out);
 }
 
 void gemm_q4_0_r16(int64_t n, const void* x, size_t bx, int64_t nr, const void* y, size_t by, int64_t nc, float* s,

@@ -970,8 +970,8 @@ void bf16_fallback_kernels(decltype(TypeTraits::vec_dot)* vec_dot, decltype(Type
 
 namespace slm::kernels::avx512 {
 const RepackTraits* repack_traits(GGMLType t) {
-    static const RepackTraits q4_0 = {ref::repack_q4_0_r16, gemm_r16<R16Q4_0>};
-    static const RepackTraits q8_0 = {ref::repack_q8_0_r16, gemm_r16<R16Q8_0>};
+    static const RepackTraits q4_0 = {ref::repack_q4_0_r16, gemm_r16<R16Q4_0>, ref::unpack_row_q4_0_r16};
+    static const RepackTraits q8_0 = {ref::repack_q8_0_r16, gemm_r16<R16Q8_0>, ref::unpack_row_q8_0_r16};
     return t == GGMLType::Q4_0 ? &q4_0 : t == GGMLType::Q8_0 ? &q8_0 : nullptr;
 }
 } // namespace slm::kernels::avx512
