@@ -114,10 +114,15 @@ TEST(Session, Errors) {
 }
 
 TEST(Session, DecodeAllocatesNothing) {
+    // The bundled F32 model, and (with ../shared) a quantized one whose matrices the loader
+    // repacks where this CPU has kernels for that layout.
+    std::vector<std::shared_ptr<const Model>> models = {stories()};
+    if (test::shared_available()) models.push_back(Model::load(test::shared_path("reference/archs/llama/llama.q4_0.gguf")));
+    for (const auto& model : models)
     for (int threads : {1, 2}) {
         SessionOptions so;
         so.n_threads = threads;
-        Session s(stories(), so);
+        Session s(model, so);
         s.eval(prompt());
         int32_t tok = 300;
         s.eval(std::span<const int32_t>(&tok, 1));  // warm-up: scratch buffers reach their size
