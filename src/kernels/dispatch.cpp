@@ -99,30 +99,32 @@ Tables build_tables() {
     ref::fill_traits(t.scalar, kNumTypes);
     t.best = t.scalar;
 #if defined(SLM_HAVE_X86_KERNELS)
-    // Types avx2.cpp leaves out keep their scalar kernels.
-    std::memcpy(t.avx2, t.scalar, sizeof t.avx2);
-    avx2::fill_traits(t.avx2, kNumTypes);
-    avx2::fill_traits_kquants(t.avx2, kNumTypes);
+    // Each ISA's translation unit is built with its own flags, so even its fill function may use
+    // its instructions: it is only called when the CPU runs them. Types avx2.cpp leaves out keep
+    // their scalar kernels.
     t.has_avx2 = cpu_runs_avx2();
     if (t.has_avx2) {
+        std::memcpy(t.avx2, t.scalar, sizeof t.avx2);
+        avx2::fill_traits(t.avx2, kNumTypes);
+        avx2::fill_traits_kquants(t.avx2, kNumTypes);
         t.best = t.avx2;
         t.best_name = "avx2";
     }
     // AVX-512 starts from the AVX2 table: a type without AVX-512 kernels keeps its AVX2 ones.
-    std::memcpy(t.avx512, t.avx2, sizeof t.avx512);
-    avx512::fill_traits(t.avx512, kNumTypes);
-    avx512::fill_traits_kquants(t.avx512, kNumTypes);
-    t.has_avx512 = cpu_runs_avx512();
+    t.has_avx512 = t.has_avx2 && cpu_runs_avx512();
     if (t.has_avx512) {
+        std::memcpy(t.avx512, t.avx2, sizeof t.avx512);
+        avx512::fill_traits(t.avx512, kNumTypes);
+        avx512::fill_traits_kquants(t.avx512, kNumTypes);
         t.best = t.avx512;
         t.best_name = "avx512";
     }
 #endif
 #if defined(SLM_HAVE_ARM_KERNELS)
-    std::memcpy(t.neon, t.scalar, sizeof t.neon);
-    neon::fill_traits(t.neon, kNumTypes);
     t.has_neon = cpu_runs_neon();
     if (t.has_neon) {
+        std::memcpy(t.neon, t.scalar, sizeof t.neon);
+        neon::fill_traits(t.neon, kNumTypes);
         t.best = t.neon;
         t.best_name = "neon";
     }
