@@ -324,3 +324,14 @@ void matmul_multi(SessionState& st, std::initializer_list<const ModelTensor*> ws
 }
 
 } // namespace slm::blocks
+
+namespace slm::blocks {
+
+void add_bias(float* y, const float* b, uint32_t n_tokens, int64_t n) {
+    for (uint32_t t = 0; t < n_tokens; ++t) {
+        float* row = y + static_cast<size_t>(t) * n;
+        for (int64_t i = 0; i < n; ++i) row[i] += b[i];
+    }
+}
+
+} // namespace slm::blocks

@@ -42,6 +42,9 @@ void attention(SessionState& st, const HParams& hp, uint32_t il, const float* q,
 // hb = silu(hb) * hb2, elementwise over n values (SwiGLU).
 void swiglu(float* hb, const float* hb2, size_t n);
 
+// y[t] += b for every token row t of n values (a linear layer's bias).
+void add_bias(float* y, const float* b, uint32_t n_tokens, int64_t n);
+
 // y += x over n values.
 void add_inplace(float* y, const float* x, size_t n);
 

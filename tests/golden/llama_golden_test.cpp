@@ -56,6 +56,8 @@ void PrintTo(const GoldenCase& c, std::ostream* os) { *os << c.name; }
 std::string data(const std::string& rel) { return test::source_dir() + "/tests/data/reference/" + rel; }
 std::string stories() { return test::model_path("stories260K/stories260K.gguf"); }
 std::string arch(const std::string& rel) { return test::shared_path("reference/archs/llama/" + rel); }
+std::string qwen2(const std::string& rel) { return test::shared_path("reference/archs/qwen2/" + rel); }
+std::string qwen3(const std::string& rel) { return test::shared_path("reference/archs/qwen3/" + rel); }
 
 std::vector<GoldenCase> cases() {
     return {
@@ -72,6 +74,16 @@ std::vector<GoldenCase> cases() {
         {"llama_q4_0", arch("llama.q4_0.gguf"), arch("llama.q4_0.jsonl"), GGMLType::F16, 0.03, true, 0.6},
         {"llama_q4_k", arch("llama.q4_k.gguf"), arch("llama.q4_k.jsonl"), GGMLType::F16, 0.05, true, 0.3},
         {"llama_q6_k", arch("llama.q6_k.gguf"), arch("llama.q6_k.jsonl"), GGMLType::F16, 0.03, true, 0.6},
+        // Qwen2: Q/K/V biases, NEOX RoPE, tied output. Qwen3: per-head Q/K RMSNorm, head size 128
+        // != n_embd / n_head, NEOX RoPE, tied output.
+        {"qwen2_f32_f32kv", qwen2("qwen2.f32.gguf"), qwen2("qwen2.f32.f32kv.jsonl"), GGMLType::F32, 0.0001, true, 1},
+        {"qwen2_f32", qwen2("qwen2.f32.gguf"), qwen2("qwen2.f32.jsonl"), GGMLType::F16, 0.002, true, 0.4},
+        {"qwen2_q4_k", qwen2("qwen2.q4_k.gguf"), qwen2("qwen2.q4_k.jsonl"), GGMLType::F16, 0.05, true, 0.3},
+        {"qwen3_f32_f32kv", qwen3("qwen3.f32.gguf"), qwen3("qwen3.f32.f32kv.jsonl"), GGMLType::F32, 0.0001, true, 1},
+        // Heads of 128 over an F16 KV cache: how many rows land within 1e-4 depends on whether the
+        // F16 accumulation order emulated is ggml's AVX-512 one (96 %) or AVX2/scalar (17 %).
+        {"qwen3_f32", qwen3("qwen3.f32.gguf"), qwen3("qwen3.f32.jsonl"), GGMLType::F16, 0.002, true, 0.1},
+        {"qwen3_q4_k", qwen3("qwen3.q4_k.gguf"), qwen3("qwen3.q4_k.jsonl"), GGMLType::F16, 0.05, true, 0.3},
     };
 }
 
