@@ -77,6 +77,9 @@ std::unique_ptr<ArchModel> make_arch_model(const GGUFFile& f, HParams& hp);
 // Reads the hyper-parameters every transformer shares from `<arch>.*` keys, checking ranges.
 HParams read_common_hparams(const GGUFFile& f);
 
+// Throws unless t (a norm weight or bias) is F32, naming the file and the tensor.
+void require_f32(const GGUFFile& f, const ModelTensor& t);
+
 // Looks up a tensor, checks its type has kernels and its shape is `shape` (ggml order).
 // Returns an empty tensor if it is absent and not required.
 ModelTensor get_tensor(const GGUFFile& f, const std::string& name, std::vector<int64_t> shape, bool required = true);

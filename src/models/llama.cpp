@@ -38,9 +38,7 @@ public:
         hp.tied_output = output_.data == tok_embd_.data;
         rope_freqs_ = get_tensor(f, "rope_freqs.weight", {hp.n_rot / 2}, false);
         hp.has_rope_freqs = rope_freqs_.present();
-        for (const ModelTensor* t : {&output_norm_, &rope_freqs_})
-            if (t->present() && t->type != GGMLType::F32)
-                fail("model: %s: tensor '%s' must be F32, is %s", f.path().c_str(), t->name.c_str(), type_name(t->type));
+        for (const ModelTensor* t : {&output_norm_, &rope_freqs_}) require_f32(f, *t);
         layers_.resize(hp.n_layer);
         for (uint32_t il = 0; il < hp.n_layer; ++il) {
             const std::string p = "blk." + std::to_string(il) + ".";
@@ -54,9 +52,7 @@ public:
             L.ffn_gate = get_tensor(f, p + "ffn_gate.weight", {E, F});
             L.ffn_up = get_tensor(f, p + "ffn_up.weight", {E, F});
             L.ffn_down = get_tensor(f, p + "ffn_down.weight", {F, E});
-            for (const ModelTensor* t : {&L.attn_norm, &L.ffn_norm})
-                if (t->type != GGMLType::F32)
-                    fail("model: %s: tensor '%s' must be F32, is %s", f.path().c_str(), t->name.c_str(), type_name(t->type));
+            for (const ModelTensor* t : {&L.attn_norm, &L.ffn_norm}) require_f32(f, *t);
         }
     }
 

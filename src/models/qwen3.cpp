@@ -117,11 +117,6 @@ public:
     }
 
 private:
-    static void require_f32(const GGUFFile& f, const ModelTensor& t) {
-        if (t.type != GGMLType::F32)
-            fail("model: %s: tensor '%s' must be F32, is %s", f.path().c_str(), t.name.c_str(), type_name(t.type));
-    }
-
     const HParams& hp_;
     ModelTensor tok_embd_, output_norm_, output_;
     std::vector<Qwen3Layer> layers_;

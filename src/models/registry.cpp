@@ -77,6 +77,11 @@ HParams read_common_hparams(const GGUFFile& f) {
     return hp;
 }
 
+void require_f32(const GGUFFile& f, const ModelTensor& t) {
+    if (t.present() && t.type != GGMLType::F32)
+        fail("model: %s: tensor '%s' must be F32, is %s", f.path().c_str(), t.name.c_str(), type_name(t.type));
+}
+
 ModelTensor get_tensor(const GGUFFile& f, const std::string& name, std::vector<int64_t> shape, bool required) {
     ModelTensor t;
     const GGUFTensorInfo* info = f.find_tensor(name);
