@@ -92,6 +92,10 @@ HParams read_common_hparams(const GGUFFile& f);
 // whose forward pass has no per-layer shapes).
 void require_uniform_layers(const GGUFFile& f, const HParams& hp);
 
+// Block-wise weight sharing (MobileLLM): the stored block each layer computes with, from the
+// optional `<arch>.block_source` array (identity when absent), validated.
+std::vector<uint32_t> read_block_source(const GGUFFile& f, const HParams& hp);
+
 // Throws unless t (a norm weight or bias) is F32, naming the file and the tensor.
 void require_f32(const GGUFFile& f, const ModelTensor& t);
 

@@ -118,6 +118,32 @@ static std::vector<uint32_t> per_layer(const GGUFFile& f, const std::string& key
     return out;
 }
 
+std::vector<uint32_t> read_block_source(const GGUFFile& f, const HParams& hp) {
+    const std::string key = hp.arch + ".block_source";
+    std::vector<uint32_t> src(hp.n_layer);
+    const GGUFValue* v = f.find(key);
+    if (v == nullptr) {
+        for (uint32_t il = 0; il < hp.n_layer; ++il) src[il] = il;
+        return src;
+    }
+    if (v->type != GGUFType::ARRAY || v->n != hp.n_layer ||
+        !(v->elem_type == GGUFType::U32 || v->elem_type == GGUFType::I32))
+        fail("model: %s: key '%s' must be an array of block_count (%u) integers", f.path().c_str(), key.c_str(),
+             hp.n_layer);
+    // Stored blocks are numbered in order of first use: 0, then each new one the next number,
+    // so every stored block is used and the tensors blk.0 .. blk.(n-1) are all there is.
+    uint32_t next = 0;
+    for (uint32_t il = 0; il < hp.n_layer; ++il) {
+        const int64_t x = v->elem_int(il);
+        if (x < 0 || x > int64_t(next))
+            fail("model: %s: key '%s'[%u] = %lld: a layer must use a block already used or the next new one (%u)",
+                 f.path().c_str(), key.c_str(), il, static_cast<long long>(x), next);
+        if (x == int64_t(next)) ++next;
+        src[il] = static_cast<uint32_t>(x);
+    }
+    return src;
+}
+
 void require_uniform_layers(const GGUFFile& f, const HParams& hp) {
     for (uint32_t il = 0; il < hp.n_layer; ++il)
         if (hp.n_head_arr[il] != hp.n_head || hp.n_head_kv_arr[il] != hp.n_head_kv || hp.n_ff_arr[il] != hp.n_ff ||
