@@ -374,7 +374,7 @@ private:
         char q = s_[i];
         size_t j = i + 1;
         while (j < s_.size() && s_[j] != q) j += s_[j] == '\\' ? 2 : 1;
-        if (j >= s_.size()) fail_at(i, std::string("unexpected char '") + q + "' at " + std::to_string(i));
+        if (j >= s_.size()) fail_at(i, "unexpected char " + repr(Value::string(std::string(1, q))) + " at " + std::to_string(i));
         std::string_view raw(s_.data() + i + 1, j - i - 1);
         std::string v;
         v.reserve(raw.size());

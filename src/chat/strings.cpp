@@ -47,22 +47,31 @@ bool in_set(uint32_t cp, const std::vector<uint32_t>& set, bool whitespace) {
 std::string py_strip(std::string_view s, bool chars_given, std::string_view chars, bool left, bool right) {
     std::vector<uint32_t> set = chars_given ? chars_of(chars) : std::vector<uint32_t>{};
     const bool ws = !chars_given;
-    std::vector<size_t> offs;  // start offsets of each code point
-    for (size_t i = 0; i < s.size();) {
-        offs.push_back(i);
-        utf8_next(s, i);
+    size_t b = 0, e = s.size();
+    if (left) {
+        while (b < e) {
+            size_t j = b;
+            if (!in_set(utf8_next(s, j), set, ws)) break;
+            b = j;
+        }
     }
-    offs.push_back(s.size());
-    size_t b = 0, e = offs.size() - 1;
-    auto cp_at = [&](size_t k) {
-        size_t i = offs[k];
-        return utf8_next(s, i);
-    };
-    if (left)
-        while (b < e && in_set(cp_at(b), set, ws)) ++b;
-    if (right)
-        while (e > b && in_set(cp_at(e - 1), set, ws)) --e;
-    return std::string(s.substr(offs[b], offs[e] - offs[b]));
+    if (right) {
+        while (e > b) {
+            // the character ending at e: step back over continuation bytes
+            size_t st = e - 1;
+            while (st > b && e - st < 4 && (static_cast<unsigned char>(s[st]) & 0xC0) == 0x80) --st;
+            size_t j = st;
+            uint32_t cp = utf8_next(s, j);
+            if (j != e) {  // not one whole character: the last byte is a bad byte on its own
+                st = e - 1;
+                j = st;
+                cp = utf8_next(s, j);
+            }
+            if (!in_set(cp, set, ws)) break;
+            e = st;
+        }
+    }
+    return std::string(s.substr(b, e - b));
 }
 
 std::vector<std::string> py_split(std::string_view s, bool sep_given, std::string_view sep, int64_t maxsplit, bool from_right) {
