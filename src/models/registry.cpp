@@ -14,6 +14,8 @@ std::unique_ptr<ArchModel> make_llama(const GGUFFile& f, HParams& hp);
 std::unique_ptr<ArchModel> make_qwen2(const GGUFFile& f, HParams& hp);
 std::unique_ptr<ArchModel> make_qwen3(const GGUFFile& f, HParams& hp);
 std::unique_ptr<ArchModel> make_qwen2moe(const GGUFFile& f, HParams& hp);
+std::unique_ptr<ArchModel> make_olmoe(const GGUFFile& f, HParams& hp);
+std::unique_ptr<ArchModel> make_phimoe(const GGUFFile& f, HParams& hp);
 
 std::unique_ptr<ArchModel> make_arch_model(const GGUFFile& f, HParams& hp) {
     // One switch: adding a family touches this table and one new file.
@@ -21,7 +23,9 @@ std::unique_ptr<ArchModel> make_arch_model(const GGUFFile& f, HParams& hp) {
     if (hp.arch == "qwen2") return make_qwen2(f, hp);
     if (hp.arch == "qwen3") return make_qwen3(f, hp);
     if (hp.arch == "qwen2moe") return make_qwen2moe(f, hp);
-    fail("model: %s: architecture '%s' (general.architecture) is not supported; supported: llama, qwen2, qwen3, qwen2moe",
+    if (hp.arch == "olmoe") return make_olmoe(f, hp);
+    if (hp.arch == "phimoe") return make_phimoe(f, hp);
+    fail("model: %s: architecture '%s' (general.architecture) is not supported; supported: llama, qwen2, qwen3, qwen2moe, olmoe, phimoe",
          f.path().c_str(), hp.arch.c_str());
 }
 
