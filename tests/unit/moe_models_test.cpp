@@ -8,6 +8,7 @@
 #include "slm/error.h"
 #include "slm/gguf.h"
 #include "slm/model.h"
+#include "slm/synth.h"
 #include "kernels/matmul.h"
 #include "kernels/repack.h"
 #include "test_util.h"
@@ -432,6 +433,149 @@ TEST(MoeArchKeys, WeightNormAndGatingKeysOverrideTheDefaults) {
     double d = 0;
     for (size_t i = 0; i < a.size(); ++i) d = std::max(d, double(std::fabs(a[i] - b[i])));
     EXPECT_GT(d, 1e-2);
+}
+
+// ---- slm synth -------------------------------------------------------------------------------
+
+SynthConfig small_synth(const std::string& arch, GGMLType type) {
+    SynthConfig c;
+    c.name = "small-" + arch;
+    c.arch = arch;
+    c.n_ctx_train = 256;
+    c.n_embd = 64;
+    c.n_layer = 2;
+    c.n_head = 4;
+    c.n_head_kv = arch == "olmoe" ? 4 : 2;
+    c.n_ff = 64;
+    c.n_expert = 8;
+    c.n_expert_used = arch == "olmoe" ? 3 : 2;
+    c.n_ff_exp = arch == "qwen2moe" ? 32 : 0;
+    c.n_ff_shexp = arch == "qwen2moe" ? 96 : 0;
+    c.type = type;
+    c.pure = true;
+    c.tokenizer = test::model_path("stories260K/stories260K.gguf");
+    c.n_threads = 2;
+    return c;
+}
+
+TEST(MoeSynth, SmallModelsLoadAndRun) {
+    for (const char* arch : {"qwen2moe", "olmoe", "phimoe"}) {
+        for (GGMLType type : {GGMLType::F32, GGMLType::Q8_0, GGMLType::Q4_0}) {
+            SCOPED_TRACE(std::string(arch) + " " + type_name(type));
+            const SynthConfig c = small_synth(arch, type);
+            const std::string path = test::temp_dir() + "/synth_" + arch + "_" + type_name(type) + ".gguf";
+            const SynthResult r = synthesize(c, path);
+            auto model = Model::load(path);
+            EXPECT_EQ(model->hparams().arch, arch);
+            EXPECT_EQ(model->hparams().n_expert, 8u);
+            EXPECT_EQ(model->hparams().n_expert_used, c.n_expert_used);
+            EXPECT_EQ(model->hparams().n_ff_exp, arch == std::string("qwen2moe") ? 32u : 64u);
+            EXPECT_EQ(model->hparams().n_ff_shexp, arch == std::string("qwen2moe") ? 96u : 0u);
+            for (const SynthTensor& t : r.tensors)
+                if (t.name.find("ffn_gate_inp") != std::string::npos) EXPECT_EQ(t.type, GGMLType::F32) << t.name;
+            SessionOptions so;
+            so.n_ctx = 64;
+            so.n_threads = 2;
+            Session s(model, so);
+            s.eval(prompt(), true);
+            const auto l = s.logits();
+            float lo = l[0], hi = l[0];
+            for (float v : l) {
+                ASSERT_TRUE(std::isfinite(v));
+                lo = std::min(lo, v);
+                hi = std::max(hi, v);
+            }
+            EXPECT_GT(hi - lo, 1.0f);  // a real spread of logits, not a degenerate model
+        }
+    }
+}
+
+TEST(MoeSynth, PresetsAndBadConfigs) {
+    for (const char* name : {"qwen1.5-moe-a2.7b", "olmoe-1b-7b", "phi3.5-moe"}) {
+        const SynthConfig c = synth_preset(name);
+        EXPECT_TRUE(synth_arch_supported(c.arch)) << name;
+        EXPECT_NO_THROW(synth_tensors(c)) << name;
+    }
+    auto message = [](const SynthConfig& c) -> std::string {
+        try {
+            synth_tensors(c);
+        } catch (const Error& e) {
+            return e.what();
+        }
+        return "";
+    };
+    SynthConfig c = small_synth("olmoe", GGMLType::F32);
+    c.n_expert_used = 9;
+    EXPECT_NE(message(c).find("n_expert_used (--n-expert-used) = 9 is out of range [1, 8]"), std::string::npos) << message(c);
+    c = small_synth("phimoe", GGMLType::F32);
+    c.n_expert = 0;
+    EXPECT_NE(message(c).find("n_expert (--n-expert) = 0"), std::string::npos) << message(c);
+    c = small_synth("qwen2moe", GGMLType::F32);
+    c.tied_embeddings = true;
+    EXPECT_NE(message(c).find("untied"), std::string::npos) << message(c);
+}
+
+// The layout of llama.cpp's own tiny qwen2moe (../shared/reference/archs/qwen2moe): the same keys
+// with the same types and values, the same tensors with the same shapes and types.
+TEST(MoeSynth, MatchesLlamaCppReferenceLayout) {
+    SLM_REQUIRE_SHARED();
+    for (const auto& [file, type] : {std::pair{"qwen2moe.f32.gguf", GGMLType::F32}, std::pair{"qwen2moe.q4_k.gguf", GGMLType::Q4_K}}) {
+        SCOPED_TRACE(file);
+        const std::string ref_path = test::shared_path(std::string("reference/archs/qwen2moe/") + file);
+        const GGUFFile ref = GGUFFile::open(ref_path);
+        SynthConfig c;
+        c.name = "ref";
+        c.arch = "qwen2moe";
+        c.n_ctx_train = 512;
+        c.n_embd = 256;
+        c.n_layer = 2;
+        c.n_head = 4;
+        c.n_head_kv = 2;
+        c.n_ff = 256;
+        c.n_expert = 4;
+        c.n_expert_used = 2;
+        c.n_ff_exp = 128;
+        c.n_ff_shexp = 256;
+        c.rope_freq_base = 1e6f;
+        c.rms_eps = 1e-6f;
+        c.tokenizer = ref_path;
+        c.type = type;
+        c.pure = true;
+        c.n_threads = 2;
+        const std::string path = test::temp_dir() + "/ref_" + file;
+        synthesize(c, path);
+        const GGUFFile ours = GGUFFile::open(path);
+        for (const auto& [k, v] : ref.kv()) {
+            if (k == "general.name") continue;
+            const GGUFValue* o = ours.find(k);
+            ASSERT_NE(o, nullptr) << k;
+            EXPECT_TRUE(*o == v) << k << ": " << o->to_string() << " vs " << v.to_string();
+        }
+        std::map<std::string, std::pair<std::vector<int64_t>, GGMLType>> want;
+        for (const auto& t : ref.tensors()) want[t.name] = {t.shape(), t.type};
+        ASSERT_EQ(ours.tensors().size(), want.size());
+        for (const auto& t : ours.tensors()) {
+            ASSERT_TRUE(want.count(t.name)) << t.name;
+            EXPECT_EQ(t.shape(), want[t.name].first) << t.name;
+            EXPECT_EQ(t.type, want[t.name].second) << t.name;
+        }
+    }
+}
+
+TEST(MoeSynth, Cli) {
+    const std::string path = test::temp_dir() + "/cli_olmoe.gguf";
+    const auto r = test::run_cli({"synth", "--arch", "olmoe", "--n-embd", "64", "--n-layer", "1", "--n-head", "4",
+                                  "--n-head-kv", "4", "--n-ff", "32", "--n-expert", "6", "--n-expert-used", "2",
+                                  "--type", "f32", "--tokenizer", test::model_path("stories260K/stories260K.gguf"),
+                                  "-o", path});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto model = Model::load(path);
+    EXPECT_EQ(model->hparams().n_expert, 6u);
+    EXPECT_EQ(model->hparams().n_expert_used, 2u);
+    const auto bad = test::run_cli({"synth", "--arch", "olmoe", "--n-expert", "2", "--n-expert-used", "3", "-o",
+                                    test::temp_dir() + "/never.gguf"});
+    EXPECT_NE(bad.exit_code, 0);
+    EXPECT_NE(bad.err.find("--n-expert-used"), std::string::npos) << bad.err;
 }
 
 // ---- bad files -------------------------------------------------------------------------------
