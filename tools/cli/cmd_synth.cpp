@@ -48,14 +48,14 @@ GGMLType parse_type(const std::string& s, const char* flag) {
 }
 
 void list_presets() {
-    std::printf("%-15s %-7s %7s %6s %6s %5s %6s %7s %-5s %12s %12s  %s\n", "preset", "arch", "n_layer", "n_embd",
+    std::printf("%-18s %-8s %7s %6s %6s %5s %6s %7s %-5s %12s %12s  %s\n", "preset", "arch", "n_layer", "n_embd",
                 "n_head", "n_kv", "n_ff", "n_vocab", "tied", "params", "real", "status");
     for (const SynthPreset& p : synth_presets()) {
         const SynthConfig c = p.make();
         const bool ok = synth_arch_supported(c.arch);
         std::string params = "-";
         if (ok) params = strprintf("%.4g", static_cast<double>(synth_param_count(c)));
-        std::printf("%-15s %-7s %7u %6u %6u %5u %6u %7u %-5s %12s %12.4g  %s\n", p.name, c.arch.c_str(), c.n_layer,
+        std::printf("%-18s %-8s %7u %6u %6u %5u %6u %7u %-5s %12s %12.4g  %s\n", p.name, c.arch.c_str(), c.n_layer,
                     c.n_embd, c.n_head, c.n_head_kv, c.n_ff, c.n_vocab, c.tied_embeddings ? "yes" : "no",
                     params.c_str(), p.real_params, ok ? "ok" : ("not yet: " + c.arch).c_str());
     }
