@@ -55,6 +55,14 @@ struct SynthConfig {
     float rope_llama3_low_freq = 1;       // low_freq_factor: 1
     float rope_llama3_high_freq = 4;      // high_freq_factor: 4
     uint32_t rope_llama3_orig_ctx = 8192; // original_max_position_embeddings: 8192
+    // Mixture of experts (arch qwen2moe, olmoe, phimoe; ignored for llama): expert_count,
+    // expert_used_count, and for qwen2moe expert_feed_forward_length (0 = n_ff / n_expert_used,
+    // llama.cpp's default) and the shared expert's expert_shared_feed_forward_length (0 = n_ff).
+    // olmoe and phimoe experts are n_ff wide.
+    uint32_t n_expert = 0;         // 60 (Qwen1.5-MoE-A2.7B)
+    uint32_t n_expert_used = 0;    // 4
+    uint32_t n_ff_exp = 0;         // 1408
+    uint32_t n_ff_shexp = 0;       // 5632
     // A GGUF whose tokenizer.* keys are copied verbatim (e.g. a llama.cpp ggml-vocab-*.gguf).
     // Relative paths are opened as given; the CLI also looks for them in the slm source tree.
     std::string tokenizer = "tests/data/vocab/ggml-vocab-llama-spm.gguf";
@@ -82,6 +90,9 @@ SynthConfig preset_qwen25_05b();      // qwen2 (not writable yet)
 SynthConfig preset_qwen25_15b();      // qwen2 (not writable yet)
 SynthConfig preset_gemma2_2b();       // gemma2 (not writable yet)
 SynthConfig preset_phi3_mini();       // phi3 (not writable yet)
+SynthConfig preset_qwen15_moe();      // qwen2moe, 24 x 2048, 16 heads, 60 experts (4 used) of 1408, shared 5632
+SynthConfig preset_olmoe_1b_7b();     // olmoe, 16 x 2048, 16 heads, 64 experts (8 used) of 1024
+SynthConfig preset_phi35_moe();       // phimoe, 32 x 4096, 32/8 heads, 16 experts (2 used) of 6400
 
 struct SynthPreset {
     const char* name;        // "tinyllama-1.1b"

@@ -57,6 +57,10 @@ struct SessionState {
     std::vector<float> attn_f32;
     std::vector<uint8_t> mm_scratch;    // activations converted to a weight's vec_dot_type
     std::vector<float> rope_cache;      // n_batch x n_rot cos/sin pairs
+    // Mixture-of-experts layers (models/moe.h): router probabilities, expert choices and the
+    // chosen experts' activations, sized for n_batch tokens by the first MoE layer run.
+    std::vector<float> moe_f32;
+    std::vector<int32_t> moe_i32;
     uint32_t n_logit_rows = 0;
 };
 
@@ -84,6 +88,8 @@ public:
 // The registry: one switch from general.architecture to an architecture file. Fills the
 // architecture-specific parts of `hp` (rope type, ...). Throws for an unknown architecture.
 std::unique_ptr<ArchModel> make_arch_model(const GGUFFile& f, HParams& hp);
+// The general.architecture names make_arch_model knows, in table order.
+std::vector<std::string> supported_architectures();
 
 // Reads the hyper-parameters every transformer shares from `<arch>.*` keys, checking ranges.
 HParams read_common_hparams(const GGUFFile& f);

@@ -14,15 +14,40 @@ std::unique_ptr<ArchModel> make_llama(const GGUFFile& f, HParams& hp);
 std::unique_ptr<ArchModel> make_qwen2(const GGUFFile& f, HParams& hp);
 std::unique_ptr<ArchModel> make_qwen3(const GGUFFile& f, HParams& hp);
 std::unique_ptr<ArchModel> make_openelm(const GGUFFile& f, HParams& hp);
+std::unique_ptr<ArchModel> make_qwen2moe(const GGUFFile& f, HParams& hp);
+std::unique_ptr<ArchModel> make_olmoe(const GGUFFile& f, HParams& hp);
+std::unique_ptr<ArchModel> make_phimoe(const GGUFFile& f, HParams& hp);
+
+namespace {
+
+using MakeArch = std::unique_ptr<ArchModel> (*)(const GGUFFile&, HParams&);
+struct ArchEntry {
+    const char* name;  // general.architecture
+    MakeArch make;
+};
+
+// One table: adding a family touches this list and one new file.
+const ArchEntry kArchs[] = {
+    {"llama", make_llama},       {"qwen2", make_qwen2},       {"qwen3", make_qwen3},
+    {"openelm", make_openelm},   {"qwen2moe", make_qwen2moe}, {"olmoe", make_olmoe},
+    {"phimoe", make_phimoe},
+};
+
+} // namespace
+
+std::vector<std::string> supported_architectures() {
+    std::vector<std::string> out;
+    for (const ArchEntry& e : kArchs) out.emplace_back(e.name);
+    return out;
+}
 
 std::unique_ptr<ArchModel> make_arch_model(const GGUFFile& f, HParams& hp) {
-    // One switch: adding a family touches this table and one new file.
-    if (hp.arch == "llama") return make_llama(f, hp);
-    if (hp.arch == "qwen2") return make_qwen2(f, hp);
-    if (hp.arch == "qwen3") return make_qwen3(f, hp);
-    if (hp.arch == "openelm") return make_openelm(f, hp);
-    fail("model: %s: architecture '%s' (general.architecture) is not supported; supported: llama, qwen2, qwen3, openelm",
-         f.path().c_str(), hp.arch.c_str());
+    for (const ArchEntry& e : kArchs)
+        if (hp.arch == e.name) return e.make(f, hp);
+    std::string names;
+    for (const ArchEntry& e : kArchs) names += std::string(names.empty() ? "" : ", ") + e.name;
+    fail("model: %s: architecture '%s' (general.architecture) is not supported; supported: %s", f.path().c_str(),
+         hp.arch.c_str(), names.c_str());
 }
 
 static std::vector<uint32_t> per_layer(const GGUFFile& f, const std::string& key, uint32_t n_layer,
