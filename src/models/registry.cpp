@@ -13,13 +13,16 @@ namespace slm {
 std::unique_ptr<ArchModel> make_llama(const GGUFFile& f, HParams& hp);
 std::unique_ptr<ArchModel> make_qwen2(const GGUFFile& f, HParams& hp);
 std::unique_ptr<ArchModel> make_qwen3(const GGUFFile& f, HParams& hp);
+std::unique_ptr<ArchModel> make_mamba(const GGUFFile& f, HParams& hp);
 
 std::unique_ptr<ArchModel> make_arch_model(const GGUFFile& f, HParams& hp) {
     // One switch: adding a family touches this table and one new file.
     if (hp.arch == "llama") return make_llama(f, hp);
     if (hp.arch == "qwen2") return make_qwen2(f, hp);
     if (hp.arch == "qwen3") return make_qwen3(f, hp);
-    fail("model: %s: architecture '%s' (general.architecture) is not supported; supported: llama, qwen2, qwen3",
+    if (hp.arch == "mamba") return make_mamba(f, hp);
+    fail("model: %s: architecture '%s' (general.architecture) is not supported; supported: llama, qwen2, qwen3, "
+         "mamba",
          f.path().c_str(), hp.arch.c_str());
 }
 
