@@ -57,6 +57,10 @@ struct SessionState {
     std::vector<float> attn_f32;
     std::vector<uint8_t> mm_scratch;    // activations converted to a weight's vec_dot_type
     std::vector<float> rope_cache;      // n_batch x n_rot cos/sin pairs
+    // Mixture-of-experts layers (models/moe.h): router probabilities, expert choices and the
+    // chosen experts' activations, sized for n_batch tokens by the first MoE layer run.
+    std::vector<float> moe_f32;
+    std::vector<int32_t> moe_i32;
     uint32_t n_logit_rows = 0;
 };
 
