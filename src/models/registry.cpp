@@ -14,6 +14,7 @@ std::unique_ptr<ArchModel> make_llama(const GGUFFile& f, HParams& hp);
 std::unique_ptr<ArchModel> make_qwen2(const GGUFFile& f, HParams& hp);
 std::unique_ptr<ArchModel> make_qwen3(const GGUFFile& f, HParams& hp);
 std::unique_ptr<ArchModel> make_mamba(const GGUFFile& f, HParams& hp);
+std::unique_ptr<ArchModel> make_jamba(const GGUFFile& f, HParams& hp);
 
 std::unique_ptr<ArchModel> make_arch_model(const GGUFFile& f, HParams& hp) {
     // One switch: adding a family touches this table and one new file.
@@ -21,8 +22,9 @@ std::unique_ptr<ArchModel> make_arch_model(const GGUFFile& f, HParams& hp) {
     if (hp.arch == "qwen2") return make_qwen2(f, hp);
     if (hp.arch == "qwen3") return make_qwen3(f, hp);
     if (hp.arch == "mamba") return make_mamba(f, hp);
+    if (hp.arch == "jamba") return make_jamba(f, hp);
     fail("model: %s: architecture '%s' (general.architecture) is not supported; supported: llama, qwen2, qwen3, "
-         "mamba",
+         "mamba, jamba",
          f.path().c_str(), hp.arch.c_str());
 }
 
@@ -52,7 +54,10 @@ HParams read_common_hparams(const GGUFFile& f) {
     hp.n_head_kv_arr = per_layer(f, a + "attention.head_count_kv", hp.n_layer, hp.n_head_arr, 0, 4096);
     for (uint32_t il = 0; il < hp.n_layer; ++il) {
         const uint32_t nh = hp.n_head_arr[il], nkv = hp.n_head_kv_arr[il];
-        if (nkv > nh || (nh > 0 && nkv == 0) || (nkv > 0 && nh % nkv != 0))
+        // head_count_kv 0 with head_count > 0 is a layer without attention in a hybrid model
+        // (Jamba's Mamba layers: head_count 4, head_count_kv [0, 2]); an architecture whose
+        // layers all attend refuses it (require_uniform_layers).
+        if (nkv > nh || (nkv > 0 && nh % nkv != 0))
             fail("model: %s: layer %u: attention.head_count %u is not a multiple of head_count_kv %u", f.path().c_str(),
                  il, nh, nkv);
         hp.n_head = std::max(hp.n_head, nh);
@@ -124,7 +129,7 @@ static std::vector<uint32_t> per_layer(const GGUFFile& f, const std::string& key
 void require_uniform_layers(const GGUFFile& f, const HParams& hp) {
     for (uint32_t il = 0; il < hp.n_layer; ++il)
         if (hp.n_head_arr[il] != hp.n_head || hp.n_head_kv_arr[il] != hp.n_head_kv || hp.n_ff_arr[il] != hp.n_ff ||
-            hp.n_head == 0 || hp.n_ff == 0)
+            hp.n_head == 0 || hp.n_head_kv == 0 || hp.n_ff == 0)
             fail("model: %s: layer %u has %u heads, %u KV heads and FFN width %u; architecture '%s' needs the same "
                  "non-zero counts in every layer (%u, %u, %u)",
                  f.path().c_str(), il, hp.n_head_arr[il], hp.n_head_kv_arr[il], hp.n_ff_arr[il], hp.arch.c_str(),

@@ -375,4 +375,87 @@ TEST(Mamba, ScanInputsMustBeF32) {
     EXPECT_NO_THROW(s.eval(some_tokens(tm.n_vocab, 4)));
 }
 
+
+// ---- Jamba (the reference model of ../shared: layer 0 Mamba + MoE, layer 1 attention + dense) ----
+
+std::string jamba_path(const char* f = "jamba.f32.gguf") { return test::shared_path(std::string("reference/archs/jamba/") + f); }
+
+TEST(Jamba, StateIsCarriedAcrossCalls) {
+    SLM_REQUIRE_SHARED();
+    auto m = Model::load(jamba_path());
+    expect_state_carried(m, m->vocab().tokenize("Once upon a time, there was a little dog named Max.", true, true));
+}
+
+TEST(Jamba, DecodeAllocatesNothing) {
+    SLM_REQUIRE_SHARED();
+    for (const char* f : {"jamba.f32.gguf", "jamba.q4_k.gguf"}) {
+        SCOPED_TRACE(f);
+        auto m = Model::load(jamba_path(f));
+        expect_decode_allocates_nothing(m, m->vocab().tokenize("Hi there", true, true));
+    }
+}
+
+TEST(Jamba, InfoShowsLayerKindsAndExperts) {
+    SLM_REQUIRE_SHARED();
+    auto m = Model::load(jamba_path());
+    EXPECT_EQ(m->hparams().n_expert, 4u);
+    EXPECT_EQ(m->hparams().n_expert_used, 2u);
+    EXPECT_EQ(m->hparams().n_ff_exp, 128u);
+    std::map<std::string, std::string> info;
+    for (const auto& [k, v] : m->arch_info()) info[k] = v;
+    EXPECT_EQ(info["layer mixers"].substr(0, 3), "MA ") << info["layer mixers"];
+    EXPECT_EQ(info["layer FFNs"].substr(0, 3), "ED ") << info["layer FFNs"];
+    EXPECT_EQ(info["n_head_kv per layer"], "[0, 2]");
+    EXPECT_NE(info["ssm"].find("d_inner 512, d_state 16, d_conv 4, dt_rank 32"), std::string::npos) << info["ssm"];
+    EXPECT_NE(info["experts"].find("4, 2 used per token, width 128"), std::string::npos) << info["experts"];
+    EXPECT_NE(info["expert gating"].find("softmax, top-2 of 4"), std::string::npos) << info["expert gating"];
+}
+
+// Copies a GGUF, dropping one tensor or changing keys on the way.
+std::string rewrite(const std::string& src_path, const std::string& name, const std::string& drop,
+                    const std::function<void(GGUFWriter&)>& edit = nullptr) {
+    GGUFFile src = GGUFFile::open(src_path);
+    GGUFWriter w;
+    w.copy_kv_from(src);
+    if (edit) edit(w);
+    for (const auto& t : src.tensors())
+        if (t.name != drop) w.add_tensor(t.name, t.type, t.shape(), t.data, t.nbytes);
+    const std::string path = test::temp_dir() + "/" + name;
+    w.write(path);
+    return path;
+}
+
+TEST(Jamba, BadFilesAreRefused) {
+    SLM_REQUIRE_SHARED();
+    // Jamba's Mamba layers need the dt, B and C norms.
+    std::string msg = load_error(rewrite(jamba_path(), "jamba_no_bnorm.gguf", "blk.0.ssm_b_norm.weight"));
+    EXPECT_NE(msg.find("blk.0.ssm_b_norm.weight"), std::string::npos) << msg;
+    // An attention layer (head_count_kv 2) without its K matrix.
+    msg = load_error(rewrite(jamba_path(), "jamba_no_k.gguf", "blk.1.attn_k.weight"));
+    EXPECT_NE(msg.find("blk.1.attn_k.weight"), std::string::npos) << msg;
+    // Layer 1 turned into a Mamba layer: its mixer tensors are not there.
+    msg = load_error(rewrite(jamba_path(), "jamba_kinds.gguf", "", [](GGUFWriter& w) {
+        w.set("jamba.attention.head_count_kv", GGUFValue::u32_array({0, 0}));
+    }));
+    EXPECT_NE(msg.find("blk.1.ssm_in.weight"), std::string::npos) << msg;
+    // MoE layers need the expert counts.
+    msg = load_error(rewrite(jamba_path(), "jamba_no_experts.gguf", "", [](GGUFWriter& w) { w.remove("jamba.expert_count"); }));
+    EXPECT_NE(msg.find("expert_count"), std::string::npos) << msg;
+    // dt_rank 0.
+    msg = load_error(rewrite(jamba_path(), "jamba_dt0.gguf", "", [](GGUFWriter& w) {
+        w.set("jamba.ssm.time_step_rank", GGUFValue::u32(0));
+    }));
+    EXPECT_NE(msg.find("jamba.ssm.time_step_rank"), std::string::npos) << msg;
+}
+
+// A layer without KV heads is a hybrid model's non-attention layer; an architecture whose
+// layers all attend refuses it instead of dividing by zero in attention.
+TEST(Registry, ZeroKvHeadsAreRefusedWhereEveryLayerAttends) {
+    const std::string msg = load_error(rewrite(test::model_path("stories260K/stories260K.gguf"), "llama_kv0.gguf", "",
+                                               [](GGUFWriter& w) {
+                                                   w.set("llama.attention.head_count_kv", GGUFValue::u32(0));
+                                               }));
+    EXPECT_NE(msg.find("0 KV heads"), std::string::npos) << msg;
+}
+
 } // namespace
