@@ -28,7 +28,7 @@ namespace slm {
 // One model to synthesize. Defaults are TinyLlama-1.1B's shape (preset_tinyllama_1b()).
 struct SynthConfig {
     std::string name = "custom";   // "tinyllama-1.1b": written as general.name "slm-synth <name>"
-    std::string arch = "llama";    // general.architecture; only "llama" can be written so far
+    std::string arch = "llama";    // general.architecture: "llama" or "mamba" can be written so far
     // Rows of token_embd (and output). The presets give the real model's value, so that
     // synth_tensors() counts the real parameters; synthesize() always takes the tokenizer's
     // token count instead (a model needs one row per token), see SynthResult::n_vocab.
@@ -51,6 +51,13 @@ struct SynthConfig {
     float rope_llama3_low_freq = 1;       // low_freq_factor: 1
     float rope_llama3_high_freq = 4;      // high_freq_factor: 4
     uint32_t rope_llama3_orig_ctx = 8192; // original_max_position_embeddings: 8192
+    // Mamba (arch "mamba"): the mixer's sizes. Its file has no attention and no FFN
+    // (attention.head_count 0, feed_forward_length 0): n_head, n_head_kv, n_ff, head_dim and
+    // the rope fields are not used. Typical values are mamba-130m's.
+    uint32_t ssm_d_inner = 0;      // ssm.inner_size: 1536; 0 = 2 n_embd (Mamba's expand 2)
+    uint32_t ssm_d_state = 16;     // ssm.state_size: 16
+    uint32_t ssm_d_conv = 4;       // ssm.conv_kernel: 4
+    uint32_t ssm_dt_rank = 0;      // ssm.time_step_rank: 48; 0 = ceil(n_embd / 16) (Mamba's "auto")
     // A GGUF whose tokenizer.* keys are copied verbatim (e.g. a llama.cpp ggml-vocab-*.gguf).
     // Relative paths are opened as given; the CLI also looks for them in the slm source tree.
     std::string tokenizer = "tests/data/vocab/ggml-vocab-llama-spm.gguf";
@@ -78,6 +85,7 @@ SynthConfig preset_qwen25_05b();      // qwen2 (not writable yet)
 SynthConfig preset_qwen25_15b();      // qwen2 (not writable yet)
 SynthConfig preset_gemma2_2b();       // gemma2 (not writable yet)
 SynthConfig preset_phi3_mini();       // phi3 (not writable yet)
+SynthConfig preset_mamba_130m();      // mamba, 24 x 768, d_inner 1536, d_state 16, vocab 50280, tied
 
 struct SynthPreset {
     const char* name;        // "tinyllama-1.1b"

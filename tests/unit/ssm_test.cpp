@@ -6,6 +6,7 @@
 #include "slm/error.h"
 #include "slm/gguf.h"
 #include "slm/model.h"
+#include "slm/synth.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
@@ -456,6 +457,143 @@ TEST(Registry, ZeroKvHeadsAreRefusedWhereEveryLayerAttends) {
                                                    w.set("llama.attention.head_count_kv", GGUFValue::u32(0));
                                                }));
     EXPECT_NE(msg.find("0 KV heads"), std::string::npos) << msg;
+}
+
+// ---- slm synth for Mamba ---------------------------------------------------------------------
+
+SynthConfig tiny_synth_mamba() {
+    SynthConfig c;
+    c.name = "tiny-mamba";
+    c.arch = "mamba";
+    c.n_embd = 64;
+    c.n_layer = 3;
+    c.n_head = c.n_head_kv = c.n_ff = 0;
+    c.tied_embeddings = true;
+    c.type = GGMLType::Q8_0;
+    c.pure = true;
+    c.tokenizer = test::model_path("stories260K/stories260K.gguf");
+    c.n_threads = 2;
+    return c;
+}
+
+TEST(SynthMamba, PresetHasTheRealShape) {
+    const SynthConfig c = synth_preset("mamba-130m");
+    EXPECT_EQ(c.arch, "mamba");
+    EXPECT_TRUE(synth_arch_supported("mamba"));
+    // state-spaces/mamba-130m-hf: 24 x (norm, in_proj, conv w/b, x_proj, dt_proj w/b, A, D,
+    // out_proj) + embedding + final norm = 129,135,360 parameters.
+    EXPECT_EQ(synth_param_count(c), 129135360u);
+    const auto t = synth_tensors(c);
+    EXPECT_EQ(t.size(), 1u + 24u * 10u + 1u);
+    for (const SynthTensor& x : t) {
+        if (x.name == "blk.0.ssm_x.weight") EXPECT_EQ(x.ne, (std::vector<int64_t>{1536, 48 + 2 * 16}));
+        if (x.name == "blk.0.ssm_dt.weight") EXPECT_EQ(x.ne, (std::vector<int64_t>{48, 1536}));
+        if (x.name == "blk.0.ssm_in.weight") EXPECT_EQ(x.ne, (std::vector<int64_t>{768, 3072}));
+    }
+}
+
+TEST(SynthMamba, WritesALoadableModelWithMambasInit) {
+    const SynthConfig c = tiny_synth_mamba();
+    const std::string path = test::temp_dir() + "/synth_mamba.gguf";
+    const SynthResult r = synthesize(c, path);
+    EXPECT_EQ(r.n_vocab, 512u);
+    auto m = Model::load(path);
+    const HParams& hp = m->hparams();
+    EXPECT_EQ(hp.arch, "mamba");
+    EXPECT_EQ(hp.ssm_d_inner, 128u);  // 2 n_embd
+    EXPECT_EQ(hp.ssm_dt_rank, 4u);    // ceil(64 / 16)
+    EXPECT_EQ(hp.ssm_d_state, 16u);
+    EXPECT_EQ(hp.ssm_d_conv, 4u);
+    EXPECT_TRUE(hp.tied_output);
+
+    const GGUFFile& f = m->file();
+    // llama-quantize keeps the conv taps and A in F32; rows of 4 (ssm_dt) cannot be Q8_0: F16.
+    EXPECT_EQ(f.tensor("blk.0.ssm_conv1d.weight").type, GGMLType::F32);
+    EXPECT_EQ(f.tensor("blk.0.ssm_a").type, GGMLType::F32);
+    EXPECT_EQ(f.tensor("blk.0.ssm_in.weight").type, GGMLType::Q8_0);
+    EXPECT_EQ(f.tensor("blk.0.ssm_dt.weight").type, GGMLType::F16);
+    EXPECT_EQ(f.get_u32("mamba.attention.head_count"), 0u);
+    EXPECT_EQ(f.get_u32("mamba.ssm.inner_size"), 128u);
+    // A = -(1..d_state) in every channel; softplus(dt bias) log-uniform in [1e-3, 1e-1]; D = 1.
+    const auto* a = reinterpret_cast<const float*>(f.tensor("blk.1.ssm_a").data);
+    for (int ch : {0, 77, 127})
+        for (int s = 0; s < 16; ++s) ASSERT_EQ(a[ch * 16 + s], -float(s + 1));
+    const auto* b = reinterpret_cast<const float*>(f.tensor("blk.2.ssm_dt.bias").data);
+    double lo = 1, hi = 0;
+    for (int ch = 0; ch < 128; ++ch) {
+        const double dt = std::log1p(std::exp(double(b[ch])));
+        lo = std::min(lo, dt);
+        hi = std::max(hi, dt);
+    }
+    EXPECT_GE(lo, 0.99e-3);
+    EXPECT_LE(hi, 1.01e-1);
+    EXPECT_GT(hi / lo, 20.0);  // spread over the range, not one value
+    const auto* d = reinterpret_cast<const float*>(f.tensor("blk.0.ssm_d").data);
+    EXPECT_EQ(d[5], 1.0f);
+
+    // It runs, with logits of a trained model's spread (std ~3 by the output norm's design),
+    // and carries its state as the reference model does.
+    Session s(m, {.n_ctx = 64});
+    const auto toks = some_tokens(512, 12);
+    const float* l = s.eval(toks);
+    double sum = 0, sq = 0;
+    for (int i = 0; i < 512; ++i) {
+        ASSERT_TRUE(std::isfinite(l[i]));
+        sum += l[i];
+        sq += double(l[i]) * l[i];
+    }
+    const double sd = std::sqrt(sq / 512 - (sum / 512) * (sum / 512));
+    EXPECT_GT(sd, 1.0);
+    EXPECT_LT(sd, 10.0);
+    expect_state_carried(m, toks);
+}
+
+TEST(SynthMamba, SameSeedSameBytesAndBadSizesRefused) {
+    SynthConfig c = tiny_synth_mamba();
+    const std::string a = test::temp_dir() + "/sm_a.gguf", b = test::temp_dir() + "/sm_b.gguf";
+    synthesize(c, a);
+    c.n_threads = 1;
+    synthesize(c, b);
+    EXPECT_EQ(test::read_file(a), test::read_file(b));
+    c.seed = 43;
+    synthesize(c, b);
+    EXPECT_NE(test::read_file(a), test::read_file(b));
+
+    auto message = [](const SynthConfig& x) {
+        try {
+            synth_tensors(x);
+        } catch (const Error& e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    SynthConfig bad = tiny_synth_mamba();
+    bad.ssm_d_conv = 0;
+    EXPECT_NE(message(bad).find("--d-conv"), std::string::npos) << message(bad);
+    bad = tiny_synth_mamba();
+    bad.ssm_d_conv = 1000;
+    EXPECT_NE(message(bad).find("--d-conv"), std::string::npos) << message(bad);
+    bad = tiny_synth_mamba();
+    bad.ssm_d_state = 5000;
+    EXPECT_NE(message(bad).find("--d-state"), std::string::npos) << message(bad);
+}
+
+TEST(SynthMamba, Cli) {
+    const std::string out = test::temp_dir() + "/cli_mamba.gguf";
+    const std::string tok = test::model_path("stories260K/stories260K.gguf");
+    test::RunResult r = test::run_cli({"synth", "--arch", "mamba", "--n-embd", "32", "--n-layer", "2", "--d-state", "8",
+                                       "--dt-rank", "3", "--type", "f32", "--tokenizer", tok, "-o", out});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto m = Model::load(out);
+    EXPECT_EQ(m->hparams().ssm_d_state, 8u);
+    EXPECT_EQ(m->hparams().ssm_dt_rank, 3u);
+    r = test::run_cli({"info", out});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("d_inner 64, d_state 8, d_conv 4, dt_rank 3"), std::string::npos) << r.out;
+    r = test::run_cli({"synth", "--arch", "mamba", "--n-embd", "32", "--n-layer", "2", "--d-conv", "0", "--tokenizer",
+                       tok, "-o", out});
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.err.find("--d-conv"), std::string::npos) << r.err;
 }
 
 } // namespace

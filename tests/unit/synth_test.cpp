@@ -383,6 +383,7 @@ TEST(Synth, PresetsHaveTheRealParameterCounts) {
     const std::map<std::string, double> real = {
         {"tinyllama-1.1b", 1.100e9}, {"llama3.2-1b", 1.236e9},    {"smollm2-135m", 1.35e8},
         {"smollm2-360m", 3.62e8},    {"mobilellm-125m", 1.246e8}, {"mobilellm-350m", 3.453e8},
+        {"mamba-130m", 1.291e8},
     };
     size_t n_llama = 0;
     for (const SynthPreset& p : synth_presets()) {
@@ -565,7 +566,7 @@ TEST(SynthCli, BadFlagsNameTheFlag) {
         {{"--n-head", "4", "--n-head-kv", "2", "--type", "q9_9"}, "--type"},
         {{"--n-head", "4", "--n-head-kv", "2", "--type", "q8_k"}, "--type"},
         {{"--preset", "nonesuch"}, "--preset"},
-        {{"--n-head", "4", "--n-head-kv", "2", "--arch", "mamba"}, "--arch"},
+        {{"--n-head", "4", "--n-head-kv", "2", "--arch", "rwkv6"}, "--arch"},
         {{"--n-head", "4", "--n-head-kv", "2", "--tokenizer", "/nonexistent/vocab.gguf"}, "vocab.gguf"},
     };
     for (const Case& c : cases) {
