@@ -56,6 +56,9 @@ public:
         if (any_moe) {
             // Jamba's experts are as wide as its dense FFN (no expert_feed_forward_length key).
             moe::read_hparams(f, hp, hp.n_ff);
+            if (hp.n_ff_shexp > 0)
+                fail("model: %s: jamba.expert_shared_feed_forward_length = %u: Jamba has no shared expert",
+                     f.path().c_str(), hp.n_ff_shexp);
             // llama.cpp's Jamba routing: softmax, the chosen weights used as they are.
             moe_ = moe::read_params(f, hp, {.gating = moe::Gating::Softmax, .norm_w = false, .w_scale = 0.0f});
         }
@@ -69,7 +72,7 @@ public:
             for (const ModelTensor* t : {&L.attn_norm, &L.ffn_norm}) require_f32(f, *t);
             L.is_mamba = hp.n_head_kv_l(il) == 0;
             if (L.is_mamba) {
-                L.mixer = ssm::load_mixer(f, hp, il, true);
+                L.mixer = ssm::load_mixer(f, hp, il, ssm::BcdtNorm::Weighted);
                 has_mamba_ = true;
             } else {
                 const int64_t nq = int64_t(hp.n_head_l(il)) * hp.n_embd_head_k;

@@ -9,6 +9,8 @@
 // Hyper-parameters (state-spaces/mamba-130m): 24 layers of 768, ssm.inner_size 1536 (2 x),
 // ssm.state_size 16, ssm.conv_kernel 4, ssm.time_step_rank 48 (768 / 16), rms_eps 1e-5,
 // vocab 50280, tied. The GGUF has attention.head_count 0 and feed_forward_length 0.
+// Falcon-Mamba-7B is this architecture too, with ssm.dt_b_c_rms = true: RMSNorm (no weight) of
+// the dt input, B and C.
 #include "models/blocks.h"
 #include "models/ssm.h"
 
@@ -33,12 +35,14 @@ public:
         output_ = get_tensor(f, "output.weight", {E, V}, false);
         hp.tied_output = !output_.present();
         require_f32(f, output_norm_);
+        // Falcon-Mamba (also general.architecture mamba) RMS-normalizes dt, B and C, unweighted.
+        bcdt_rms_ = f.get_bool(hp.arch + ".ssm.dt_b_c_rms", false);
         layers_.resize(hp.n_layer);
         for (uint32_t il = 0; il < hp.n_layer; ++il) {
             MambaLayer& L = layers_[il];
             L.attn_norm = get_tensor(f, "blk." + std::to_string(il) + ".attn_norm.weight", {E});
             require_f32(f, L.attn_norm);
-            L.mixer = ssm::load_mixer(f, hp, il, false);
+            L.mixer = ssm::load_mixer(f, hp, il, bcdt_rms_ ? ssm::BcdtNorm::Unweighted : ssm::BcdtNorm::None);
         }
     }
 
@@ -68,9 +72,12 @@ public:
     }
 
     std::vector<std::pair<std::string, std::string>> info() const override {
-        return {{"recurrent state", std::to_string(ssm::state_floats(hp_)) + " floats per layer (conv window " +
+        std::vector<std::pair<std::string, std::string>> out;
+        if (bcdt_rms_) out.emplace_back("dt, B, C", "RMS-normalized (ssm.dt_b_c_rms, Falcon-Mamba)");
+        out.push_back({"recurrent state", std::to_string(ssm::state_floats(hp_)) + " floats per layer (conv window " +
                                         std::to_string(hp_.ssm_d_conv - 1) + " x d_inner, scan " +
-                                        std::to_string(hp_.ssm_d_state) + " x d_inner); no KV cache"}};
+                                        std::to_string(hp_.ssm_d_state) + " x d_inner); no KV cache"});
+        return out;
     }
 
     std::vector<const ModelTensor*> tensors() const override {
@@ -94,6 +101,7 @@ private:
     const HParams& hp_;
     ModelTensor tok_embd_, output_norm_, output_;
     std::vector<MambaLayer> layers_;
+    bool bcdt_rms_ = false;
 };
 
 } // namespace

@@ -51,7 +51,8 @@ void read_hparams(const GGUFFile& f, HParams& hp) {
     hp.ssm_dt_rank = read_key(f, a + "time_step_rank", kMaxDtRank);
 }
 
-MambaMixer load_mixer(const GGUFFile& f, const HParams& hp, uint32_t il, bool with_bcdt_norms) {
+MambaMixer load_mixer(const GGUFFile& f, const HParams& hp, uint32_t il, BcdtNorm norm) {
+    const bool with_bcdt_norms = norm == BcdtNorm::Weighted;
     const int64_t E = hp.n_embd, Di = hp.ssm_d_inner, S = hp.ssm_d_state, R = hp.ssm_dt_rank, K = hp.ssm_d_conv;
     const std::string p = "blk." + std::to_string(il) + ".";
     MambaMixer m;
@@ -59,9 +60,11 @@ MambaMixer load_mixer(const GGUFFile& f, const HParams& hp, uint32_t il, bool wi
     m.conv1d = get_tensor(f, p + "ssm_conv1d.weight", {K, Di});
     m.conv1d_b = get_tensor(f, p + "ssm_conv1d.bias", {Di});
     m.ssm_x = get_tensor(f, p + "ssm_x.weight", {Di, R + 2 * S});
-    m.dt_norm = get_tensor(f, p + "ssm_dt_norm.weight", {R}, with_bcdt_norms);
-    m.b_norm = get_tensor(f, p + "ssm_b_norm.weight", {S}, with_bcdt_norms);
-    m.c_norm = get_tensor(f, p + "ssm_c_norm.weight", {S}, with_bcdt_norms);
+    if (with_bcdt_norms) {
+        m.dt_norm = get_tensor(f, p + "ssm_dt_norm.weight", {R});
+        m.b_norm = get_tensor(f, p + "ssm_b_norm.weight", {S});
+        m.c_norm = get_tensor(f, p + "ssm_c_norm.weight", {S});
+    }
     m.ssm_dt = get_tensor(f, p + "ssm_dt.weight", {R, Di});
     m.ssm_dt_b = get_tensor(f, p + "ssm_dt.bias", {Di});
     m.ssm_a = get_tensor(f, p + "ssm_a", {S, Di});  // no ".weight": the converter's name
@@ -69,9 +72,7 @@ MambaMixer load_mixer(const GGUFFile& f, const HParams& hp, uint32_t il, bool wi
     m.ssm_out = get_tensor(f, p + "ssm_out.weight", {Di, E});
     for (const ModelTensor* t : {&m.conv1d, &m.conv1d_b, &m.dt_norm, &m.b_norm, &m.c_norm, &m.ssm_dt_b, &m.ssm_a, &m.ssm_d})
         require_f32(f, *t);
-    if (m.dt_norm.present() != m.b_norm.present() || m.dt_norm.present() != m.c_norm.present())
-        fail("model: %s: layer %u has only some of ssm_dt_norm, ssm_b_norm and ssm_c_norm (all three or none)",
-             f.path().c_str(), il);
+    m.bcdt_norm = norm != BcdtNorm::None;
     return m;
 }
 
@@ -123,13 +124,15 @@ void mixer_forward(SessionState& st, const HParams& hp, const MambaMixer& m, flo
 
     blocks::matmul(st, m.ssm_x, xc, xdb, n);  // W_x (R + 2 S, Di) @ xc -> xdb (n, R + 2 S)
     for (uint32_t t = 0; t < n; ++t) std::copy(xdb + t * n_xdb, xdb + t * n_xdb + R, dtin + t * R);
-    if (m.dt_norm.present()) {
-        // Jamba: RMSNorm of the dt input, B and C, each over its own row.
-        blocks::rms_norm(dtin, m.dt_norm.f32(), dtin, n, static_cast<int64_t>(R), hp.rms_eps);
+    if (m.bcdt_norm) {
+        // Jamba, Falcon-Mamba: RMSNorm of the dt input, B and C, each over its own row (times a
+        // weight in Jamba).
+        auto w = [](const ModelTensor& t) { return t.present() ? t.f32() : nullptr; };
+        blocks::rms_norm(dtin, w(m.dt_norm), dtin, n, static_cast<int64_t>(R), hp.rms_eps);
         for (uint32_t t = 0; t < n; ++t) {
             float* b = xdb + t * n_xdb + R;
-            blocks::rms_norm(b, m.b_norm.f32(), b, 1, static_cast<int64_t>(S), hp.rms_eps);
-            blocks::rms_norm(b + S, m.c_norm.f32(), b + S, 1, static_cast<int64_t>(S), hp.rms_eps);
+            blocks::rms_norm(b, w(m.b_norm), b, 1, static_cast<int64_t>(S), hp.rms_eps);
+            blocks::rms_norm(b + S, w(m.c_norm), b + S, 1, static_cast<int64_t>(S), hp.rms_eps);
         }
     }
     blocks::matmul(st, m.ssm_dt, dtin, dt, n);  // W_dt (Di, R) @ dtin -> dt (n, Di)

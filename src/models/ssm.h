@@ -32,15 +32,24 @@ struct MambaMixer {
     ModelTensor ssm_a;         // [d_state, d_inner] F32: A = -exp(A_log), stored so by the converter
     ModelTensor ssm_d;         // (d_inner) F32: the skip D
     ModelTensor ssm_out;       // (d_inner) -> (n_embd)
+    // RMSNorm of the dt input, B and C before they are used: Jamba (with the weights above) and
+    // Falcon-Mamba (key ssm.dt_b_c_rms, no weights).
+    bool bcdt_norm = false;
+};
+
+// How a layer normalizes the dt input, B and C (MambaMixer::bcdt_norm).
+enum class BcdtNorm {
+    None,        // Mamba
+    Weighted,    // Jamba: ssm_dt_norm, ssm_b_norm, ssm_c_norm required
+    Unweighted,  // Falcon-Mamba (mamba.ssm.dt_b_c_rms = true): plain RMSNorm
 };
 
 // Reads ssm.conv_kernel, ssm.inner_size, ssm.state_size and ssm.time_step_rank into hp,
 // refusing a missing key or a value outside its range (naming the file, key and value).
 void read_hparams(const GGUFFile& f, HParams& hp);
 
-// Layer il's mixer tensors, shapes checked against hp; with_bcdt_norms: Jamba's ssm_dt_norm,
-// ssm_b_norm and ssm_c_norm are required.
-MambaMixer load_mixer(const GGUFFile& f, const HParams& hp, uint32_t il, bool with_bcdt_norms);
+// Layer il's mixer tensors, shapes checked against hp.
+MambaMixer load_mixer(const GGUFFile& f, const HParams& hp, uint32_t il, BcdtNorm norm);
 
 // Floats of one layer's recurrent state: (d_conv - 1) d_inner conv inputs + d_state d_inner.
 size_t state_floats(const HParams& hp);

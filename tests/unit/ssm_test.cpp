@@ -40,6 +40,7 @@ namespace {
 struct TinyMamba {
     uint32_t n_embd = 8, n_layer = 2, d_inner = 16, d_state = 4, d_conv = 3, dt_rank = 2;
     float eps = 1e-5f;
+    bool bcdt_rms = false;  // Falcon-Mamba's mamba.ssm.dt_b_c_rms
     uint32_t n_vocab = 0;
     // Tensors by name: ggml order shape and values (element (i0, i1) at i1 * ne[0] + i0).
     std::map<std::string, std::pair<std::vector<int64_t>, std::vector<float>>> t;
@@ -95,6 +96,7 @@ struct TinyMamba {
         w.set("mamba.ssm.inner_size", GGUFValue::u32(d_inner));
         w.set("mamba.ssm.state_size", GGUFValue::u32(d_state));
         w.set("mamba.ssm.time_step_rank", GGUFValue::u32(dt_rank));
+        if (bcdt_rms) w.set("mamba.ssm.dt_b_c_rms", GGUFValue::boolean(true));
         for (const auto& [k, v] : tok.kv())
             if (k.rfind("tokenizer.", 0) == 0) w.set(k, v);
         for (const auto& [n, sv] : t) {
@@ -160,7 +162,14 @@ struct TinyMamba {
                         conv[il][c * (K - 1) + k] = k + 2 < K ? conv[il][c * (K - 1) + k + 1] : xz[c];
                     xc[c] = silu(acc);
                 }
-                const auto xdb = mat(v(p + "ssm_x.weight"), xc, R + 2 * S);
+                auto xdb = mat(v(p + "ssm_x.weight"), xc, R + 2 * S);
+                if (bcdt_rms) {  // unweighted RMSNorm of dt_in, B and C, each on its own
+                    const std::vector<float> ones(std::max(R, S), 1.0f);
+                    for (auto [b, len] : {std::pair{size_t(0), R}, {R, S}, {R + S, S}}) {
+                        const auto nb = rmsnorm(std::vector<double>(xdb.begin() + b, xdb.begin() + b + len), ones.data());
+                        std::copy(nb.begin(), nb.end(), xdb.begin() + b);
+                    }
+                }
                 const std::vector<double> dt_in(xdb.begin(), xdb.begin() + R);
                 auto dt = mat(v(p + "ssm_dt.weight"), dt_in, Di);
                 std::vector<double> y(Di);
@@ -201,9 +210,8 @@ std::string load_error(const std::string& path) {
     return "";
 }
 
-TEST(Mamba, TinyModelMatchesDoublePrecisionReference) {
-    TinyMamba tm;
-    auto m = Model::load(tm.write("tiny_mamba.gguf"));
+void expect_matches_reference(const TinyMamba& tm, const std::string& file) {
+    auto m = Model::load(tm.write(file));
     EXPECT_EQ(m->hparams().ssm_d_conv, 3u);
     EXPECT_EQ(m->hparams().ssm_dt_rank, 2u);
     EXPECT_TRUE(m->hparams().tied_output);
@@ -226,6 +234,28 @@ TEST(Mamba, TinyModelMatchesDoublePrecisionReference) {
         EXPECT_LE(diff, 1e-5 * mx) << "row " << r;
         EXPECT_GT(mx, 0.5) << "row " << r;  // logits that are not all ~0
     }
+}
+
+TEST(Mamba, TinyModelMatchesDoublePrecisionReference) { expect_matches_reference(TinyMamba(), "tiny_mamba.gguf"); }
+
+// Falcon-Mamba: the same architecture with unweighted RMSNorms of dt, B and C; without them
+// the logits differ (the flag is not ignored).
+TEST(Mamba, DtBCNormOfFalconMamba) {
+    TinyMamba tm;
+    tm.bcdt_rms = true;
+    expect_matches_reference(tm, "tiny_falcon_mamba.gguf");
+    auto a = Model::load(tm.write("tiny_falcon_mamba2.gguf"));
+    auto b = Model::load(TinyMamba().write("tiny_mamba2.gguf"));
+    Session sa(a, {.n_ctx = 16}), sb(b, {.n_ctx = 16});
+    const auto toks = some_tokens(tm.n_vocab, 5);
+    const float* la = sa.eval(toks);
+    const float* lb = sb.eval(toks);
+    double d = 0;
+    for (uint32_t i = 0; i < tm.n_vocab; ++i) d = std::max(d, std::fabs(double(la[i]) - lb[i]));
+    EXPECT_GT(d, 0.1);
+    std::string all;
+    for (const auto& [k, v] : a->arch_info()) all += k + ": " + v + "\n";
+    EXPECT_NE(all.find("dt_b_c_rms"), std::string::npos) << all;
 }
 
 // Each part of the state matters: a model whose conv window or scan state were dropped between
