@@ -58,6 +58,14 @@ struct SynthConfig {
     uint32_t ssm_d_state = 16;     // ssm.state_size: 16
     uint32_t ssm_d_conv = 4;       // ssm.conv_kernel: 4
     uint32_t ssm_dt_rank = 0;      // ssm.time_step_rank: 48; 0 = ceil(n_embd / 16) (Mamba's "auto")
+    // Mixture of experts (arch qwen2moe, olmoe, phimoe; ignored for llama): expert_count,
+    // expert_used_count, and for qwen2moe expert_feed_forward_length (0 = n_ff / n_expert_used,
+    // llama.cpp's default) and the shared expert's expert_shared_feed_forward_length (0 = n_ff).
+    // olmoe and phimoe experts are n_ff wide.
+    uint32_t n_expert = 0;         // 60 (Qwen1.5-MoE-A2.7B)
+    uint32_t n_expert_used = 0;    // 4
+    uint32_t n_ff_exp = 0;         // 1408
+    uint32_t n_ff_shexp = 0;       // 5632
     // A GGUF whose tokenizer.* keys are copied verbatim (e.g. a llama.cpp ggml-vocab-*.gguf).
     // Relative paths are opened as given; the CLI also looks for them in the slm source tree.
     std::string tokenizer = "tests/data/vocab/ggml-vocab-llama-spm.gguf";
@@ -86,6 +94,9 @@ SynthConfig preset_qwen25_15b();      // qwen2 (not writable yet)
 SynthConfig preset_gemma2_2b();       // gemma2 (not writable yet)
 SynthConfig preset_phi3_mini();       // phi3 (not writable yet)
 SynthConfig preset_mamba_130m();      // mamba, 24 x 768, d_inner 1536, d_state 16, vocab 50280, tied
+SynthConfig preset_qwen15_moe();      // qwen2moe, 24 x 2048, 16 heads, 60 experts (4 used) of 1408, shared 5632
+SynthConfig preset_olmoe_1b_7b();     // olmoe, 16 x 2048, 16 heads, 64 experts (8 used) of 1024
+SynthConfig preset_phi35_moe();       // phimoe, 32 x 4096, 32/8 heads, 16 experts (2 used) of 6400
 
 struct SynthPreset {
     const char* name;        // "tinyllama-1.1b"

@@ -119,8 +119,13 @@ void route(const MoeParams& p, const float* logits, float* probs, uint32_t n, in
         // "greater" on the values, as ggml's CPU argsort does, so equal probabilities end up in
         // the same order as llama.cpp's (lowest index first while n_expert <= 16, where
         // std::sort is an insertion sort).
+        // A NaN (from a broken model) sorts as -inf: "greater" with NaNs is no strict weak order,
+        // and std::sort may then run off the array.
         std::iota(order, order + NE, 0);
-        std::sort(order, order + NE, [pr](int32_t a, int32_t b) { return pr[a] > pr[b]; });
+        std::sort(order, order + NE, [pr](int32_t a, int32_t b) {
+            const float x = std::isnan(pr[a]) ? -INFINITY : pr[a], y = std::isnan(pr[b]) ? -INFINITY : pr[b];
+            return x > y;
+        });
         int32_t* id = ids + static_cast<size_t>(t) * K;
         float* w = weights + static_cast<size_t>(t) * K;
         for (uint32_t s = 0; s < K; ++s) {

@@ -15,16 +15,22 @@ std::unique_ptr<ArchModel> make_qwen2(const GGUFFile& f, HParams& hp);
 std::unique_ptr<ArchModel> make_qwen3(const GGUFFile& f, HParams& hp);
 std::unique_ptr<ArchModel> make_mamba(const GGUFFile& f, HParams& hp);
 std::unique_ptr<ArchModel> make_jamba(const GGUFFile& f, HParams& hp);
+std::unique_ptr<ArchModel> make_qwen2moe(const GGUFFile& f, HParams& hp);
+std::unique_ptr<ArchModel> make_olmoe(const GGUFFile& f, HParams& hp);
+std::unique_ptr<ArchModel> make_phimoe(const GGUFFile& f, HParams& hp);
 
 std::unique_ptr<ArchModel> make_arch_model(const GGUFFile& f, HParams& hp) {
     // One switch: adding a family touches this table and one new file.
     if (hp.arch == "llama") return make_llama(f, hp);
     if (hp.arch == "qwen2") return make_qwen2(f, hp);
     if (hp.arch == "qwen3") return make_qwen3(f, hp);
+    if (hp.arch == "qwen2moe") return make_qwen2moe(f, hp);
+    if (hp.arch == "olmoe") return make_olmoe(f, hp);
+    if (hp.arch == "phimoe") return make_phimoe(f, hp);
     if (hp.arch == "mamba") return make_mamba(f, hp);
     if (hp.arch == "jamba") return make_jamba(f, hp);
     fail("model: %s: architecture '%s' (general.architecture) is not supported; supported: llama, qwen2, qwen3, "
-         "mamba, jamba",
+         "qwen2moe, olmoe, phimoe, mamba, jamba",
          f.path().c_str(), hp.arch.c_str());
 }
 

@@ -224,6 +224,80 @@ SynthConfig preset_phi3_mini() {
     return c;
 }
 
+SynthConfig preset_qwen15_moe() {
+    // Qwen/Qwen1.5-MoE-A2.7B config.json: 24 layers, hidden 2048, 16 heads (MHA), intermediate
+    // 5632, 60 experts (num_experts_per_tok 4) of moe_intermediate_size 1408, a shared expert of
+    // 5632, vocab 151936, 8192 positions, rope_theta 1e6, rms_norm_eps 1e-6, untied, q/k/v biases;
+    // 14.3e9 parameters. Its tokenizer (Qwen's BPE) is not bundled: GPT-2's stands in.
+    SynthConfig c;
+    c.name = "qwen1.5-moe-a2.7b";
+    c.arch = "qwen2moe";
+    c.n_vocab = 151936;
+    c.n_ctx_train = 8192;
+    c.n_embd = 2048;
+    c.n_layer = 24;
+    c.n_head = 16;
+    c.n_head_kv = 16;
+    c.n_ff = 5632;
+    c.n_expert = 60;
+    c.n_expert_used = 4;
+    c.n_ff_exp = 1408;
+    c.n_ff_shexp = 5632;
+    c.rope_freq_base = 1000000;
+    c.rms_eps = 1e-6f;
+    c.tied_embeddings = false;
+    c.tokenizer = "tests/data/vocab/ggml-vocab-gpt-2.gguf";
+    return c;
+}
+
+SynthConfig preset_olmoe_1b_7b() {
+    // allenai/OLMoE-1B-7B-0924 config.json: 16 layers, hidden 2048, 16 heads (MHA), 64 experts
+    // (num_experts_per_tok 8) of intermediate_size 1024, vocab 50304, 4096 positions, rope_theta
+    // 10000, rms_norm_eps 1e-5, untied, Q/K norms; 6.92e9 parameters. Its GPT-NeoX-style BPE
+    // tokenizer is not bundled: GPT-2's stands in.
+    SynthConfig c;
+    c.name = "olmoe-1b-7b";
+    c.arch = "olmoe";
+    c.n_vocab = 50304;
+    c.n_ctx_train = 4096;
+    c.n_embd = 2048;
+    c.n_layer = 16;
+    c.n_head = 16;
+    c.n_head_kv = 16;
+    c.n_ff = 1024;
+    c.n_expert = 64;
+    c.n_expert_used = 8;
+    c.rope_freq_base = 10000;
+    c.rms_eps = 1e-5f;
+    c.tied_embeddings = false;
+    c.tokenizer = "tests/data/vocab/ggml-vocab-gpt-2.gguf";
+    return c;
+}
+
+SynthConfig preset_phi35_moe() {
+    // microsoft/Phi-3.5-MoE-instruct config.json: 32 layers, hidden 4096, 32 heads, 8 KV heads,
+    // 16 experts (num_experts_per_tok 2) of intermediate_size 6400, vocab 32064, 131072 positions,
+    // rope_theta 10000, rms_norm_eps 1e-5, untied, biases everywhere; 41.9e9 parameters. Its
+    // tokenizer is Phi-3's (bundled). The LongRoPE factors of the real model are not written.
+    SynthConfig c;
+    c.name = "phi3.5-moe";
+    c.arch = "phimoe";
+    c.n_vocab = 32064;
+    c.n_ctx_train = 131072;
+    c.n_embd = 4096;
+    c.n_layer = 32;
+    c.n_head = 32;
+    c.n_head_kv = 8;
+    c.n_ff = 6400;
+    c.n_expert = 16;
+    c.n_expert_used = 2;
+    c.rope_freq_base = 10000;
+    c.rms_eps = 1e-5f;
+    c.tied_embeddings = false;
+    c.tokenizer = "tests/data/vocab/ggml-vocab-phi-3.gguf";
+    return c;
+}
+
 SynthConfig preset_mamba_130m() {
     // state-spaces/mamba-130m-hf config.json: 24 layers, hidden 768, state_size 16,
     // conv_kernel 4, expand 2 (intermediate 1536), time_step_rank 48, vocab 50280,
@@ -260,6 +334,9 @@ const std::vector<SynthPreset>& synth_presets() {
         {"qwen2.5-1.5b", preset_qwen25_15b, 1.54e9},
         {"gemma2-2b", preset_gemma2_2b, 2.61e9},
         {"phi3-mini", preset_phi3_mini, 3.82e9},
+        {"qwen1.5-moe-a2.7b", preset_qwen15_moe, 1.43e10},
+        {"olmoe-1b-7b", preset_olmoe_1b_7b, 6.92e9},
+        {"phi3.5-moe", preset_phi35_moe, 4.19e10},
         {"mamba-130m", preset_mamba_130m, 1.291e8},
     };
     return presets;
@@ -274,7 +351,12 @@ SynthConfig synth_preset(const std::string& name) {
     fail("synth: unknown preset '%s' (--preset); presets: %s", name.c_str(), names.c_str());
 }
 
-bool synth_arch_supported(const std::string& arch) { return arch == "llama" || arch == "mamba"; }
+namespace {
+// The mixture-of-experts architectures synth writes (moe_tensors / moe_keys below).
+bool is_moe_arch(const std::string& arch) { return arch == "qwen2moe" || arch == "olmoe" || arch == "phimoe"; }
+} // namespace
+
+bool synth_arch_supported(const std::string& arch) { return arch == "llama" || is_moe_arch(arch) || arch == "mamba"; }
 
 // ---- types ----------------------------------------------------------------------------------
 
@@ -438,8 +520,10 @@ void validate_mamba(const SynthConfig& c) {
 void validate(const SynthConfig& c) {
     if (!synth_arch_supported(c.arch)) {
         if (c.arch == "qwen2" || c.arch == "gemma2" || c.arch == "phi3" || c.arch == "qwen3" || c.arch == "gemma3")
-            fail("synth: architecture %s is not supported yet (supported: llama, mamba)", c.arch.c_str());
-        fail("synth: unknown architecture '%s' (--arch); supported: llama, mamba", c.arch.c_str());
+            fail("synth: architecture %s is not supported yet (supported: llama, qwen2moe, olmoe, phimoe, mamba)",
+                 c.arch.c_str());
+        fail("synth: unknown architecture '%s' (--arch); supported: llama, qwen2moe, olmoe, phimoe, mamba",
+             c.arch.c_str());
     }
     // Bounds as the model loader's (registry.cpp), so whatever is written can be loaded.
     check_range(c.n_vocab, 1, 1u << 22, "n_vocab", "--tokenizer");
@@ -472,6 +556,92 @@ void validate(const SynthConfig& c) {
     }
     if (c.embd_type) llama_file_type(*c.embd_type);
     if (c.output_type) llama_file_type(*c.output_type);
+    if (is_moe_arch(c.arch)) {
+        // As the loader's bounds (models/moe.cpp).
+        check_range(c.n_expert, 1, 4096, "n_expert", "--n-expert");
+        check_range(c.n_expert_used, 1, c.n_expert, "n_expert_used", "--n-expert-used");
+        if (c.tied_embeddings) fail("synth: %s has an untied output matrix (--untied)", c.arch.c_str());
+        if (c.rope_llama3_factor > 0) fail("synth: llama3 rope scaling is for arch llama only");
+    }
+}
+
+// Tensors of a mixture-of-experts model (qwen2moe, olmoe, phimoe), in forward-pass order, with
+// the names and shapes llama.cpp loads; values drawn as the llama ones (SynthTensor). The router
+// (ffn_gate_inp) stays F32 as llama-quantize leaves it; the 3-D expert tensors get the type of
+// their 2-D counterparts (the rules of ffn_down for ffn_down_exps / _shexp).
+std::vector<SynthTensor> moe_tensors(const SynthConfig& c) {
+    const int64_t E = c.n_embd, V = c.n_vocab, NE = c.n_expert;
+    const int64_t hd = c.head_dim ? c.head_dim : c.n_embd / c.n_head;
+    const int64_t nq = hd * c.n_head, nkv = hd * c.n_head_kv;
+    const bool qwen = c.arch == "qwen2moe", olmoe = c.arch == "olmoe", phi = c.arch == "phimoe";
+    const int64_t F = qwen ? (c.n_ff_exp ? c.n_ff_exp : c.n_ff / c.n_expert_used) : c.n_ff;
+    const int64_t FS = qwen ? (c.n_ff_shexp ? c.n_ff_shexp : c.n_ff) : 0;
+    const float resid_scale = 1.0f / std::sqrt(2.0f * static_cast<float>(c.n_layer));
+    constexpr float kBiasStd = 0.02f;
+    std::vector<SynthTensor> out;
+    auto add = [&](std::string name, GGMLType want, std::vector<int64_t> ne, float mean, float std) {
+        SynthTensor t;
+        t.name = std::move(name);
+        t.wanted = ne.size() == 1 ? GGMLType::F32 : want;
+        t.type = quant_fallback_type(t.wanted, ne[0]);
+        t.ne = std::move(ne);
+        t.nbytes = row_size(t.type, t.ne[0]) * static_cast<size_t>(t.nelements() / t.ne[0]);
+        t.mean = mean;
+        t.std = std;
+        out.push_back(std::move(t));
+    };
+    for (const int64_t d : {F, FS})
+        if (d > (1 << 20)) fail("synth: expert width %lld (--n-ff-exp / --n-ff-shexp) is out of range", (long long)d);
+    add("token_embd.weight", synth_tensor_type(c, "token_embd.weight", 0), {E, V}, 0.0f, kEmbdStd);
+    for (uint32_t il = 0; il < c.n_layer; ++il) {
+        const std::string p = "blk." + std::to_string(il) + ".";
+        auto matrix = [&](const std::string& kind, const std::string& rule, std::vector<int64_t> ne, float scale) {
+            add(p + kind, synth_tensor_type(c, rule, il), ne, 0.0f, scale / std::sqrt(static_cast<float>(ne[0])));
+        };
+        add(p + "attn_norm.weight", GGMLType::F32, {E}, 1.0f, kNormStd);
+        if (phi) add(p + "attn_norm.bias", GGMLType::F32, {E}, 0.0f, kBiasStd);
+        matrix("attn_q.weight", "attn_q.weight", {E, nq}, kQKScale);
+        if (!olmoe) add(p + "attn_q.bias", GGMLType::F32, {nq}, 0.0f, kBiasStd);
+        matrix("attn_k.weight", "attn_k.weight", {E, nkv}, kQKScale);
+        if (!olmoe) add(p + "attn_k.bias", GGMLType::F32, {nkv}, 0.0f, kBiasStd);
+        matrix("attn_v.weight", "attn_v.weight", {E, nkv}, 1.0f);
+        if (!olmoe) add(p + "attn_v.bias", GGMLType::F32, {nkv}, 0.0f, kBiasStd);
+        if (olmoe) {
+            add(p + "attn_q_norm.weight", GGMLType::F32, {nq}, 1.0f, kNormStd);
+            add(p + "attn_k_norm.weight", GGMLType::F32, {nkv}, 1.0f, kNormStd);
+        }
+        matrix("attn_output.weight", "attn_output.weight", {nq, E}, resid_scale);
+        if (phi) add(p + "attn_output.bias", GGMLType::F32, {E}, 0.0f, kBiasStd);
+        add(p + "ffn_norm.weight", GGMLType::F32, {E}, 1.0f, kNormStd);
+        if (phi) add(p + "ffn_norm.bias", GGMLType::F32, {E}, 0.0f, kBiasStd);
+        add(p + "ffn_gate_inp.weight", GGMLType::F32, {E, NE}, 0.0f, 1.0f / std::sqrt(static_cast<float>(E)));
+        matrix("ffn_gate_exps.weight", "ffn_gate.weight", {E, F, NE}, 1.0f);
+        matrix("ffn_up_exps.weight", "ffn_up.weight", {E, F, NE}, 1.0f);
+        matrix("ffn_down_exps.weight", "ffn_down.weight", {F, E, NE}, resid_scale);
+        if (FS > 0) {
+            add(p + "ffn_gate_inp_shexp.weight", GGMLType::F32, {E}, 0.0f, 1.0f / std::sqrt(static_cast<float>(E)));
+            matrix("ffn_gate_shexp.weight", "ffn_gate.weight", {E, FS}, 1.0f);
+            matrix("ffn_up_shexp.weight", "ffn_up.weight", {E, FS}, 1.0f);
+            matrix("ffn_down_shexp.weight", "ffn_down.weight", {FS, E}, resid_scale);
+        }
+    }
+    add("output_norm.weight", GGMLType::F32, {E}, 1.0f, kNormStd);
+    if (phi) add("output_norm.bias", GGMLType::F32, {E}, 0.0f, kBiasStd);
+    add("output.weight", synth_tensor_type(c, "output.weight", 0), {E, V}, 0.0f,
+        kLogitStd / std::sqrt(static_cast<float>(E)));
+    if (phi) add("output.bias", GGMLType::F32, {V}, 0.0f, kBiasStd);
+    return out;
+}
+
+// The `<arch>.expert_*` keys convert_hf_to_gguf.py writes for a mixture-of-experts model.
+void moe_keys(const SynthConfig& c, GGUFWriter& w) {
+    const std::string a = c.arch + ".";
+    w.set(a + "expert_count", GGUFValue::u32(c.n_expert));
+    w.set(a + "expert_used_count", GGUFValue::u32(c.n_expert_used));
+    if (c.arch == "qwen2moe") {
+        w.set(a + "expert_feed_forward_length", GGUFValue::u32(c.n_ff_exp ? c.n_ff_exp : c.n_ff / c.n_expert_used));
+        w.set(a + "expert_shared_feed_forward_length", GGUFValue::u32(c.n_ff_shexp ? c.n_ff_shexp : c.n_ff));
+    }
 }
 
 // Mamba's tensors, in forward-pass order per block. Init as Mamba's own (Gu & Dao's
@@ -530,6 +700,7 @@ std::vector<SynthTensor> mamba_tensors(const SynthConfig& c) {
 
 std::vector<SynthTensor> synth_tensors(const SynthConfig& c) {
     validate(c);
+    if (is_moe_arch(c.arch)) return moe_tensors(c);
     if (c.arch == "mamba") return mamba_tensors(c);
     const int64_t E = c.n_embd, V = c.n_vocab, F = c.n_ff;
     const int64_t hd = c.head_dim ? c.head_dim : c.n_embd / c.n_head;
@@ -826,6 +997,7 @@ SynthResult synthesize(const SynthConfig& cfg_in, const std::string& out_path) {
         w.set("general.file_type", GGUFValue::u32(cfg.ftype.value_or(llama_file_type(cfg.type))));
         w.set(a + "vocab_size", GGUFValue::u32(cfg.n_vocab));
         w.set(a + "rope.dimension_count", GGUFValue::u32(static_cast<uint32_t>(hd)));
+        if (is_moe_arch(cfg.arch)) moe_keys(cfg, w);
     }
     for (const auto& [k, v] : tok.kv())
         if (k.rfind("tokenizer.", 0) == 0) w.set(k, v);

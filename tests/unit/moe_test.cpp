@@ -252,6 +252,22 @@ TEST(MoeRoute, TiesWithManyExpertsChooseTheLargestValues) {
     }
 }
 
+TEST(MoeRoute, NaNProbabilitiesDoNotBreakTheSort) {
+    // A broken model's NaN router logits: no crash, and the finite ones are chosen first.
+    moe::MoeParams p{40, 4, moe::Gating::Sigmoid, false, 0};
+    std::vector<float> l(40, std::numeric_limits<float>::quiet_NaN()), pr(40), w(4);
+    l[7] = 1.0f;
+    l[30] = 2.0f;
+    l[12] = -3.0f;
+    std::vector<int32_t> ids(4), order(40);
+    moe::route(p, l.data(), pr.data(), 1, ids.data(), w.data(), order.data());
+    EXPECT_EQ(ids[0], 30);
+    EXPECT_EQ(ids[1], 7);
+    EXPECT_EQ(ids[2], 12);
+    EXPECT_GE(ids[3], 0);
+    EXPECT_LT(ids[3], 40);
+}
+
 // ---- the whole block -----------------------------------------------------------------------
 
 void check_against_reference(const Shape& s, GGMLType type, double tol, bool shexp_gate = true) {

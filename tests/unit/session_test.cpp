@@ -118,6 +118,10 @@ TEST(Session, DecodeAllocatesNothing) {
     // repacks where this CPU has kernels for that layout.
     std::vector<std::shared_ptr<const Model>> models = {stories()};
     if (test::shared_available()) models.push_back(Model::load(test::shared_path("reference/archs/llama/llama.q4_0.gguf")));
+    // Mixture of experts: routing, expert grouping and the shared expert work in session scratch.
+    if (test::shared_available())
+        for (const char* f : {"qwen2moe.f32.gguf", "qwen2moe.q4_k.gguf"})
+            models.push_back(Model::load(test::shared_path(std::string("reference/archs/qwen2moe/") + f)));
     for (const auto& model : models)
     for (int threads : {1, 2}) {
         SessionOptions so;

@@ -384,6 +384,8 @@ TEST(Synth, PresetsHaveTheRealParameterCounts) {
         {"tinyllama-1.1b", 1.100e9}, {"llama3.2-1b", 1.236e9},    {"smollm2-135m", 1.35e8},
         {"smollm2-360m", 3.62e8},    {"mobilellm-125m", 1.246e8}, {"mobilellm-350m", 3.453e8},
         {"mamba-130m", 1.291e8},
+        // mixture of experts (model cards): Qwen1.5-MoE-A2.7B 14.3B, OLMoE-1B-7B 6.92B, Phi-3.5-MoE 41.9B
+        {"qwen1.5-moe-a2.7b", 1.43e10}, {"olmoe-1b-7b", 6.92e9}, {"phi3.5-moe", 4.19e10},
     };
     size_t n_llama = 0;
     for (const SynthPreset& p : synth_presets()) {

@@ -19,6 +19,7 @@ struct SynthOptions {
     std::string preset, type = "f16", output, tokenizer, arch, embd_type, output_type;
     std::optional<uint32_t> n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx, head_dim;
     std::optional<uint32_t> d_inner, d_state, d_conv, dt_rank;  // mamba
+    std::optional<uint32_t> n_expert, n_expert_used, n_ff_exp, n_ff_shexp;  // mixture of experts
     std::optional<float> rope_base, rms_eps;
     bool tied = false, untied = false, pure = false;
     uint64_t seed = 42;
@@ -48,14 +49,14 @@ GGMLType parse_type(const std::string& s, const char* flag) {
 }
 
 void list_presets() {
-    std::printf("%-15s %-7s %7s %6s %6s %5s %6s %7s %-5s %12s %12s  %s\n", "preset", "arch", "n_layer", "n_embd",
+    std::printf("%-18s %-8s %7s %6s %6s %5s %6s %7s %-5s %12s %12s  %s\n", "preset", "arch", "n_layer", "n_embd",
                 "n_head", "n_kv", "n_ff", "n_vocab", "tied", "params", "real", "status");
     for (const SynthPreset& p : synth_presets()) {
         const SynthConfig c = p.make();
         const bool ok = synth_arch_supported(c.arch);
         std::string params = "-";
         if (ok) params = strprintf("%.4g", static_cast<double>(synth_param_count(c)));
-        std::printf("%-15s %-7s %7u %6u %6u %5u %6u %7u %-5s %12s %12.4g  %s\n", p.name, c.arch.c_str(), c.n_layer,
+        std::printf("%-18s %-8s %7u %6u %6u %5u %6u %7u %-5s %12s %12.4g  %s\n", p.name, c.arch.c_str(), c.n_layer,
                     c.n_embd, c.n_head, c.n_head_kv, c.n_ff, c.n_vocab, c.tied_embeddings ? "yes" : "no",
                     params.c_str(), p.real_params, ok ? "ok" : ("not yet: " + c.arch).c_str());
     }
@@ -76,6 +77,10 @@ void synth(const SynthOptions& o) {
     if (o.n_ff) c.n_ff = *o.n_ff;
     if (o.n_ctx) c.n_ctx_train = *o.n_ctx;
     if (o.head_dim) c.head_dim = *o.head_dim;
+    if (o.n_expert) c.n_expert = *o.n_expert;
+    if (o.n_expert_used) c.n_expert_used = *o.n_expert_used;
+    if (o.n_ff_exp) c.n_ff_exp = *o.n_ff_exp;
+    if (o.n_ff_shexp) c.n_ff_shexp = *o.n_ff_shexp;
     if (o.rope_base) c.rope_freq_base = *o.rope_base;
     if (o.rms_eps) c.rms_eps = *o.rms_eps;
     if (o.d_inner) c.ssm_d_inner = *o.d_inner;
@@ -140,12 +145,16 @@ void add_synth(CLI::App& app) {
     sub->add_option("--seed", o->seed, "Random seed: the same seed and shape give identical bytes")->default_val(42);
     sub->add_option("--tokenizer", o->tokenizer,
                     "GGUF whose tokenizer.* keys are copied (default: the preset's, from tests/data/vocab)");
-    sub->add_option("--arch", o->arch, "Architecture (llama, mamba)");
+    sub->add_option("--arch", o->arch, "Architecture (llama, qwen2moe, olmoe, phimoe, mamba)");
     sub->add_option("--n-embd", o->n_embd, "Embedding width");
     sub->add_option("--n-layer", o->n_layer, "Blocks");
     sub->add_option("--n-head", o->n_head, "Query heads");
     sub->add_option("--n-head-kv", o->n_head_kv, "Key/value heads (must divide --n-head)");
     sub->add_option("--n-ff", o->n_ff, "Feed-forward width");
+    sub->add_option("--n-expert", o->n_expert, "Experts per layer (qwen2moe, olmoe, phimoe)");
+    sub->add_option("--n-expert-used", o->n_expert_used, "Experts used per token (at most --n-expert)");
+    sub->add_option("--n-ff-exp", o->n_ff_exp, "Expert width, qwen2moe (default n_ff / --n-expert-used)");
+    sub->add_option("--n-ff-shexp", o->n_ff_shexp, "Shared expert width, qwen2moe (default n_ff)");
     sub->add_option("--n-ctx", o->n_ctx, "Training context length written to the file");
     sub->add_option("--head-dim", o->head_dim, "Per-head size (default n_embd / n_head)");
     sub->add_option("--rope-base", o->rope_base, "RoPE frequency base");
