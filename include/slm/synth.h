@@ -28,7 +28,7 @@ namespace slm {
 // One model to synthesize. Defaults are TinyLlama-1.1B's shape (preset_tinyllama_1b()).
 struct SynthConfig {
     std::string name = "custom";   // "tinyllama-1.1b": written as general.name "slm-synth <name>"
-    std::string arch = "llama";    // general.architecture; only "llama" can be written so far
+    std::string arch = "llama";    // general.architecture: "llama" or "mamba" can be written so far
     // Rows of token_embd (and output). The presets give the real model's value, so that
     // synth_tensors() counts the real parameters; synthesize() always takes the tokenizer's
     // token count instead (a model needs one row per token), see SynthResult::n_vocab.
@@ -55,6 +55,13 @@ struct SynthConfig {
     float rope_llama3_low_freq = 1;       // low_freq_factor: 1
     float rope_llama3_high_freq = 4;      // high_freq_factor: 4
     uint32_t rope_llama3_orig_ctx = 8192; // original_max_position_embeddings: 8192
+    // Mamba (arch "mamba"): the mixer's sizes. Its file has no attention and no FFN
+    // (attention.head_count 0, feed_forward_length 0): n_head, n_head_kv, n_ff, head_dim and
+    // the rope fields are not used. Typical values are mamba-130m's.
+    uint32_t ssm_d_inner = 0;      // ssm.inner_size: 1536; 0 = 2 n_embd (Mamba's expand 2)
+    uint32_t ssm_d_state = 16;     // ssm.state_size: 16
+    uint32_t ssm_d_conv = 4;       // ssm.conv_kernel: 4
+    uint32_t ssm_dt_rank = 0;      // ssm.time_step_rank: 48; 0 = ceil(n_embd / 16) (Mamba's "auto")
     // Mixture of experts (arch qwen2moe, olmoe, phimoe; ignored for llama): expert_count,
     // expert_used_count, and for qwen2moe expert_feed_forward_length (0 = n_ff / n_expert_used,
     // llama.cpp's default) and the shared expert's expert_shared_feed_forward_length (0 = n_ff).
@@ -90,6 +97,7 @@ SynthConfig preset_qwen25_05b();      // qwen2 (not writable yet)
 SynthConfig preset_qwen25_15b();      // qwen2 (not writable yet)
 SynthConfig preset_gemma2_2b();       // gemma2 (not writable yet)
 SynthConfig preset_phi3_mini();       // phi3 (not writable yet)
+SynthConfig preset_mamba_130m();      // mamba, 24 x 768, d_inner 1536, d_state 16, vocab 50280, tied
 SynthConfig preset_qwen15_moe();      // qwen2moe, 24 x 2048, 16 heads, 60 experts (4 used) of 1408, shared 5632
 SynthConfig preset_olmoe_1b_7b();     // olmoe, 16 x 2048, 16 heads, 64 experts (8 used) of 1024
 SynthConfig preset_phi35_moe();       // phimoe, 32 x 4096, 32/8 heads, 16 experts (2 used) of 6400

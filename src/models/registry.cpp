@@ -14,6 +14,8 @@ std::unique_ptr<ArchModel> make_llama(const GGUFFile& f, HParams& hp);
 std::unique_ptr<ArchModel> make_qwen2(const GGUFFile& f, HParams& hp);
 std::unique_ptr<ArchModel> make_qwen3(const GGUFFile& f, HParams& hp);
 std::unique_ptr<ArchModel> make_openelm(const GGUFFile& f, HParams& hp);
+std::unique_ptr<ArchModel> make_mamba(const GGUFFile& f, HParams& hp);
+std::unique_ptr<ArchModel> make_jamba(const GGUFFile& f, HParams& hp);
 std::unique_ptr<ArchModel> make_qwen2moe(const GGUFFile& f, HParams& hp);
 std::unique_ptr<ArchModel> make_olmoe(const GGUFFile& f, HParams& hp);
 std::unique_ptr<ArchModel> make_phimoe(const GGUFFile& f, HParams& hp);
@@ -30,7 +32,7 @@ struct ArchEntry {
 const ArchEntry kArchs[] = {
     {"llama", make_llama},       {"qwen2", make_qwen2},       {"qwen3", make_qwen3},
     {"openelm", make_openelm},   {"qwen2moe", make_qwen2moe}, {"olmoe", make_olmoe},
-    {"phimoe", make_phimoe},
+    {"phimoe", make_phimoe},     {"mamba", make_mamba},       {"jamba", make_jamba},
 };
 
 } // namespace
@@ -76,7 +78,10 @@ HParams read_common_hparams(const GGUFFile& f) {
     hp.n_head_kv_arr = per_layer(f, a + "attention.head_count_kv", hp.n_layer, hp.n_head_arr, 0, 4096);
     for (uint32_t il = 0; il < hp.n_layer; ++il) {
         const uint32_t nh = hp.n_head_arr[il], nkv = hp.n_head_kv_arr[il];
-        if (nkv > nh || (nh > 0 && nkv == 0) || (nkv > 0 && nh % nkv != 0))
+        // head_count_kv 0 with head_count > 0 is a layer without attention in a hybrid model
+        // (Jamba's Mamba layers: head_count 4, head_count_kv [0, 2]); an architecture whose
+        // layers all attend refuses it (require_uniform_layers).
+        if (nkv > nh || (nkv > 0 && nh % nkv != 0))
             fail("model: %s: layer %u: attention.head_count %u is not a multiple of head_count_kv %u", f.path().c_str(),
                  il, nh, nkv);
         hp.n_head = std::max(hp.n_head, nh);
@@ -174,7 +179,7 @@ std::vector<uint32_t> read_block_source(const GGUFFile& f, const HParams& hp) {
 void require_uniform_layers(const GGUFFile& f, const HParams& hp) {
     for (uint32_t il = 0; il < hp.n_layer; ++il)
         if (hp.n_head_arr[il] != hp.n_head || hp.n_head_kv_arr[il] != hp.n_head_kv || hp.n_ff_arr[il] != hp.n_ff ||
-            hp.n_head == 0 || hp.n_ff == 0)
+            hp.n_head == 0 || hp.n_head_kv == 0 || hp.n_ff == 0)
             fail("model: %s: layer %u has %u heads, %u KV heads and FFN width %u; architecture '%s' needs the same "
                  "non-zero counts in every layer (%u, %u, %u)",
                  f.path().c_str(), il, hp.n_head_arr[il], hp.n_head_kv_arr[il], hp.n_ff_arr[il], hp.arch.c_str(),

@@ -298,6 +298,29 @@ SynthConfig preset_phi35_moe() {
     return c;
 }
 
+SynthConfig preset_mamba_130m() {
+    // state-spaces/mamba-130m-hf config.json: 24 layers, hidden 768, state_size 16,
+    // conv_kernel 4, expand 2 (intermediate 1536), time_step_rank 48, vocab 50280,
+    // layer_norm_epsilon 1e-5, tied; 129,135,360 parameters. Its GPT-NeoX tokenizer is not
+    // bundled: GPT-2's 50257-token BPE vocabulary, which NeoX's extends, stands in.
+    SynthConfig c;
+    c.name = "mamba-130m";
+    c.arch = "mamba";
+    c.n_vocab = 50280;
+    c.n_ctx_train = 1u << 20;  // convert_hf_to_gguf.py writes 2^20 for Mamba: no trained length
+    c.n_embd = 768;
+    c.n_layer = 24;
+    c.n_head = c.n_head_kv = c.n_ff = 0;
+    c.rms_eps = 1e-5f;
+    c.tied_embeddings = true;
+    c.ssm_d_inner = 1536;
+    c.ssm_d_state = 16;
+    c.ssm_d_conv = 4;
+    c.ssm_dt_rank = 48;
+    c.tokenizer = "tests/data/vocab/ggml-vocab-gpt-2.gguf";
+    return c;
+}
+
 const std::vector<SynthPreset>& synth_presets() {
     // real_params: the model cards' counts (SmolLM2 and TinyLlama computed from config.json).
     static const std::vector<SynthPreset> presets = {
@@ -314,6 +337,7 @@ const std::vector<SynthPreset>& synth_presets() {
         {"qwen1.5-moe-a2.7b", preset_qwen15_moe, 1.43e10},
         {"olmoe-1b-7b", preset_olmoe_1b_7b, 6.92e9},
         {"phi3.5-moe", preset_phi35_moe, 4.19e10},
+        {"mamba-130m", preset_mamba_130m, 1.291e8},
     };
     return presets;
 }
@@ -332,7 +356,7 @@ namespace {
 bool is_moe_arch(const std::string& arch) { return arch == "qwen2moe" || arch == "olmoe" || arch == "phimoe"; }
 } // namespace
 
-bool synth_arch_supported(const std::string& arch) { return arch == "llama" || is_moe_arch(arch); }
+bool synth_arch_supported(const std::string& arch) { return arch == "llama" || is_moe_arch(arch) || arch == "mamba"; }
 
 // ---- types ----------------------------------------------------------------------------------
 
@@ -481,32 +505,52 @@ void check_range(uint32_t v, uint32_t lo, uint32_t hi, const char* field, const 
     if (v < lo || v > hi) fail("synth: %s (%s) = %u is out of range [%u, %u]", field, flag, v, lo, hi);
 }
 
+// Mamba's mixer sizes with their defaults resolved (SynthConfig::ssm_*).
+uint32_t mamba_d_inner(const SynthConfig& c) { return c.ssm_d_inner ? c.ssm_d_inner : 2 * c.n_embd; }
+uint32_t mamba_dt_rank(const SynthConfig& c) { return c.ssm_dt_rank ? c.ssm_dt_rank : (c.n_embd + 15) / 16; }
+
+void validate_mamba(const SynthConfig& c) {
+    // The loader's bounds (models/ssm.cpp).
+    check_range(mamba_d_inner(c), 1, 1u << 20, "ssm_d_inner", "--d-inner");
+    check_range(c.ssm_d_state, 1, 1024, "ssm_d_state", "--d-state");
+    check_range(c.ssm_d_conv, 1, 64, "ssm_d_conv", "--d-conv");
+    check_range(mamba_dt_rank(c), 1, 1u << 16, "ssm_dt_rank", "--dt-rank");
+}
+
 void validate(const SynthConfig& c) {
     if (!synth_arch_supported(c.arch)) {
         if (c.arch == "qwen2" || c.arch == "gemma2" || c.arch == "phi3" || c.arch == "qwen3" || c.arch == "gemma3")
-            fail("synth: architecture %s is not supported yet (supported: llama, qwen2moe, olmoe, phimoe)",
+            fail("synth: architecture %s is not supported yet (supported: llama, qwen2moe, olmoe, phimoe, mamba)",
                  c.arch.c_str());
-        fail("synth: unknown architecture '%s' (--arch); supported: llama, qwen2moe, olmoe, phimoe", c.arch.c_str());
+        fail("synth: unknown architecture '%s' (--arch); supported: llama, qwen2moe, olmoe, phimoe, mamba",
+             c.arch.c_str());
     }
     // Bounds as the model loader's (registry.cpp), so whatever is written can be loaded.
     check_range(c.n_vocab, 1, 1u << 22, "n_vocab", "--tokenizer");
     check_range(c.n_ctx_train, 1, 1u << 24, "n_ctx_train", "--n-ctx");
     check_range(c.n_embd, 1, 1u << 16, "n_embd", "--n-embd");
     check_range(c.n_layer, 1, 4096, "n_layer", "--n-layer");
-    check_range(c.n_head, 1, 4096, "n_head", "--n-head");
-    check_range(c.n_head_kv, 1, 4096, "n_head_kv", "--n-head-kv");
-    check_range(c.n_ff, 1, 1u << 20, "n_ff", "--n-ff");
-    check_range(c.layer_share, 1, c.n_layer, "layer_share", "--layer-share");
-    if (c.n_layer % c.layer_share != 0)
-        fail("synth: layer_share (--layer-share) = %u does not divide n_layer (--n-layer) = %u", c.layer_share, c.n_layer);
-    if (c.head_dim == 0 && c.n_embd % c.n_head != 0)
-        fail("synth: n_head (--n-head) = %u does not divide n_embd (--n-embd) = %u", c.n_head, c.n_embd);
-    if (c.n_head % c.n_head_kv != 0)
-        fail("synth: n_head_kv (--n-head-kv) = %u does not divide n_head (--n-head) = %u", c.n_head_kv, c.n_head);
-    const uint32_t hd = c.head_dim ? c.head_dim : c.n_embd / c.n_head;
-    check_range(hd, 2, 4096, "head_dim", "--head-dim");
-    if (hd % 2 != 0) fail("synth: head_dim (--head-dim) = %u is odd; RoPE rotates pairs", hd);
-    if (!(c.rope_freq_base > 1.0f)) fail("synth: rope_freq_base (--rope-base) = %g must be > 1", c.rope_freq_base);
+    if (c.arch == "mamba") {
+        validate_mamba(c);
+    } else {
+        check_range(c.n_head, 1, 4096, "n_head", "--n-head");
+        check_range(c.n_head_kv, 1, 4096, "n_head_kv", "--n-head-kv");
+        check_range(c.n_ff, 1, 1u << 20, "n_ff", "--n-ff");
+        check_range(c.layer_share, 1, c.n_layer, "layer_share", "--layer-share");
+        if (c.layer_share > 1 && c.arch != "llama")
+            fail("synth: layer sharing (--layer-share) is read by the llama architecture only, not %s", c.arch.c_str());
+        if (c.n_layer % c.layer_share != 0)
+            fail("synth: layer_share (--layer-share) = %u does not divide n_layer (--n-layer) = %u", c.layer_share,
+                 c.n_layer);
+        if (c.head_dim == 0 && c.n_embd % c.n_head != 0)
+            fail("synth: n_head (--n-head) = %u does not divide n_embd (--n-embd) = %u", c.n_head, c.n_embd);
+        if (c.n_head % c.n_head_kv != 0)
+            fail("synth: n_head_kv (--n-head-kv) = %u does not divide n_head (--n-head) = %u", c.n_head_kv, c.n_head);
+        const uint32_t hd = c.head_dim ? c.head_dim : c.n_embd / c.n_head;
+        check_range(hd, 2, 4096, "head_dim", "--head-dim");
+        if (hd % 2 != 0) fail("synth: head_dim (--head-dim) = %u is odd; RoPE rotates pairs", hd);
+        if (!(c.rope_freq_base > 1.0f)) fail("synth: rope_freq_base (--rope-base) = %g must be > 1", c.rope_freq_base);
+    }
     if (!(c.rms_eps > 0.0f && c.rms_eps < 1.0f)) fail("synth: rms_eps (--rms-eps) = %g is out of range (0, 1)", c.rms_eps);
     if (c.rope_llama3_factor < 0.0f || (c.rope_llama3_factor > 0 && !(c.rope_llama3_high_freq > c.rope_llama3_low_freq)))
         fail("synth: llama3 rope scaling needs factor >= 0 and high_freq > low_freq");
@@ -606,11 +650,64 @@ void moe_keys(const SynthConfig& c, GGUFWriter& w) {
     }
 }
 
+// Mamba's tensors, in forward-pass order per block. Init as Mamba's own (Gu & Dao's
+// reference code, mamba_simple.py): embeddings N(0, 0.02); in_proj and x_proj 1/sqrt(fan_in);
+// dt_proj N(0, 1/dt_rank) (its "random" init has std dt_rank^-0.5); out_proj rescaled by
+// 1/sqrt(n_layer) as its rescale_prenorm_residual does; D = 1; conv taps 1/sqrt(d_conv).
+// ssm_a (A = -exp(A_log) = -(1, 2, ..., d_state) in every channel, the S4D-real init) and
+// ssm_dt.bias (softplus^-1 of dt log-uniform in [1e-3, 1e-1]) are not normal draws: their
+// values come from mamba_special_values() (mean and std 0 here).
+std::vector<SynthTensor> mamba_tensors(const SynthConfig& c) {
+    const int64_t E = c.n_embd, V = c.n_vocab, Di = mamba_d_inner(c), S = c.ssm_d_state, K = c.ssm_d_conv;
+    const int64_t R = mamba_dt_rank(c);
+    const float resid_scale = 1.0f / std::sqrt(static_cast<float>(c.n_layer));
+    std::vector<SynthTensor> out;
+    auto add = [&](std::string name, GGMLType want, std::vector<int64_t> ne, float mean, float std) {
+        SynthTensor t;
+        t.name = std::move(name);
+        t.wanted = ne.size() == 1 ? GGMLType::F32 : want;
+        t.type = quant_fallback_type(t.wanted, ne[0]);
+        t.ne = std::move(ne);
+        t.nbytes = row_size(t.type, t.ne[0]) * static_cast<size_t>(t.nelements() / t.ne[0]);
+        t.mean = mean;
+        t.std = std;
+        out.push_back(std::move(t));
+    };
+    auto inv_sqrt = [](int64_t n) { return 1.0f / std::sqrt(static_cast<float>(n)); };
+    add("token_embd.weight", synth_tensor_type(c, "token_embd.weight", 0), {E, V}, 0.0f, kEmbdStd);
+    for (uint32_t il = 0; il < c.n_layer; ++il) {
+        const std::string p = "blk." + std::to_string(il) + ".";
+        auto matrix = [&](const std::string& kind, int64_t n_in, int64_t n_out, float std) {
+            add(p + kind, synth_tensor_type(c, kind, il), {n_in, n_out}, 0.0f, std);
+        };
+        add(p + "attn_norm.weight", GGMLType::F32, {E}, 1.0f, kNormStd);
+        matrix("ssm_in.weight", E, 2 * Di, inv_sqrt(E));
+        // llama-quantize leaves the conv taps and A (no ".weight" suffix) in F32.
+        add(p + "ssm_conv1d.weight", GGMLType::F32, {K, Di}, 0.0f, inv_sqrt(K));
+        add(p + "ssm_conv1d.bias", GGMLType::F32, {Di}, 0.0f, kNormStd);
+        matrix("ssm_x.weight", Di, R + 2 * S, inv_sqrt(Di));
+        matrix("ssm_dt.weight", R, Di, inv_sqrt(R));
+        add(p + "ssm_dt.bias", GGMLType::F32, {Di}, 0.0f, 0.0f);
+        add(p + "ssm_a", GGMLType::F32, {S, Di}, 0.0f, 0.0f);
+        add(p + "ssm_d", GGMLType::F32, {Di}, 1.0f, 0.0f);
+        matrix("ssm_out.weight", Di, E, inv_sqrt(Di) * resid_scale);
+    }
+    if (c.tied_embeddings) {
+        const float centre = kLogitStd / (kEmbdStd * std::sqrt(static_cast<float>(E)));
+        add("output_norm.weight", GGMLType::F32, {E}, centre, centre * kNormStd);
+    } else {
+        add("output_norm.weight", GGMLType::F32, {E}, 1.0f, kNormStd);
+        add("output.weight", synth_tensor_type(c, "output.weight", 0), {E, V}, 0.0f, kLogitStd * inv_sqrt(E));
+    }
+    return out;
+}
+
 } // namespace
 
 std::vector<SynthTensor> synth_tensors(const SynthConfig& c) {
     validate(c);
     if (is_moe_arch(c.arch)) return moe_tensors(c);
+    if (c.arch == "mamba") return mamba_tensors(c);
     const int64_t E = c.n_embd, V = c.n_vocab, F = c.n_ff;
     const int64_t hd = c.head_dim ? c.head_dim : c.n_embd / c.n_head;
     const int64_t nq = hd * c.n_head, nkv = hd * c.n_head_kv;
@@ -812,6 +909,50 @@ std::vector<uint8_t> generate_tensor(const SynthTensor& t, uint64_t seed, Thread
     return out;
 }
 
+// The values of Mamba's tensors that are not normal draws (see mamba_tensors), or empty.
+std::vector<uint8_t> mamba_special_values(const SynthTensor& t, uint64_t seed) {
+    const size_t dot = t.name.find('.', 4);  // after "blk.N"
+    const std::string kind = dot == std::string::npos ? "" : t.name.substr(dot + 1);
+    std::vector<float> v;
+    if (kind == "ssm_a") {
+        const int64_t S = t.ne[0];
+        v.resize(static_cast<size_t>(t.nelements()));
+        for (size_t i = 0; i < v.size(); ++i) v[i] = -static_cast<float>(i % S + 1);
+    } else if (kind == "ssm_dt.bias") {
+        // dt = exp(U(ln 1e-3, ln 1e-1)), floored at 1e-4, stored as softplus^-1(dt) =
+        // dt + ln(1 - e^-dt), so that softplus(bias) starts at dt (mamba_simple.py's dt init).
+        const uint64_t tseed = mix64(seed ^ fnv1a(t.name));
+        v.resize(static_cast<size_t>(t.ne[0]));
+        for (size_t i = 0; i < v.size(); ++i) {
+            const double u = (static_cast<double>(mix64(tseed ^ mix64(i)) >> 40) + 0.5) / 16777216.0;
+            const double dt = std::max(1e-4, std::exp(std::log(1e-3) + u * (std::log(1e-1) - std::log(1e-3))));
+            v[i] = static_cast<float>(dt + std::log(-std::expm1(-dt)));
+        }
+    } else {
+        return {};
+    }
+    std::vector<uint8_t> bytes(v.size() * sizeof(float));
+    std::memcpy(bytes.data(), v.data(), bytes.size());
+    return bytes;
+}
+
+// Mamba's `mamba.*` keys, as convert_hf_to_gguf.py's MambaModel writes them (it has no attention
+// and no FFN: head_count and feed_forward_length 0; context_length 2^20, "no trained length").
+void write_mamba_keys(GGUFWriter& w, const SynthConfig& c) {
+    const std::string a = c.arch + ".";
+    w.set(a + "context_length", GGUFValue::u32(c.n_ctx_train));
+    w.set(a + "embedding_length", GGUFValue::u32(c.n_embd));
+    w.set(a + "feed_forward_length", GGUFValue::u32(0));
+    w.set(a + "attention.head_count", GGUFValue::u32(0));
+    w.set(a + "block_count", GGUFValue::u32(c.n_layer));
+    w.set(a + "ssm.conv_kernel", GGUFValue::u32(c.ssm_d_conv));
+    w.set(a + "ssm.inner_size", GGUFValue::u32(mamba_d_inner(c)));
+    w.set(a + "ssm.state_size", GGUFValue::u32(c.ssm_d_state));
+    w.set(a + "ssm.time_step_rank", GGUFValue::u32(mamba_dt_rank(c)));
+    w.set(a + "attention.layer_norm_rms_epsilon", GGUFValue::f32(c.rms_eps));
+    w.set("general.file_type", GGUFValue::u32(c.ftype.value_or(llama_file_type(c.type))));
+}
+
 } // namespace
 
 SynthResult synthesize(const SynthConfig& cfg_in, const std::string& out_path) {
@@ -839,32 +980,36 @@ SynthResult synthesize(const SynthConfig& cfg_in, const std::string& out_path) {
     }
 
     const std::string a = cfg.arch + ".";
-    const int64_t hd = cfg.head_dim ? cfg.head_dim : cfg.n_embd / cfg.n_head;
+    const int64_t hd = cfg.head_dim ? cfg.head_dim : cfg.n_head ? cfg.n_embd / cfg.n_head : 0;
     GGUFWriter w;
     // Keys in convert_hf_to_gguf.py's order and with gguf-py's types: counts UINT32, floats FLOAT32.
     w.set("general.architecture", GGUFValue::string(cfg.arch));
     w.set("general.name", GGUFValue::string("slm-synth " + cfg.name));
-    w.set(a + "block_count", GGUFValue::u32(cfg.n_layer));
-    w.set(a + "context_length", GGUFValue::u32(cfg.n_ctx_train));
-    w.set(a + "embedding_length", GGUFValue::u32(cfg.n_embd));
-    w.set(a + "feed_forward_length", GGUFValue::u32(cfg.n_ff));
-    w.set(a + "attention.head_count", GGUFValue::u32(cfg.n_head));
-    w.set(a + "attention.head_count_kv", GGUFValue::u32(cfg.n_head_kv));
-    w.set(a + "rope.freq_base", GGUFValue::f32(cfg.rope_freq_base));
-    w.set(a + "attention.layer_norm_rms_epsilon", GGUFValue::f32(cfg.rms_eps));
-    if (cfg.head_dim) {
-        w.set(a + "attention.key_length", GGUFValue::u32(cfg.head_dim));
-        w.set(a + "attention.value_length", GGUFValue::u32(cfg.head_dim));
+    if (cfg.arch == "mamba") {
+        write_mamba_keys(w, cfg);
+    } else {
+        w.set(a + "block_count", GGUFValue::u32(cfg.n_layer));
+        w.set(a + "context_length", GGUFValue::u32(cfg.n_ctx_train));
+        w.set(a + "embedding_length", GGUFValue::u32(cfg.n_embd));
+        w.set(a + "feed_forward_length", GGUFValue::u32(cfg.n_ff));
+        w.set(a + "attention.head_count", GGUFValue::u32(cfg.n_head));
+        w.set(a + "attention.head_count_kv", GGUFValue::u32(cfg.n_head_kv));
+        w.set(a + "rope.freq_base", GGUFValue::f32(cfg.rope_freq_base));
+        w.set(a + "attention.layer_norm_rms_epsilon", GGUFValue::f32(cfg.rms_eps));
+        if (cfg.head_dim) {
+            w.set(a + "attention.key_length", GGUFValue::u32(cfg.head_dim));
+            w.set(a + "attention.value_length", GGUFValue::u32(cfg.head_dim));
+        }
+        w.set("general.file_type", GGUFValue::u32(cfg.ftype.value_or(llama_file_type(cfg.type))));
+        w.set(a + "vocab_size", GGUFValue::u32(cfg.n_vocab));
+        w.set(a + "rope.dimension_count", GGUFValue::u32(static_cast<uint32_t>(hd)));
+        if (cfg.layer_share > 1) {
+            std::vector<uint32_t> src(cfg.n_layer);
+            for (uint32_t il = 0; il < cfg.n_layer; ++il) src[il] = il / cfg.layer_share;
+            w.set(a + "block_source", GGUFValue::u32_array(src));
+        }
+        if (is_moe_arch(cfg.arch)) moe_keys(cfg, w);
     }
-    w.set("general.file_type", GGUFValue::u32(cfg.ftype.value_or(llama_file_type(cfg.type))));
-    w.set(a + "vocab_size", GGUFValue::u32(cfg.n_vocab));
-    w.set(a + "rope.dimension_count", GGUFValue::u32(static_cast<uint32_t>(hd)));
-    if (cfg.layer_share > 1) {
-        std::vector<uint32_t> src(cfg.n_layer);
-        for (uint32_t il = 0; il < cfg.n_layer; ++il) src[il] = il / cfg.layer_share;
-        w.set(a + "block_source", GGUFValue::u32_array(src));
-    }
-    if (is_moe_arch(cfg.arch)) moe_keys(cfg, w);
     for (const auto& [k, v] : tok.kv())
         if (k.rfind("tokenizer.", 0) == 0) w.set(k, v);
     // llama-quantize writes GGML_QNT_VERSION into every file it makes, F16 included; an all-F32
@@ -881,6 +1026,9 @@ SynthResult synthesize(const SynthConfig& cfg_in, const std::string& out_path) {
             const std::vector<float> f = llama3_rope_factors(cfg, hd);
             bytes.resize(f.size() * sizeof(float));
             std::memcpy(bytes.data(), f.data(), bytes.size());
+        } else if (cfg.arch == "mamba") {
+            bytes = mamba_special_values(t, cfg.seed);  // A and the dt bias are set, not drawn
+            if (bytes.empty()) bytes = generate_tensor(t, cfg.seed, pool);
         } else {
             bytes = generate_tensor(t, cfg.seed, pool);
         }

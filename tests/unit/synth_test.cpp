@@ -383,6 +383,7 @@ TEST(Synth, PresetsHaveTheRealParameterCounts) {
     const std::map<std::string, double> real = {
         {"tinyllama-1.1b", 1.100e9}, {"llama3.2-1b", 1.236e9},    {"smollm2-135m", 1.35e8},
         {"smollm2-360m", 3.62e8},    {"mobilellm-125m", 1.246e8}, {"mobilellm-350m", 3.453e8},
+        {"mamba-130m", 1.291e8},
         // mixture of experts (model cards): Qwen1.5-MoE-A2.7B 14.3B, OLMoE-1B-7B 6.92B, Phi-3.5-MoE 41.9B
         {"qwen1.5-moe-a2.7b", 1.43e10}, {"olmoe-1b-7b", 6.92e9}, {"phi3.5-moe", 4.19e10},
     };
@@ -567,7 +568,7 @@ TEST(SynthCli, BadFlagsNameTheFlag) {
         {{"--n-head", "4", "--n-head-kv", "2", "--type", "q9_9"}, "--type"},
         {{"--n-head", "4", "--n-head-kv", "2", "--type", "q8_k"}, "--type"},
         {{"--preset", "nonesuch"}, "--preset"},
-        {{"--n-head", "4", "--n-head-kv", "2", "--arch", "mamba"}, "--arch"},
+        {{"--n-head", "4", "--n-head-kv", "2", "--arch", "rwkv6"}, "--arch"},
         {{"--n-head", "4", "--n-head-kv", "2", "--tokenizer", "/nonexistent/vocab.gguf"}, "vocab.gguf"},
     };
     for (const Case& c : cases) {

@@ -18,6 +18,7 @@ namespace {
 struct SynthOptions {
     std::string preset, type = "f16", output, tokenizer, arch, embd_type, output_type;
     std::optional<uint32_t> n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx, head_dim, layer_share;
+    std::optional<uint32_t> d_inner, d_state, d_conv, dt_rank;  // mamba
     std::optional<uint32_t> n_expert, n_expert_used, n_ff_exp, n_ff_shexp;  // mixture of experts
     std::optional<float> rope_base, rms_eps;
     bool tied = false, untied = false, pure = false;
@@ -83,6 +84,10 @@ void synth(const SynthOptions& o) {
     if (o.n_ff_shexp) c.n_ff_shexp = *o.n_ff_shexp;
     if (o.rope_base) c.rope_freq_base = *o.rope_base;
     if (o.rms_eps) c.rms_eps = *o.rms_eps;
+    if (o.d_inner) c.ssm_d_inner = *o.d_inner;
+    if (o.d_state) c.ssm_d_state = *o.d_state;
+    if (o.d_conv) c.ssm_d_conv = *o.d_conv;
+    if (o.dt_rank) c.ssm_dt_rank = *o.dt_rank;
     if (o.tied) c.tied_embeddings = true;
     if (o.untied) c.tied_embeddings = false;
     const SynthFileType* ft = synth_file_type(o.type);
@@ -141,7 +146,7 @@ void add_synth(CLI::App& app) {
     sub->add_option("--seed", o->seed, "Random seed: the same seed and shape give identical bytes")->default_val(42);
     sub->add_option("--tokenizer", o->tokenizer,
                     "GGUF whose tokenizer.* keys are copied (default: the preset's, from tests/data/vocab)");
-    sub->add_option("--arch", o->arch, "Architecture (llama, qwen2moe, olmoe, phimoe)");
+    sub->add_option("--arch", o->arch, "Architecture (llama, qwen2moe, olmoe, phimoe, mamba)");
     sub->add_option("--n-embd", o->n_embd, "Embedding width");
     sub->add_option("--n-layer", o->n_layer, "Blocks");
     sub->add_option("--n-head", o->n_head, "Query heads");
@@ -158,6 +163,10 @@ void add_synth(CLI::App& app) {
     sub->add_option("--head-dim", o->head_dim, "Per-head size (default n_embd / n_head)");
     sub->add_option("--rope-base", o->rope_base, "RoPE frequency base");
     sub->add_option("--rms-eps", o->rms_eps, "RMSNorm epsilon");
+    sub->add_option("--d-inner", o->d_inner, "Mamba: inner width (default 2 n_embd)");
+    sub->add_option("--d-state", o->d_state, "Mamba: states per channel (default 16)");
+    sub->add_option("--d-conv", o->d_conv, "Mamba: convolution taps (default 4)");
+    sub->add_option("--dt-rank", o->dt_rank, "Mamba: rank of the dt projection (default ceil(n_embd / 16))");
     auto* tied = sub->add_flag("--tied", o->tied, "No output.weight: logits use token_embd (tied embeddings)");
     sub->add_flag("--untied", o->untied, "Write a separate output.weight")->excludes(tied);
     sub->add_option("--embd-type", o->embd_type, "Type of token_embd.weight (default: --type)");
