@@ -577,7 +577,7 @@ void gguf_to_hf(const std::string& gguf_path, const std::string& dir) {
         // nn.Linear(n_embd, 1): a GGUF may hold it as 1-D.
         if (ends_with(t.name, ".ffn_gate_inp_shexp.weight") && t.n_dims == 1) shape = {1, t.ne[0]};
 
-        if (xid >= 0) {  // a stacked expert tensor: one HF tensor per expert
+        if (std::strstr(rule->hf, "{xid}")) {  // a stacked expert tensor: one HF tensor per expert
             if (t.n_dims != 3) fail("hf: %s: tensor '%s' must be 3-D", gguf_path.c_str(), t.name.c_str());
             const size_t per = static_cast<size_t>(t.ne[0] * t.ne[1]) * es;
             for (int64_t x = 0; x < t.ne[2]; ++x)
