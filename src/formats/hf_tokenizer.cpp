@@ -790,7 +790,19 @@ struct ReadOptions {
     bool use_extension = true;
 };
 
+HFTokenizer read_sources_unchecked(const Sources& s, const ReadOptions& opt);
+
+// Every field is type-checked before use; should a nlohmann exception slip through anyway, it
+// still leaves as slm::Error naming the file.
 HFTokenizer read_sources(const Sources& s, const ReadOptions& opt = {}) {
+    try {
+        return read_sources_unchecked(s, opt);
+    } catch (const json::exception& e) {
+        fail("%s: %s: %s", OP, s.tok.path.c_str(), e.what());
+    }
+}
+
+HFTokenizer read_sources_unchecked(const Sources& s, const ReadOptions& opt) {
     const JsonFile& f = s.tok;
     if (!f.root.is_object()) f.fail("(root)", std::string("expected an object, got ") + json_util::type_name(f.root));
     const json* model = json_util::find(f.root, "model");

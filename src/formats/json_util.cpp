@@ -47,7 +47,7 @@ JsonFile JsonFile::parse(std::string_view text, const std::string& name, const s
         }
         if (max_depth > 512) slm::fail("%s: %s: JSON nested %zu levels deep (limit 512)", op.c_str(), name.c_str(), max_depth);
         f.root = json::parse(text.begin(), text.end());
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers too large
         slm::fail("%s: %s: invalid JSON: %s", op.c_str(), name.c_str(), e.what());
     }
     return f;
