@@ -227,8 +227,8 @@ void require_full_rope(const GGUFFile& f, const ArchSpec& s) {
 
 // ---- Llama ---------------------------------------------------------------------------------
 
-void llama_to_gguf(const JsonFile& c, uint32_t ft, GGUFWriter& w) {
-    Keys k = keys(w, c, "llama");
+// LlamaModel.set_gguf_parameters (Llama and its subclasses: Granite).
+void llama_family_params(const JsonFile& c, uint32_t ft, Keys& k) {
     base_params(c, ft, k);
     k.u32("vocab_size", req_int(c, {"vocab_size"}));
     int64_t rope_dim = 0;
@@ -241,7 +241,28 @@ void llama_to_gguf(const JsonFile& c, uint32_t ft, GGUFWriter& w) {
     k.u32("rope.dimension_count", rope_dim);
 }
 
+void llama_to_gguf(const JsonFile& c, uint32_t ft, GGUFWriter& w) {
+    Keys k = keys(w, c, "llama");
+    llama_family_params(c, ft, k);
+}
+
+// Granite: Llama without head_dim (the converter drops it), plus four multipliers, each written
+// only when set and non-zero.
+void granite_to_gguf(const JsonFile& c, uint32_t ft, GGUFWriter& w) {
+    Keys k = keys(w, c, "granite");
+    JsonFile g = c;
+    if (g.root.is_object()) g.root.erase("head_dim");
+    llama_family_params(g, ft, k);
+    const std::pair<const char*, const char*> mult[] = {{"attention_multiplier", "attention.scale"},
+                                                        {"embedding_multiplier", "embedding_scale"},
+                                                        {"residual_multiplier", "residual_scale"},
+                                                        {"logits_scaling", "logit_scale"}};
+    for (const auto& [hf_key, gguf_key] : mult)
+        if (auto v = opt_num(c, {hf_key}); v && *v != 0.0) k.f32(gguf_key, *v);
+}
+
 json llama_to_config(const GGUFFile& f);
+json granite_to_config(const GGUFFile& f);
 
 // ---- Qwen2 / Qwen3 -------------------------------------------------------------------------
 
@@ -597,6 +618,8 @@ std::vector<TensorRule> jamba_rules() {
 const std::vector<ArchSpec>& table() {
     static const std::vector<ArchSpec> t = {
         {"LlamaForCausalLM", "llama", "llama", llama_to_gguf, llama_to_config, llama_like_rules(true), {}, false, false},
+        {"GraniteForCausalLM", "granite", "granite", granite_to_gguf, granite_to_config, llama_like_rules(true), {},
+         false, false},
         {"Qwen2ForCausalLM", "qwen2", "qwen2", qwen2_to_gguf, qwen2_to_config, llama_like_rules(false), {}, false, false},
         {"Qwen3ForCausalLM", "qwen3", "qwen3", qwen3_to_gguf, qwen3_to_config, llama_like_rules(false), {}, false, false},
         {"Qwen2MoeForCausalLM", "qwen2_moe", "qwen2moe", qwen2moe_to_gguf, qwen2moe_to_config, qwen2moe_rules(),
@@ -625,6 +648,31 @@ json llama_to_config(const GGUFFile& f) {
     c["hidden_act"] = "silu";
     c["attention_bias"] = f.find_tensor("blk.0.attn_q.bias") != nullptr;
     c["mlp_bias"] = false;
+    return c;
+}
+
+json granite_to_config(const GGUFFile& f) {
+    const ArchSpec& s = spec("granite");
+    require_full_rope(f, s);
+    json c = base_config(f, s);
+    attention_config(f, s, c);
+    if (c.contains("head_dim")) fail("hf: %s: Granite has no head_dim (attention.key_length)", f.path().c_str());
+    if (!c.contains("rope_theta")) c["rope_theta"] = 10000.0;
+    c["hidden_act"] = "silu";
+    c["attention_bias"] = f.find_tensor("blk.0.attn_q.bias") != nullptr;
+    c["mlp_bias"] = false;
+    // A key llama.cpp does not find means: no embedding/residual/logit scaling (1.0, GraniteConfig's
+    // default too) and the usual 1/sqrt(head size) attention scale (GraniteConfig's default 1.0
+    // would not be that, so it is written out).
+    const std::pair<const char*, const char*> mult[] = {{"embedding_multiplier", "granite.embedding_scale"},
+                                                        {"residual_multiplier", "granite.residual_scale"},
+                                                        {"logits_scaling", "granite.logit_scale"}};
+    for (const auto& [hf_key, gguf_key] : mult)
+        if (f.has(gguf_key)) c[hf_key] = f32_json(f.get_f32(gguf_key));
+    const int64_t hd = c["hidden_size"].get<int64_t>() / c["num_attention_heads"].get<int64_t>();
+    c["attention_multiplier"] = f.has("granite.attention.scale")
+                                    ? f32_json(f.get_f32("granite.attention.scale"))
+                                    : f32_json(static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd))));
     return c;
 }
 

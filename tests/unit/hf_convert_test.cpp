@@ -266,12 +266,13 @@ void write_synth(const std::string& dir, const Synth& s) {
         tensors[name] = {shape, std::move(b)};
     };
     add("model.embed_tokens.weight", {n_vocab, s.n_embd}, 0);
-    add("model.norm.weight", {s.n_embd}, 1);
+    const float norm_mean = s.arch == "GemmaForCausalLM" ? 0.0f : 1.0f;  // Gemma scales by 1 + w
+    add("model.norm.weight", {s.n_embd}, norm_mean);
     if (!s.tied) add("lm_head.weight", {n_vocab, s.n_embd}, 0);
     for (int il = 0; il < s.n_layer; ++il) {
         const std::string p = "model.layers." + std::to_string(il) + ".";
-        add(p + "input_layernorm.weight", {s.n_embd}, 1);
-        add(p + "post_attention_layernorm.weight", {s.n_embd}, 1);
+        add(p + "input_layernorm.weight", {s.n_embd}, norm_mean);
+        add(p + "post_attention_layernorm.weight", {s.n_embd}, norm_mean);
         add(p + "self_attn.q_proj.weight", {s.n_head * hd, s.n_embd}, 0);
         add(p + "self_attn.k_proj.weight", {s.n_head_kv * hd, s.n_embd}, 0);
         add(p + "self_attn.v_proj.weight", {s.n_head_kv * hd, s.n_embd}, 0);
@@ -306,13 +307,23 @@ void write_synth(const std::string& dir, const Synth& s) {
             w[k].write(dir + "/model-0000" + std::to_string(k + 1) + "-of-0000" + std::to_string(s.shards) + ".safetensors");
         std::ofstream(dir + "/model.safetensors.index.json") << json{{"metadata", json::object()}, {"weight_map", weight_map}}.dump(2);
     }
-    const std::string mt = s.arch == "LlamaForCausalLM" ? "llama" : s.arch == "Qwen2ForCausalLM" ? "qwen2" : "qwen3";
+    const std::map<std::string, std::string> types = {{"LlamaForCausalLM", "llama"},   {"Qwen2ForCausalLM", "qwen2"},
+                                                      {"Qwen3ForCausalLM", "qwen3"},   {"GraniteForCausalLM", "granite"},
+                                                      {"GemmaForCausalLM", "gemma"}};
+    const std::string mt = types.at(s.arch);
     json c = {{"architectures", {s.arch}},  {"model_type", mt},          {"hidden_size", s.n_embd},
               {"intermediate_size", s.n_ff}, {"num_attention_heads", s.n_head}, {"num_key_value_heads", s.n_head_kv},
               {"num_hidden_layers", s.n_layer}, {"max_position_embeddings", 128}, {"rms_norm_eps", 1e-6},
               {"rope_theta", 10000.0},       {"vocab_size", n_vocab},     {"tie_word_embeddings", s.tied},
               {"hidden_act", "silu"},        {"bos_token_id", 1},         {"eos_token_id", 2}};
     if (s.head_dim) c["head_dim"] = s.head_dim;
+    if (mt == "granite") {
+        c["attention_multiplier"] = 0.015625;
+        c["embedding_multiplier"] = 12.0;
+        c["residual_multiplier"] = 0.22;
+        c["logits_scaling"] = 8.0;
+    }
+    if (mt == "gemma") c["head_dim"] = hd;
     std::ofstream(dir + "/config.json") << c.dump(2);
     slm::hf::write_hf_tokenizer(vd, "", dir);
 }
@@ -613,4 +624,50 @@ TEST(HFConvert, Cli) {
     r = slm::test::run_cli({"convert", "--from", "hf", "--to", "hf", dir, "-o", base + "/z"});
     EXPECT_NE(r.exit_code, 0);
     EXPECT_NE(r.err.find("exactly one of"), std::string::npos) << r.err;
+}
+
+// Architectures with no reference GGUF: written as HF folders, converted, checked key by key, and
+// taken back and forth until the bytes repeat.
+TEST(HFConvert, GraniteAndGemmaFromWrittenFolders) {
+    Synth g;
+    g.arch = "GraniteForCausalLM";
+    g.seed = 21;
+    g.head_dim = 0;
+    Synth m;
+    m.arch = "GemmaForCausalLM";
+    m.tied = true;
+    m.seed = 22;
+    for (const Synth& s : {g, m}) {
+        SCOPED_TRACE(s.arch);
+        const std::string dir = fresh_dir("synth");
+        write_synth(dir, s);
+        const std::string base = fs::path(dir).parent_path().string();
+        slm::convert_hf_to_gguf(dir, base + "/a.gguf", "auto");
+        const GGUFFile a = GGUFFile::open(base + "/a.gguf");
+        const slm::SafetensorsCheckpoint ck = slm::SafetensorsCheckpoint::open_dir(dir);
+        if (s.arch == "GraniteForCausalLM") {
+            EXPECT_EQ(a.get_str("general.architecture"), "granite");
+            EXPECT_EQ(a.get_f32("granite.attention.scale"), 0.015625f);
+            EXPECT_EQ(a.get_f32("granite.embedding_scale"), 12.0f);
+            EXPECT_EQ(a.get_f32("granite.residual_scale"), 0.22f);
+            EXPECT_EQ(a.get_f32("granite.logit_scale"), 8.0f);
+            EXPECT_EQ(a.get_u32("granite.rope.dimension_count"), 16u);
+        } else {
+            EXPECT_EQ(a.get_str("general.architecture"), "gemma");
+            EXPECT_EQ(a.get_u32("gemma.attention.key_length"), 16u);
+            // GGUF norms are 1 + w, computed in F32.
+            const slm::SafetensorsTensor* w = ck.find("model.layers.1.input_layernorm.weight");
+            const GGUFTensorInfo& t = a.tensor("blk.1.attn_norm.weight");
+            for (int i = 0; i < s.n_embd; ++i) {
+                float x, y;
+                std::memcpy(&x, w->data + 4 * i, 4);
+                std::memcpy(&y, t.data + 4 * i, 4);
+                EXPECT_EQ(y, x + 1.0f) << i;
+            }
+            EXPECT_EQ(a.find_tensor("output.weight"), nullptr);
+        }
+        slm::convert_gguf_to_hf(base + "/a.gguf", base + "/again/synth");
+        slm::convert_hf_to_gguf(base + "/again/synth", base + "/b.gguf", "auto");
+        EXPECT_EQ(slm::test::read_file(base + "/a.gguf"), slm::test::read_file(base + "/b.gguf"));
+    }
 }
