@@ -89,15 +89,16 @@ struct Keys {
     void f32(const std::string& k, double v) { w.set(a + k, GGUFValue::f32(static_cast<float>(v))); }
     void str(const std::string& k, const std::string& v) { w.set(a + k, GGUFValue::string(v)); }
     void boolean(const std::string& k, bool v) { w.set(a + k, GGUFValue::boolean(v)); }
-    void u32s(const std::string& k, const std::vector<int64_t>& v) {
-        std::vector<uint32_t> u;
+    // Per-layer integer arrays: gguf-py types a list of Python ints as INT32 (GGUFValueType.get_type).
+    void i32s(const std::string& k, const std::vector<int64_t>& v) {
+        std::vector<int32_t> u;
         for (int64_t x : v) {
-            if (x < 0 || x > static_cast<int64_t>(std::numeric_limits<uint32_t>::max()))
-                fail("hf: %s: value %lld for GGUF key '%s%s' does not fit UINT32", c ? c->path.c_str() : "?",
+            if (x < 0 || x > static_cast<int64_t>(std::numeric_limits<int32_t>::max()))
+                fail("hf: %s: value %lld for GGUF key '%s%s' does not fit INT32", c ? c->path.c_str() : "?",
                      static_cast<long long>(x), a.c_str(), k.c_str());
-            u.push_back(static_cast<uint32_t>(x));
+            u.push_back(static_cast<int32_t>(x));
         }
-        w.set(a + k, GGUFValue::u32_array(u));
+        w.set(a + k, GGUFValue::i32_array(u));
     }
     void file_type(uint32_t ft) { w.set("general.file_type", GGUFValue::u32(ft)); }
 };
@@ -446,7 +447,7 @@ void jamba_to_gguf(const JsonFile& c, uint32_t ft, GGUFWriter& w) {
     k.u32("embedding_length", d_model);
     k.u32("feed_forward_length", req_int(c, {"intermediate_size"}));
     k.u32("attention.head_count", req_int(c, {"num_attention_heads"}));
-    k.u32s("attention.head_count_kv", kv);
+    k.i32s("attention.head_count_kv", kv);
     k.u32("ssm.conv_kernel", opt_int(c, {"mamba_d_conv"}).value_or(4));
     k.u32("ssm.inner_size", req_int(c, {"mamba_expand"}) * d_model);
     k.u32("ssm.state_size", opt_int(c, {"mamba_d_state"}).value_or(16));
