@@ -30,7 +30,7 @@ void convert_llama2c(const std::string& model_bin, const std::string& tokenizer_
 // names, Q/K row permutation (Llama), norm shift (Gemma), A = -exp(A_log) (Mamba), stacked
 // experts and per-tensor types. Architectures: LlamaForCausalLM, Qwen2ForCausalLM,
 // Qwen3ForCausalLM, Qwen2MoeForCausalLM, Phi3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM,
-// Gemma3ForCausalLM, MambaForCausalLM, JambaForCausalLM.
+// Gemma3ForCausalLM, GraniteForCausalLM, MambaForCausalLM, JambaForCausalLM, OpenELMForCausalLM.
 // `type`: "f32", "f16", "bf16" or "q8_0" (the converter's --outtype values), or "auto": the
 // checkpoint's own float type (F32 stays F32, where the converter's default would write F16).
 // Deliberate differences: general.name is the folder's name (the converter also derives
@@ -45,9 +45,9 @@ void convert_hf_to_gguf(const std::string& hf_dir, const std::string& out_gguf, 
 // config.json, generation_config.json, tokenizer.json and tokenizer_config.json. Converting the
 // folder back with convert_hf_to_gguf gives the same tensors, bit for bit, except two inverses
 // with no exact float form: Gemma norm weights below 0.5 (w = g - 1 cannot always be stored so
-// that w + 1 == g) and Mamba's A (A_log = log(-A) above e^2 does not always exp back to A);
-// those come back within an ulp or two. The folder is created if needed; files are written to
-// temporary names and renamed.
+// that w + 1 == g; they come back within half an ulp of g - 1) and Mamba's A (A_log = log(-A)
+// above e^2 does not always exp back to A; within 2 ulps). A second round trip is byte-identical.
+// The folder is created if needed; files are written to temporary names and renamed.
 void convert_gguf_to_hf(const std::string& gguf, const std::string& out_dir);
 
 } // namespace slm

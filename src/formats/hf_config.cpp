@@ -459,6 +459,62 @@ void jamba_to_gguf(const JsonFile& c, uint32_t ft, GGUFWriter& w) {
 }
 json jamba_to_config(const GGUFFile& f);
 
+// ---- OpenELM -----------------------------------------------------------------------------------
+
+// OpenELM's make_divisible (configuration_openelm.py): round to a multiple of the divisor, but
+// never more than 10% down.
+int64_t make_divisible(double v, int64_t divisor) {
+    int64_t n = std::max(divisor, static_cast<int64_t>(v + static_cast<double>(divisor) / 2) / divisor * divisor);
+    if (static_cast<double>(n) < 0.9 * v) n += divisor;
+    return n;
+}
+
+std::vector<int64_t> int_list(const JsonFile& c, const char* key) {
+    const json* v = json_util::find(c.root, key);
+    if (!v) c.fail(key, "missing");
+    if (!v->is_array() || v->empty()) c.fail(key, "expected a non-empty list of integers");
+    std::vector<int64_t> out;
+    for (size_t i = 0; i < v->size(); ++i) out.push_back(json_util::as_int(c, (*v)[i], std::string(key) + "[" + std::to_string(i) + "]"));
+    return out;
+}
+
+std::vector<int64_t> openelm_ffn_dims(const JsonFile& c) {
+    const int64_t n_embd = req_int(c, {"model_dim"});
+    const int64_t divisor = req_int(c, {"ffn_dim_divisor"});
+    if (divisor <= 0) c.fail("ffn_dim_divisor", "must be positive");
+    const json* m = json_util::find(c.root, "ffn_multipliers");
+    if (!m || !m->is_array() || m->empty()) c.fail("ffn_multipliers", "expected a non-empty list of numbers");
+    std::vector<int64_t> dims;
+    for (size_t i = 0; i < m->size(); ++i)
+        dims.push_back(make_divisible(json_util::as_number(c, (*m)[i], "ffn_multipliers[" + std::to_string(i) + "]") *
+                                          static_cast<double>(n_embd),
+                                      divisor));
+    return dims;
+}
+
+void openelm_to_gguf(const JsonFile& c, uint32_t ft, GGUFWriter& w) {
+    Keys k = keys(w, c, "openelm");
+    const int64_t n_layer = req_int(c, {"num_transformer_layers"});
+    const std::vector<int64_t> ff = openelm_ffn_dims(c), nq = int_list(c, "num_query_heads"), nkv = int_list(c, "num_kv_heads");
+    if (static_cast<int64_t>(ff.size()) != n_layer || static_cast<int64_t>(nq.size()) != n_layer ||
+        static_cast<int64_t>(nkv.size()) != n_layer)
+        c.fail("num_transformer_layers", "ffn_multipliers, num_query_heads and num_kv_heads need one entry per layer");
+    const int64_t hd = req_int(c, {"head_dim"});
+    k.u32("block_count", n_layer);
+    k.u32("context_length", req_int(c, {"max_context_length"}));
+    k.u32("embedding_length", req_int(c, {"model_dim"}));
+    k.i32s("feed_forward_length", ff);
+    k.i32s("attention.head_count", nq);
+    k.i32s("attention.head_count_kv", nkv);
+    k.f32("rope.freq_base", req_num(c, {"rope_freq_constant"}));
+    k.f32("attention.layer_norm_rms_epsilon", 1e-6);  // fixed in modeling_openelm.py
+    k.u32("rope.dimension_count", hd);
+    k.u32("attention.key_length", hd);
+    k.u32("attention.value_length", hd);
+    k.file_type(ft);
+}
+json openelm_to_config(const GGUFFile& f);
+
 // ---- the table --------------------------------------------------------------------------------
 
 std::vector<TensorRule> llama_like_rules(bool permute) {
@@ -616,6 +672,21 @@ std::vector<TensorRule> jamba_rules() {
     return interned(std::move(v));
 }
 
+std::vector<TensorRule> openelm_rules() {
+    return {
+        {"transformer.token_embeddings.weight", "token_embd.weight"},
+        {"transformer.norm.weight", "output_norm.weight"},
+        {"lm_head.weight", "output.weight"},
+        {"transformer.layers.{bid}.attn_norm.weight", "blk.{bid}.attn_norm.weight"},
+        {"transformer.layers.{bid}.attn.qkv_proj.weight", "blk.{bid}.attn_qkv.weight"},
+        {"transformer.layers.{bid}.attn.q_norm.weight", "blk.{bid}.attn_q_norm.weight"},
+        {"transformer.layers.{bid}.attn.k_norm.weight", "blk.{bid}.attn_k_norm.weight"},
+        {"transformer.layers.{bid}.attn.out_proj.weight", "blk.{bid}.attn_output.weight"},
+        {"transformer.layers.{bid}.ffn_norm.weight", "blk.{bid}.ffn_norm.weight"},
+        {"transformer.layers.{bid}.ffn.proj_2.weight", "blk.{bid}.ffn_down.weight"},
+    };
+}
+
 const std::vector<ArchSpec>& table() {
     static const std::vector<ArchSpec> t = {
         {"LlamaForCausalLM", "llama", "llama", llama_to_gguf, llama_to_config, llama_like_rules(true), {}, false, false},
@@ -632,6 +703,8 @@ const std::vector<ArchSpec>& table() {
         {"MambaForCausalLM", "mamba", "mamba", mamba_to_gguf, mamba_to_config, mamba_rules(), {}, false, true},
         {"JambaForCausalLM", "jamba", "jamba", jamba_to_gguf, jamba_to_config, jamba_rules(), {"down", "gate", "up"},
          false, false},
+        {"OpenELMForCausalLM", "openelm", "openelm", openelm_to_gguf, openelm_to_config, openelm_rules(), {}, false,
+         false, {{"transformer.layers.{bid}.ffn.proj_1.weight", "blk.{bid}.ffn_gate.weight", "blk.{bid}.ffn_up.weight"}}},
     };
     return t;
 }
@@ -875,6 +948,45 @@ json jamba_to_config(const GGUFFile& f) {
     c["mamba_proj_bias"] = false;
     c["hidden_act"] = "silu";
     c["use_mamba_kernels"] = false;
+    return c;
+}
+
+json openelm_to_config(const GGUFFile& f) {
+    const ArchSpec& s = spec("openelm");
+    json c = json::object();
+    c["architectures"] = json::array({s.hf_arch});
+    c["model_type"] = s.model_type;
+    const uint32_t n_layer = u32_key(f, "openelm.block_count"), n_embd = u32_key(f, "openelm.embedding_length");
+    c["num_transformer_layers"] = n_layer;
+    c["model_dim"] = n_embd;
+    c["max_context_length"] = u32_key(f, "openelm.context_length");
+    c["vocab_size"] = shape_of(f, "token_embd.weight").back();
+    const uint32_t hd = u32_key(f, "openelm.attention.key_length");
+    if (f.get_u32("openelm.attention.value_length", hd) != hd || f.get_u32("openelm.rope.dimension_count", hd) != hd)
+        fail("hf: %s: OpenELM needs key_length = value_length = rope.dimension_count", f.path().c_str());
+    c["head_dim"] = hd;
+    c["rope_freq_constant"] = f32_json(f.get_f32("openelm.rope.freq_base"));
+    const std::vector<uint32_t> ff = f.get_per_layer_u32("openelm.feed_forward_length", n_layer, 0);
+    const std::vector<uint32_t> nq = f.get_per_layer_u32("openelm.attention.head_count", n_layer, 0);
+    const std::vector<uint32_t> nkv = f.get_per_layer_u32("openelm.attention.head_count_kv", n_layer, 0);
+    // Divisor 1 makes make_divisible(m * model_dim) give back each width exactly.
+    json mult = json::array();
+    for (uint32_t i = 0; i < n_layer; ++i) {
+        const double m = static_cast<double>(ff[i]) / n_embd;
+        if (make_divisible(m * n_embd, 1) != ff[i])
+            fail("hf: %s: feed_forward_length[%u] = %u has no exact ffn_multiplier", f.path().c_str(), i, ff[i]);
+        mult.push_back(m);
+    }
+    c["ffn_multipliers"] = mult;
+    c["ffn_dim_divisor"] = 1;
+    c["num_query_heads"] = nq;
+    c["num_kv_heads"] = nkv;
+    c["ffn_with_glu"] = true;
+    c["normalize_qk_projections"] = true;
+    c["share_input_output_layers"] = f.find_tensor("output.weight") == nullptr;
+    c["rope_max_length"] = 4096;
+    c["activation_fn_name"] = "swish";
+    c["normalization_layer_name"] = "rms_norm";
     return c;
 }
 

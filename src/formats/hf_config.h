@@ -37,6 +37,14 @@ struct TensorRule {
     Xform xform = Xform::None;
 };
 
+// One HF tensor stored as two GGUF tensors: the first half of its rows, then the second half
+// (OpenELM's proj_1 = [gate; up]).
+struct SplitRule {
+    const char* hf;
+    const char* gguf_first;
+    const char* gguf_second;
+};
+
 struct ArchSpec {
     const char* hf_arch;     // config.json "architectures"[0]: "LlamaForCausalLM"
     const char* model_type;  // config.json "model_type": "llama"
@@ -50,6 +58,7 @@ struct ArchSpec {
     std::vector<std::string> expert_order;  // e.g. {"down", "gate", "up"} as GGUF ffn_*_exps
     bool drop_lm_head = false;              // Gemma: lm_head.weight is ignored (always tied)
     bool drop_tied_output = false;          // Mamba: output.weight omitted when equal to token_embd
+    std::vector<SplitRule> splits = {};
 };
 
 const ArchSpec* arch_by_hf(const std::string& hf_arch);

@@ -318,6 +318,20 @@ struct HFConverter {
         add(gname, ne, v);
     }
 
+    // The first half of the rows to one GGUF tensor, the second half to another.
+    void emit_split(const SafetensorsTensor& t, const hf::SplitRule& sr, int64_t bid) {
+        if (t.shape.size() != 2 || t.shape[0] % 2 != 0)
+            fail("hf: %s: tensor '%s' has shape %s; expected 2-D with an even number of rows", t.file.c_str(),
+                 t.name.c_str(), t.shape_str().c_str());
+        for (int half = 0; half < 2; ++half) {
+            SafetensorsTensor h = t;
+            h.shape[0] /= 2;
+            h.nbytes = t.nbytes / 2;
+            h.data = t.data + half * h.nbytes;
+            emit(h, TensorRule{sr.hf, half ? sr.gguf_second : sr.gguf_first}, bid);
+        }
+    }
+
     void emit_experts(int64_t bid) {
         for (const std::string& kind : spec->expert_order) {
             const std::string gname = "blk." + std::to_string(bid) + ".ffn_" + kind + "_exps.weight";
@@ -372,6 +386,16 @@ struct HFConverter {
             const int64_t orig = json_util::json_int(cfg, cfg.root, "", "original_max_position_embeddings");
             const double scale = static_cast<double>(max_pos) / static_cast<double>(orig);
             const double attn = scale > 1.0 ? std::sqrt(1.0 + std::log(scale) / std::log(static_cast<double>(orig))) : 1.0;
+            // One factor per rotated pair.
+            const int64_t n_embd = json_util::json_int(cfg, cfg.root, "", "hidden_size");
+            const int64_t n_head = hf::config_n_head(cfg);
+            const double rot = json_util::json_opt_number(cfg, cfg.root, "", "partial_rotary_factor").value_or(1.0);
+            const size_t n_pairs = static_cast<size_t>(static_cast<int64_t>(rot * static_cast<double>(n_embd)) / n_head / 2);
+            for (const char* which : {"long_factor", "short_factor"}) {
+                const json* a = json_util::find(*rs, which);
+                if (!a || !a->is_array() || a->size() != n_pairs)
+                    cfg.fail(std::string("rope_scaling.") + which, "expected a list of " + std::to_string(n_pairs) + " numbers");
+            }
             w.set("phi3.rope.scaling.attn_factor", GGUFValue::f32(static_cast<float>(attn)));
             for (const char* which : {"long_factor", "short_factor"}) {
                 const json* a = json_util::find(*rs, which);
@@ -396,10 +420,12 @@ struct HFConverter {
         if (!spec)
             fail("hf: %s: architecture '%s' is not supported; supported: %s", cfg.path.c_str(), arch.c_str(),
                  hf::supported_hf_archs().c_str());
-        if (std::string(spec->gguf_arch) != "mamba") {
-            n_head = hf::config_n_head(cfg);
-            n_head_kv = hf::config_n_head_kv(cfg);
-        }
+        for (const TensorRule& r : spec->rules)
+            if (r.xform == Xform::PermuteQ || r.xform == Xform::PermuteK) {  // only the permutation needs them
+                n_head = hf::config_n_head(cfg);
+                n_head_kv = hf::config_n_head_kv(cfg);
+                break;
+            }
         n_expert = hf::config_n_experts(cfg);
         if (!spec->expert_order.empty() && (n_expert < 1 || n_expert > 4096))
             cfg.fail("num_experts", "must be in [1, 4096] for " + arch);
@@ -430,6 +456,14 @@ struct HFConverter {
             if (spec->drop_lm_head && t->name == "lm_head.weight") continue;
             const TensorRule* rule = nullptr;
             int64_t bid = -1, xid = -1;
+            bool split = false;
+            for (const hf::SplitRule& sr : spec->splits)
+                if (match(sr.hf, t->name, &bid, &xid)) {
+                    emit_split(*t, sr, bid);
+                    split = true;
+                    break;
+                }
+            if (split) continue;
             for (const TensorRule& r : spec->rules)
                 if (match(r.hf, t->name, &bid, &xid)) {
                     rule = &r;
@@ -523,6 +557,39 @@ void gguf_to_hf(const std::string& gguf_path, const std::string& dir) {
         }
         const TensorRule* rule = nullptr;
         int64_t bid = -1, xid = -1;
+        const hf::SplitRule* split = nullptr;
+        bool second = false;
+        for (const hf::SplitRule& sr : spec->splits) {
+            if (match(sr.gguf_first, t.name, &bid, &xid)) split = &sr;
+            else if (match(sr.gguf_second, t.name, &bid, &xid)) split = &sr, second = true;
+            if (split) break;
+        }
+        if (split) {
+            if (second) continue;  // written with its first half
+            const GGUFTensorInfo* u = f.find_tensor(format(split->gguf_second, bid, -1));
+            if (!u || u->n_dims != 2 || t.n_dims != 2 || u->ne[0] != t.ne[0] || u->ne[1] != t.ne[1] || u->type != t.type)
+                fail("hf: %s: tensor '%s' needs a partner '%s' of the same type and shape", gguf_path.c_str(),
+                     t.name.c_str(), format(split->gguf_second, bid, -1).c_str());
+            std::vector<uint8_t> both;
+            GGMLType type = t.type;
+            for (const GGUFTensorInfo* part : {&t, u}) {
+                if (type == GGMLType::F32 || type == GGMLType::F16 || type == GGMLType::BF16) {
+                    both.insert(both.end(), part->data, part->data + part->nbytes);
+                } else {
+                    const kernels::TypeTraits* tt = kernels::ref_traits(type);
+                    if (!tt || !tt->to_float) fail("hf: %s: tensor '%s' has type %s, which slm cannot dequantize", gguf_path.c_str(), part->name.c_str(), type_name(type));
+                    std::vector<float> v(static_cast<size_t>(part->nelements()));
+                    const size_t rs = row_size(type, part->ne[0]);
+                    for (int64_t r = 0; r < part->nrows(); ++r) tt->to_float(part->data + r * rs, v.data() + r * part->ne[0], part->ne[0]);
+                    const std::vector<uint8_t> b = f32_bytes(v);
+                    both.insert(both.end(), b.begin(), b.end());
+                    dequantized = true;
+                }
+            }
+            if (type != GGMLType::F32 && type != GGMLType::F16 && type != GGMLType::BF16) type = GGMLType::F32;
+            sw.add_copy(format(split->hf, bid, -1), st_type(type), {2 * t.ne[1], t.ne[0]}, std::move(both));
+            continue;
+        }
         for (const TensorRule& r : spec->rules)
             if (match(r.gguf, t.name, &bid, &xid)) {
                 rule = &r;

@@ -247,6 +247,7 @@ struct Synth {
     STDtype dtype = STDtype::F32;
     int shards = 1;
     uint32_t seed = 1;
+    json extra = json::object();  // merged into config.json
 };
 
 // A Hugging Face folder as transformers' save_pretrained lays it out, with random weights.
@@ -331,6 +332,7 @@ void write_synth(const std::string& dir, const Synth& s) {
         c["logits_scaling"] = 8.0;
     }
     if (mt == "gemma") c["head_dim"] = hd;
+    for (auto it = s.extra.begin(); it != s.extra.end(); ++it) c[it.key()] = it.value();
     std::ofstream(dir + "/config.json") << c.dump(2);
     slm::hf::write_hf_tokenizer(vd, "", dir);
 }
@@ -677,4 +679,155 @@ TEST(HFConvert, GraniteAndGemmaFromWrittenFolders) {
         slm::convert_hf_to_gguf(base + "/again/synth", base + "/b.gguf", "auto");
         EXPECT_EQ(slm::test::read_file(base + "/a.gguf"), slm::test::read_file(base + "/b.gguf"));
     }
+}
+
+// OpenELM: per-layer head counts and FFN widths (INT32 arrays, as gguf-py writes Python lists),
+// and proj_1 = [gate; up] split into two GGUF tensors.
+TEST(HFConvert, OpenElmFromAWrittenFolder) {
+    const std::string dir = fresh_dir("openelm-tiny");
+    const GGUFFile voc = GGUFFile::open(stories());
+    const slm::VocabData vd = slm::hf::vocab_data_from_gguf(voc);
+    const int E = 64, hd = 16;
+    const std::vector<int> nq = {2, 4}, nkv = {1, 2}, ff = {48, 128};  // make_divisible(0.73 * 64, 16), (1.9 * 64, 16)
+    std::mt19937 rng(31);
+    std::normal_distribution<float> nd(0.0f, 0.1f);
+    std::map<std::string, std::pair<std::vector<int64_t>, std::vector<uint8_t>>> ts;
+    auto add = [&](const std::string& name, std::vector<int64_t> shape, float mean) {
+        int64_t n = 1;
+        for (int64_t d : shape) n *= d;
+        std::vector<float> v(static_cast<size_t>(n));
+        for (float& x : v) x = mean + nd(rng);
+        std::vector<uint8_t> b(v.size() * 4);
+        std::memcpy(b.data(), v.data(), b.size());
+        ts[name] = {shape, b};
+    };
+    add("transformer.token_embeddings.weight", {512, E}, 0);
+    add("transformer.norm.weight", {E}, 1);
+    for (int il = 0; il < 2; ++il) {
+        const std::string p = "transformer.layers." + std::to_string(il) + ".";
+        add(p + "attn_norm.weight", {E}, 1);
+        add(p + "attn.qkv_proj.weight", {(nq[il] + 2 * nkv[il]) * hd, E}, 0);
+        add(p + "attn.q_norm.weight", {hd}, 1);
+        add(p + "attn.k_norm.weight", {hd}, 1);
+        add(p + "attn.out_proj.weight", {E, nq[il] * hd}, 0);
+        add(p + "ffn_norm.weight", {E}, 1);
+        add(p + "ffn.proj_1.weight", {2 * ff[il], E}, 0);
+        add(p + "ffn.proj_2.weight", {E, ff[il]}, 0);
+    }
+    SafetensorsWriter w;
+    for (auto& [n, t] : ts) w.add(n, STDtype::F32, t.first, t.second.data(), t.second.size());
+    w.set_metadata("format", "pt");
+    w.write(dir + "/model.safetensors");
+    const json c = {{"architectures", {"OpenELMForCausalLM"}}, {"model_type", "openelm"}, {"num_transformer_layers", 2},
+                    {"model_dim", E}, {"head_dim", hd}, {"num_query_heads", nq}, {"num_kv_heads", nkv},
+                    {"ffn_multipliers", {0.73, 1.9}}, {"ffn_dim_divisor", 16}, {"max_context_length", 256},
+                    {"rope_freq_constant", 10000}, {"vocab_size", 512}, {"share_input_output_layers", true}};
+    std::ofstream(dir + "/config.json") << c.dump(2);
+    slm::hf::write_hf_tokenizer(vd, "", dir);
+
+    const std::string base = fs::path(dir).parent_path().string();
+    slm::convert_hf_to_gguf(dir, base + "/a.gguf", "auto");
+    const GGUFFile a = GGUFFile::open(base + "/a.gguf");
+    EXPECT_EQ(a.get_str("general.architecture"), "openelm");
+    const slm::GGUFValue* v = a.find("openelm.feed_forward_length");
+    ASSERT_NE(v, nullptr);
+    EXPECT_EQ(v->elem_type, slm::GGUFType::I32);
+    EXPECT_EQ(v->elem_int(0), 48);
+    EXPECT_EQ(v->elem_int(1), 128);
+    EXPECT_EQ(a.find("openelm.attention.head_count")->elem_int(1), 4);
+    EXPECT_EQ(a.find("openelm.attention.head_count_kv")->elem_int(0), 1);
+    EXPECT_EQ(a.get_f32("openelm.attention.layer_norm_rms_epsilon"), 1e-6f);
+    // gate = the first ff rows of proj_1, up = the rest.
+    const auto& p1 = ts["transformer.layers.1.ffn.proj_1.weight"].second;
+    const GGUFTensorInfo& gate = a.tensor("blk.1.ffn_gate.weight");
+    const GGUFTensorInfo& up = a.tensor("blk.1.ffn_up.weight");
+    EXPECT_EQ(gate.shape(), (std::vector<int64_t>{E, 128}));
+    EXPECT_EQ(std::memcmp(gate.data, p1.data(), gate.nbytes), 0);
+    EXPECT_EQ(std::memcmp(up.data, p1.data() + gate.nbytes, up.nbytes), 0);
+
+    slm::convert_gguf_to_hf(base + "/a.gguf", base + "/again/openelm-tiny");
+    slm::convert_hf_to_gguf(base + "/again/openelm-tiny", base + "/b.gguf", "auto");
+    EXPECT_EQ(slm::test::read_file(base + "/a.gguf"), slm::test::read_file(base + "/b.gguf"));
+    EXPECT_EQ(slm::test::read_file(dir + "/model.safetensors"), slm::test::read_file(base + "/again/openelm-tiny/model.safetensors"));
+}
+
+// Llama 3 RoPE scaling: config.json's rope_scaling becomes rope_freqs.weight (the first tensor,
+// as the converter generates it), and comes back from it.
+TEST(HFConvert, Llama3RopeFrequencies) {
+    Synth s;
+    s.seed = 41;
+    s.n_embd = 128;
+    s.n_head = 2;
+    s.n_head_kv = 1;  // head size 64: 32 frequencies, some in each band at base 500000
+    s.extra = {{"rope_theta", 500000.0},
+               {"rope_scaling", {{"rope_type", "llama3"}, {"factor", 32.0}, {"low_freq_factor", 1.0},
+                                 {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}}}};
+    const std::string dir = fresh_dir("llama3");
+    write_synth(dir, s);
+    const std::string base = fs::path(dir).parent_path().string();
+    slm::convert_hf_to_gguf(dir, base + "/a.gguf", "auto");
+    const GGUFFile a = GGUFFile::open(base + "/a.gguf");
+    ASSERT_FALSE(a.tensors().empty());
+    const GGUFTensorInfo& rf = a.tensors()[0];
+    EXPECT_EQ(rf.name, "rope_freqs.weight");
+    ASSERT_EQ(rf.nelements(), 32);
+    int ones = 0, full = 0, between = 0;
+    for (int i = 0; i < 32; ++i) {
+        float got;
+        std::memcpy(&got, rf.data + 4 * i, 4);
+        // Llama 3.1's scaling, in double: wavelength against 8192/4 and 8192/1.
+        const double freq = 1.0 / std::pow(500000.0, 2.0 * i / 64), wl = 2 * M_PI / freq;
+        double want;
+        if (wl < 8192.0 / 4) want = 1, ++ones;
+        else if (wl > 8192.0) want = 32, ++full;
+        else {
+            const double sm = (8192.0 / wl - 1.0) / (4.0 - 1.0);
+            want = 1.0 / ((1 - sm) / 32 + sm);
+            ++between;
+        }
+        EXPECT_NEAR(got, want, 1e-4 * want) << i;
+    }
+    EXPECT_GT(ones, 0);
+    EXPECT_GT(full, 0);
+    EXPECT_GT(between, 0);
+    slm::convert_gguf_to_hf(base + "/a.gguf", base + "/again/llama3");
+    const json c = json::parse(slm::test::read_text(base + "/again/llama3/config.json"));
+    EXPECT_EQ(c["rope_scaling"]["rope_type"], "llama3");
+    EXPECT_EQ(c["rope_scaling"]["factor"], 32.0);
+    slm::convert_hf_to_gguf(base + "/again/llama3", base + "/b.gguf", "auto");
+    EXPECT_EQ(slm::test::read_file(base + "/a.gguf"), slm::test::read_file(base + "/b.gguf"));
+}
+
+// Phi-3 LongRoPE: the factor lists become rope_factors_long/short tensors (generated first) and
+// rope.scaling.attn_factor, which the converter adds before any other key but the architecture.
+TEST(HFConvert, Phi3LongRope) {
+    SLM_REQUIRE_SHARED();
+    const std::string dir = fresh_dir("phi3-long");
+    slm::convert_gguf_to_hf(slm::test::shared_path("reference/archs/phi3/phi3.f32.gguf"), dir);
+    json c = json::parse(slm::test::read_text(dir + "/config.json"));
+    json lf = json::array(), sf = json::array();
+    for (int i = 0; i < 32; ++i) {
+        lf.push_back(1.0 + 0.25 * i);
+        sf.push_back(1.0 + 0.01 * i);
+    }
+    c["rope_scaling"] = {{"type", "longrope"}, {"long_factor", lf}, {"short_factor", sf}};
+    c["max_position_embeddings"] = 131072;
+    c["original_max_position_embeddings"] = 4096;
+    std::ofstream(dir + "/config.json") << c.dump(2);
+    const std::string base = fs::path(dir).parent_path().string();
+    slm::convert_hf_to_gguf(dir, base + "/a.gguf", "auto");
+    const GGUFFile a = GGUFFile::open(base + "/a.gguf");
+    EXPECT_EQ(a.kv()[0].first, "general.architecture");
+    EXPECT_EQ(a.kv()[1].first, "phi3.rope.scaling.attn_factor");
+    EXPECT_FLOAT_EQ(a.get_f32("phi3.rope.scaling.attn_factor"), static_cast<float>(std::sqrt(1 + std::log(32.0) / std::log(4096.0))));
+    EXPECT_EQ(a.get_u32("phi3.rope.scaling.original_context_length"), 4096u);
+    EXPECT_EQ(a.get_str("phi3.rope.scaling.type", ""), "");  // Phi3MiniModel writes no scaling type
+    EXPECT_EQ(a.tensors()[0].name, "rope_factors_long.weight");
+    EXPECT_EQ(a.tensors()[1].name, "rope_factors_short.weight");
+    float x;
+    std::memcpy(&x, a.tensors()[0].data + 4 * 3, 4);
+    EXPECT_EQ(x, 1.75f);
+    slm::convert_gguf_to_hf(base + "/a.gguf", base + "/again/phi3-long");
+    slm::convert_hf_to_gguf(base + "/again/phi3-long", base + "/b.gguf", "auto");
+    EXPECT_EQ(slm::test::read_file(base + "/a.gguf"), slm::test::read_file(base + "/b.gguf"));
 }
