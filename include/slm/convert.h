@@ -51,3 +51,13 @@ void convert_hf_to_gguf(const std::string& hf_dir, const std::string& out_gguf, 
 void convert_gguf_to_hf(const std::string& gguf, const std::string& out_dir);
 
 } // namespace slm
+
+namespace slm {
+
+// Writes a copy of a GGUF whose `<arch>.block_source` key shares stored blocks between layers
+// (MobileLLM block-wise sharing, written by `slm synth --layer-share`) in the plain form
+// llama.cpp loads: every layer's blk.<il>.* tensors written out (a shared block's bytes once per
+// layer that uses it) and the key dropped. Other files are refused (nothing to do).
+void convert_unshare(const std::string& in_gguf, const std::string& out_gguf);
+
+} // namespace slm

@@ -18,6 +18,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace slm {
@@ -48,8 +49,40 @@ struct HParams {
     bool has_rope_freqs = false;   // rope_freqs.weight present (Llama 3.1+ frequency factors)
     bool tied_output = false;      // no output.weight: logits use token_embd
 
+    // Per layer (OpenELM's layer-wise scaling; Jamba's Mamba layers have no attention heads and
+    // Mamba's no FFN): GGUF stores head_count, head_count_kv and feed_forward_length either as one
+    // number or as an array of n_layer. n_head, n_head_kv and n_ff above are the largest value
+    // over the layers (what buffers are sized by); a uniform model has them in every layer.
+    std::vector<uint32_t> n_head_arr, n_head_kv_arr, n_ff_arr;
+
+    // Sliding-window attention (Gemma 2/3, Phi-3): a query at position p sees keys at positions
+    // p - n_swa < j <= p in the layers marked in swa_layers.
+    uint32_t n_swa = 0;                // attention.sliding_window; 0 = every layer sees everything
+    std::vector<uint8_t> swa_layers;   // per layer: 1 = sliding-window layer (empty = none)
+    float rope_freq_base_swa = 0;      // rope.freq_base_swa: RoPE base of the local layers (Gemma 3)
+    float attn_softcap = 0;            // attn_logit_softcapping (Gemma 2: 50): s -> c tanh(s / c); 0 = off
+    float final_softcap = 0;           // final_logit_softcapping (Gemma 2: 30); 0 = off
+
+    // Mixture of experts (Qwen2-MoE, OLMoE, Phi-3.5-MoE, Jamba).
+    uint32_t n_expert = 0;             // expert_count: 60 (Qwen1.5-MoE-A2.7B)
+    uint32_t n_expert_used = 0;        // expert_used_count: 4 (top-k)
+    uint32_t n_ff_exp = 0;             // expert_feed_forward_length: 1408
+    uint32_t n_ff_shexp = 0;           // expert_shared_feed_forward_length: 5632 (0 = no shared expert)
+
+    // State-space layers (Mamba, Jamba).
+    uint32_t ssm_d_conv = 0;           // ssm.conv_kernel: 4
+    uint32_t ssm_d_inner = 0;          // ssm.inner_size: 2 * n_embd
+    uint32_t ssm_d_state = 0;          // ssm.state_size: 16
+    uint32_t ssm_dt_rank = 0;          // ssm.time_step_rank: n_embd / 16
+
+    uint32_t n_head_l(uint32_t il) const { return n_head_arr[il]; }
+    uint32_t n_head_kv_l(uint32_t il) const { return n_head_kv_arr[il]; }
+    uint32_t n_ff_l(uint32_t il) const { return n_ff_arr[il]; }
+    bool is_swa(uint32_t il) const { return n_swa > 0 && il < swa_layers.size() && swa_layers[il] != 0; }
     uint32_t n_embd_k_gqa() const { return n_embd_head_k * n_head_kv; }
     uint32_t n_embd_v_gqa() const { return n_embd_head_v * n_head_kv; }
+    uint32_t n_embd_k_gqa(uint32_t il) const { return n_embd_head_k * n_head_kv_arr[il]; }
+    uint32_t n_embd_v_gqa(uint32_t il) const { return n_embd_head_v * n_head_kv_arr[il]; }
 };
 
 struct ModelTensor;   // defined in src/models
@@ -72,6 +105,10 @@ public:
     const ArchModel& arch() const { return *arch_; }
     size_t weight_bytes() const;  // total bytes of all tensors
     size_t repacked_bytes() const { return repacked_bytes_; }  // of those, held repacked
+    // The architecture's own hyper-parameters beyond the common ones (per-layer head counts,
+    // sliding window, soft-caps, experts, SSM sizes, multipliers, ...), as (name, value) text
+    // pairs for `slm info`.
+    std::vector<std::pair<std::string, std::string>> arch_info() const;
 
 private:
     Model() = default;
@@ -111,8 +148,11 @@ public:
     uint32_t n_past() const;
     uint32_t n_ctx() const;
     int n_threads() const;
-    void reset();                       // empties the KV cache
-    void truncate(uint32_t n_past);     // forgets positions >= n_past
+    void reset();                       // empties the KV cache (and any recurrent state)
+    // Forgets positions >= n_past. A model with a recurrent state (Mamba, Jamba) cannot forget
+    // part of what it has seen: for it, only n_past 0 (a reset) or the current length is allowed.
+    void truncate(uint32_t n_past);
+    bool recurrent() const;             // the model keeps a recurrent state (see truncate)
     const Model& model() const { return *model_; }
 
 private:
@@ -121,6 +161,7 @@ private:
     std::vector<float> all_logits_;  // rows of an all_logits eval
     size_t n_rows_ = 0;
     bool last_all_ = false;
+    bool recurrent_ = false;
 };
 
 } // namespace slm

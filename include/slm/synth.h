@@ -39,6 +39,10 @@ struct SynthConfig {
     uint32_t n_head = 32;          // attention.head_count: 32
     uint32_t n_head_kv = 4;        // attention.head_count_kv: 4 (GQA); must divide n_head
     uint32_t n_ff = 5632;          // feed_forward_length: 5632
+    // MobileLLM's immediate block-wise weight sharing: each stored block is computed by this many
+    // consecutive layers (n_layer counts layers, so n_layer / layer_share blocks are written and
+    // llama.block_source maps layers to them). 1 = no sharing; MobileLLM-LS uses 2.
+    uint32_t layer_share = 1;
     // Per-head size: 64. 0 = n_embd / n_head. When set, attention.key_length and value_length
     // are written, as convert_hf_to_gguf.py does when config.json has "head_dim".
     uint32_t head_dim = 0;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace slm {
@@ -38,11 +39,16 @@ struct SessionState {
     GGMLType kv_type = GGMLType::F16;
     std::unique_ptr<ThreadPool> pool;
 
-    // KV cache: per layer, n_ctx rows of n_embd_k_gqa (K) / n_embd_v_gqa (V) elements of kv_type.
+    // KV cache: per layer, n_ctx rows of n_embd_k_gqa(il) (K) / n_embd_v_gqa(il) (V) elements of
+    // kv_type; empty for a layer without attention.
     std::vector<std::vector<uint8_t>> k_cache, v_cache;
+    // Recurrent state (Mamba's conv and SSM states): per layer, ArchModel::recurrent_state_floats(il)
+    // floats, zero at position 0, carried from one forward call to the next.
+    std::vector<std::vector<float>> r_state;
 
     // Activations for up to n_batch tokens, row-major [token][feature].
     std::vector<float> x, xb, q, k, v, att, hb, hb2, logits;
+    std::vector<float> extra;           // n_batch x ArchModel::extra_floats_per_token()
     std::vector<float> scores;          // n_threads x n_ctx attention scores
     // F16-cache attention, per thread (sized by the first attention call): the F16 Q rows and
     // F16 V accumulators of one work item's queries, and their softmax maxima and sums plus
@@ -63,6 +69,11 @@ public:
     virtual void forward(SessionState& st, const int32_t* tokens, uint32_t n_tokens, bool all_logits) const = 0;
     // Activations the forward pass needs per token beyond the common buffers (0 by default).
     virtual size_t extra_floats_per_token() const { return 0; }
+    // Floats of recurrent state layer il carries between tokens (0: none, the default). A model
+    // with any cannot forget the last positions: Session::truncate then only resets to 0.
+    virtual size_t recurrent_state_floats(uint32_t il) const { return 0; }
+    // Architecture-specific hyper-parameters for `slm info`, as (name, value) pairs.
+    virtual std::vector<std::pair<std::string, std::string>> info() const { return {}; }
     // Every tensor the architecture uses, for `slm info` and weight accounting.
     virtual std::vector<const ModelTensor*> tensors() const = 0;
     // The matrices of the matmuls (and a token embedding table that is also the tied output
@@ -76,6 +87,14 @@ std::unique_ptr<ArchModel> make_arch_model(const GGUFFile& f, HParams& hp);
 
 // Reads the hyper-parameters every transformer shares from `<arch>.*` keys, checking ranges.
 HParams read_common_hparams(const GGUFFile& f);
+
+// Throws unless every layer has the same non-zero head, KV-head and FFN counts (architectures
+// whose forward pass has no per-layer shapes).
+void require_uniform_layers(const GGUFFile& f, const HParams& hp);
+
+// Block-wise weight sharing (MobileLLM): the stored block each layer computes with, from the
+// optional `<arch>.block_source` array (identity when absent), validated.
+std::vector<uint32_t> read_block_source(const GGUFFile& f, const HParams& hp);
 
 // Throws unless t (a norm weight or bias) is F32, naming the file and the tensor.
 void require_f32(const GGUFFile& f, const ModelTensor& t);

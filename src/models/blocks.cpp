@@ -105,7 +105,7 @@ static void store_row(GGMLType type, const float* src, uint8_t* dst, int64_t n) 
 }
 
 void kv_store(SessionState& st, const HParams& hp, uint32_t il, const float* k, const float* v, uint32_t n_tokens) {
-    const int64_t nk = hp.n_embd_k_gqa(), nv = hp.n_embd_v_gqa();
+    const int64_t nk = hp.n_embd_k_gqa(il), nv = hp.n_embd_v_gqa(il);
     const size_t es = st.kv_type == GGMLType::F32 ? 4 : 2;
     for (uint32_t t = 0; t < n_tokens; ++t) {
         const size_t pos = st.n_past + t;
@@ -134,12 +134,18 @@ constexpr uint32_t kQueryTile = 8;   // tokens per work item (prefill)
 constexpr uint32_t kKVTile = 64;     // K/V rows per tile: 8 KiB of K and of V at head size 64
 constexpr int64_t kItemsPerThread = 4;
 
+// The first key position a query at `pos` sees: 0, or pos - n_swa + 1 with a sliding window
+// (llama.cpp's LLAMA_SWA_TYPE_STANDARD masks keys with pos - j >= n_swa).
+uint32_t window_start(uint32_t pos, uint32_t n_swa) { return n_swa > 0 && pos + 1 > n_swa ? pos + 1 - n_swa : 0; }
+
 struct F16Scratch {
     size_t u16_per_thread, f32_per_thread;
 };
 
 F16Scratch f16_scratch_size(const HParams& hp) {
-    const size_t group = hp.n_head / hp.n_head_kv;
+    size_t group = 1;  // the largest over the layers
+    for (uint32_t il = 0; il < hp.n_layer; ++il)
+        if (hp.n_head_kv_arr[il] > 0) group = std::max<size_t>(group, hp.n_head_arr[il] / hp.n_head_kv_arr[il]);
     const size_t max_q = kQueryTile * group;
     return {max_q * (hp.n_embd_head_k + hp.n_embd_head_v), 2 * max_q + 3 * kKVTile};
 }
@@ -147,11 +153,13 @@ F16Scratch f16_scratch_size(const HParams& hp) {
 } // namespace
 
 static void attention_f16(SessionState& st, const HParams& hp, uint32_t il, const float* q, float* out,
-                          uint32_t n_tokens, float scale) {
+                          uint32_t n_tokens, const AttnParams& p) {
     const kernels::VecOps& ops = kernels::vec_ops();
-    const uint32_t n_head = hp.n_head, n_head_kv = hp.n_head_kv, hd_k = hp.n_embd_head_k, hd_v = hp.n_embd_head_v;
+    const uint32_t n_head = hp.n_head_l(il), n_head_kv = hp.n_head_kv_l(il);
+    const uint32_t hd_k = hp.n_embd_head_k, hd_v = hp.n_embd_head_v;
     const uint32_t group = n_head / n_head_kv;
-    const size_t nk = hp.n_embd_k_gqa(), nv = hp.n_embd_v_gqa();
+    const size_t nk = hp.n_embd_k_gqa(il), nv = hp.n_embd_v_gqa(il);
+    const float scale = p.scale;
     const auto* kc = reinterpret_cast<const uint16_t*>(st.k_cache[il].data());
     const auto* vc = reinterpret_cast<const uint16_t*>(st.v_cache[il].data());
     const size_t q_stride = static_cast<size_t>(n_head) * hd_k;
@@ -202,14 +210,19 @@ static void attention_f16(SessionState& st, const HParams& hp, uint32_t il, cons
                 }
             }
             const uint32_t n_kv_max = st.n_past + t1;  // causal: the item's last token sees this many rows
-            for (uint32_t j0 = 0; j0 < n_kv_max; j0 += kKVTile) {
-                kernels::AttnF16Rows rows = rows0;
-                rows.k = kc + static_cast<size_t>(j0) * nk + static_cast<size_t>(hk) * hd_k;
-                rows.v = vc + static_cast<size_t>(j0) * nv + static_cast<size_t>(hk) * hd_v;
+            // With a sliding window, rows before the first token's window are seen by no query
+            // of the item (llama.cpp masks them to -inf, which its kernel skips).
+            const uint32_t lo_min = window_start(st.n_past + t0, p.n_swa);
+            for (uint32_t j0 = lo_min / kKVTile * kKVTile; j0 < n_kv_max; j0 += kKVTile) {
                 for (uint32_t t = t0; t < t1; ++t) {
                     const uint32_t n_kv = st.n_past + t + 1;
-                    if (n_kv <= j0) continue;
-                    const uint32_t n = std::min(kKVTile, n_kv - j0);
+                    const uint32_t lo = std::max(j0, window_start(st.n_past + t, p.n_swa));
+                    const uint32_t hi = std::min(j0 + kKVTile, n_kv);
+                    if (hi <= lo) continue;  // the tile is past this query, or before its window
+                    const uint32_t n = hi - lo;
+                    kernels::AttnF16Rows rows = rows0;
+                    rows.k = kc + static_cast<size_t>(lo) * nk + static_cast<size_t>(hk) * hd_k;
+                    rows.v = vc + static_cast<size_t>(lo) * nv + static_cast<size_t>(hk) * hd_v;
                     for (uint32_t h = h0; h < h1; ++h) {
                         const size_t i = static_cast<size_t>(t - t0) * nh + (h - h0);
                         kernels::AttnF16State s{Ms[i], Ss[i], acc16 + i * hd_v};
@@ -239,11 +252,12 @@ static void attention_f16(SessionState& st, const HParams& hp, uint32_t il, cons
 // of a query over all its rows, ggml_soft_max (maximum subtracted, sum in double), then the
 // probabilities times V. One work item per (token, head); the scores row is per thread.
 static void attention_f32(SessionState& st, const HParams& hp, uint32_t il, const float* q, float* out,
-                          uint32_t n_tokens, float scale) {
+                          uint32_t n_tokens, const AttnParams& p) {
     const kernels::VecOps& ops = kernels::vec_ops();
-    const uint32_t n_head = hp.n_head, hd_k = hp.n_embd_head_k, hd_v = hp.n_embd_head_v;
-    const uint32_t group = hp.n_head / hp.n_head_kv;
-    const size_t nk = hp.n_embd_k_gqa(), nv = hp.n_embd_v_gqa();
+    const uint32_t n_head = hp.n_head_l(il), hd_k = hp.n_embd_head_k, hd_v = hp.n_embd_head_v;
+    const uint32_t group = n_head / hp.n_head_kv_l(il);
+    const size_t nk = hp.n_embd_k_gqa(il), nv = hp.n_embd_v_gqa(il);
+    const float scale = p.scale;
     const kernels::TypeTraits* kt = kernels::traits(GGMLType::F32);
     const auto* kc = reinterpret_cast<const float*>(st.k_cache[il].data());
     const auto* vc = reinterpret_cast<const float*>(st.v_cache[il].data());
@@ -256,23 +270,24 @@ static void attention_f32(SessionState& st, const HParams& hp, uint32_t il, cons
             const uint32_t t = static_cast<uint32_t>(w / n_head), h = static_cast<uint32_t>(w % n_head);
             const uint32_t hk = h / group;
             const uint32_t n_kv = st.n_past + t + 1;  // causal: this token and everything before
+            const uint32_t lo = window_start(st.n_past + t, p.n_swa);
             const float* qh = q + t * q_stride + static_cast<size_t>(h) * hd_k;
             float* o = out + t * o_stride + static_cast<size_t>(h) * hd_v;
             float mx = -INFINITY;
-            for (uint32_t j = 0; j < n_kv; ++j) {
+            for (uint32_t j = lo; j < n_kv; ++j) {
                 float s;
                 kt->vec_dot(hd_k, &s, kc + static_cast<size_t>(j) * nk + static_cast<size_t>(hk) * hd_k, qh);
                 sc[j] = s * scale;
                 mx = std::max(mx, sc[j]);
             }
             double sum = 0.0;  // ggml_float, as ggml_soft_max
-            for (uint32_t j = 0; j < n_kv; ++j) {
+            for (uint32_t j = lo; j < n_kv; ++j) {
                 sc[j] = std::exp(sc[j] - mx);
                 sum += sc[j];
             }
             const float inv = static_cast<float>(1.0 / sum);
             std::fill(o, o + hd_v, 0.0f);
-            for (uint32_t j = 0; j < n_kv; ++j)
+            for (uint32_t j = lo; j < n_kv; ++j)
                 ops.mad_f32(hd_v, o, vc + static_cast<size_t>(j) * nv + static_cast<size_t>(hk) * hd_v, sc[j] * inv);
         }
     };
@@ -284,11 +299,12 @@ static void attention_f32(SessionState& st, const HParams& hp, uint32_t il, cons
 }
 
 void attention(SessionState& st, const HParams& hp, uint32_t il, const float* q, float* out, uint32_t n_tokens,
-               float scale) {
+               const AttnParams& p) {
+    if (p.softcap != 0.0f) fail("attention: logit soft-capping is not implemented");
     if (st.kv_type == GGMLType::F16)
-        attention_f16(st, hp, il, q, out, n_tokens, scale);
+        attention_f16(st, hp, il, q, out, n_tokens, p);
     else
-        attention_f32(st, hp, il, q, out, n_tokens, scale);
+        attention_f32(st, hp, il, q, out, n_tokens, p);
 }
 
 void swiglu(float* hb, const float* hb2, size_t n) {

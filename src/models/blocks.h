@@ -31,13 +31,22 @@ void rope_cache(SessionState& st, const HParams& hp, uint32_t pos0, uint32_t n_t
 void rope_apply(const SessionState& st, const HParams& hp, float* x, uint32_t n_tokens, uint32_t n_heads,
                 uint32_t head_dim, size_t stride);
 
-// Stores the K/V rows of n_tokens tokens at positions st.n_past.. of layer il's cache.
+// Stores the K/V rows (hp.n_embd_k_gqa(il) / n_embd_v_gqa(il) floats each) of n_tokens tokens at
+// positions st.n_past.. of layer il's cache.
 void kv_store(SessionState& st, const HParams& hp, uint32_t il, const float* k, const float* v, uint32_t n_tokens);
 
+// How a layer's attention scores are formed.
+struct AttnParams {
+    float scale = 1.0f;    // multiplies q . k (1/sqrt(head size) for most models)
+    float softcap = 0.0f;  // Gemma 2: s -> softcap * tanh(s / softcap) after scaling; 0 = off
+    uint32_t n_swa = 0;    // sliding window: a query at p sees keys p - n_swa < j <= p; 0 = all
+};
+
 // Causal attention of n_tokens queries (positions st.n_past..) over the cache of layer il:
-// out[t][h] = softmax(q[t][h] . K[0..pos] * scale) . V, with grouped KV heads.
+// out[t][h] = softmax(q[t][h] . K[lo..pos] * scale) . V, with grouped KV heads (the layer's own
+// head counts, hp.n_head_l(il) / hp.n_head_kv_l(il)); lo = 0, or pos - n_swa + 1 with a window.
 void attention(SessionState& st, const HParams& hp, uint32_t il, const float* q, float* out, uint32_t n_tokens,
-               float scale);
+               const AttnParams& p);
 
 // hb = silu(hb) * hb2, elementwise over n values (SwiGLU).
 void swiglu(float* hb, const float* hb2, size_t n);

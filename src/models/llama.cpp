@@ -3,10 +3,17 @@
 // Pre-norm decoder: RMSNorm -> attention with RoPE (adjacent-pair "NORM" layout, optional
 // Llama-3 frequency factors, linear scaling) and grouped KV heads -> residual -> RMSNorm ->
 // SwiGLU FFN -> residual; final RMSNorm and the output matrix (or the tied embedding).
+//
+// Block-wise weight sharing (MobileLLM, Liu et al. 2024, section 2.3: "immediate block-wise
+// repeat", one stored block computed twice in a row): the optional key llama.block_source, an
+// array of block_count stored-block indices, says which blk.N.* tensors layer il computes with.
+// Only the stored blocks are in the file and in memory; every layer still has its own KV cache.
+// llama.cpp does not read this key: `slm convert --unshare` writes the plain form it loads.
 #include "models/blocks.h"
 
 #include "slm/error.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace slm {
@@ -27,6 +34,7 @@ class LlamaModel final : public ArchModel {
 public:
     LlamaModel(const GGUFFile& f, HParams& hp) : hp_(hp) {
         hp.rope_type = RopeType::Norm;
+        require_uniform_layers(f, hp);
         const int64_t E = hp.n_embd, V = hp.n_vocab, F = hp.n_ff;
         const int64_t nq = int64_t(hp.n_head) * hp.n_embd_head_k;
         const int64_t nk = hp.n_embd_k_gqa(), nv = hp.n_embd_v_gqa();
@@ -39,10 +47,11 @@ public:
         rope_freqs_ = get_tensor(f, "rope_freqs.weight", {hp.n_rot / 2}, false);
         hp.has_rope_freqs = rope_freqs_.present();
         for (const ModelTensor* t : {&output_norm_, &rope_freqs_}) require_f32(f, *t);
-        layers_.resize(hp.n_layer);
-        for (uint32_t il = 0; il < hp.n_layer; ++il) {
-            const std::string p = "blk." + std::to_string(il) + ".";
-            LlamaLayer& L = layers_[il];
+        source_ = read_block_source(f, hp);
+        layers_.resize(*std::max_element(source_.begin(), source_.end()) + 1);
+        for (uint32_t ib = 0; ib < layers_.size(); ++ib) {
+            const std::string p = "blk." + std::to_string(ib) + ".";
+            LlamaLayer& L = layers_[ib];
             L.attn_norm = get_tensor(f, p + "attn_norm.weight", {E});
             L.wq = get_tensor(f, p + "attn_q.weight", {E, nq});
             L.wk = get_tensor(f, p + "attn_k.weight", {E, nk});
@@ -69,7 +78,7 @@ public:
         const float kq_scale = 1.0f / std::sqrt(static_cast<float>(hp.n_embd_head_k));
 
         for (uint32_t il = 0; il < hp.n_layer; ++il) {
-            const LlamaLayer& L = layers_[il];
+            const LlamaLayer& L = layers_[source_[il]];
             // attention
             blocks::rms_norm(x, L.attn_norm.f32(), xb, n, E, hp.rms_eps);
             // Wq (nq, E), Wk (nk, E), Wv (nv, E) @ xb -> q (n, nq), k (n, nk), v (n, nv)
@@ -77,7 +86,7 @@ public:
             blocks::rope_apply(st, hp, st.q.data(), n, hp.n_head, hp.n_embd_head_k, nq);
             blocks::rope_apply(st, hp, st.k.data(), n, hp.n_head_kv, hp.n_embd_head_k, hp.n_embd_k_gqa());
             blocks::kv_store(st, hp, il, st.k.data(), st.v.data(), n);
-            blocks::attention(st, hp, il, st.q.data(), st.att.data(), n, kq_scale);  // -> (n, no)
+            blocks::attention(st, hp, il, st.q.data(), st.att.data(), n, {.scale = kq_scale});  // -> (n, no)
             blocks::matmul(st, L.wo, st.att.data(), xb, n);                     // Wo (E, no) @ att -> (n, E)
             blocks::add_inplace(x, xb, n * E);
             // feed-forward
@@ -110,6 +119,17 @@ public:
         return out;
     }
 
+    std::vector<std::pair<std::string, std::string>> info() const override {
+        if (layers_.size() == hp_.n_layer) return {};
+        std::string s;
+        for (uint32_t il = 0; il < hp_.n_layer; ++il) {
+            if (il) s += ',';
+            s += std::to_string(source_[il]);
+        }
+        return {{"block sharing", std::to_string(layers_.size()) + " stored blocks for " + std::to_string(hp_.n_layer) +
+                                      " layers (llama.block_source " + s + ")"}};
+    }
+
     std::vector<ModelTensor*> matmul_weights() override {
         std::vector<ModelTensor*> out;
         for (LlamaLayer& L : layers_)
@@ -122,7 +142,8 @@ public:
 private:
     const HParams& hp_;
     ModelTensor tok_embd_, output_norm_, output_, rope_freqs_;
-    std::vector<LlamaLayer> layers_;
+    std::vector<LlamaLayer> layers_;  // the stored blocks
+    std::vector<uint32_t> source_;     // per layer: the stored block it computes with
 };
 
 } // namespace

@@ -29,6 +29,7 @@ class Qwen3Model final : public ArchModel {
 public:
     Qwen3Model(const GGUFFile& f, HParams& hp) : hp_(hp) {
         hp.rope_type = RopeType::Neox;
+        require_uniform_layers(f, hp);
         const int64_t E = hp.n_embd, V = hp.n_vocab, F = hp.n_ff, hd = hp.n_embd_head_k;
         const int64_t nq = int64_t(hp.n_head) * hp.n_embd_head_k;
         const int64_t nk = hp.n_embd_k_gqa(), nv = hp.n_embd_v_gqa();
@@ -80,7 +81,7 @@ public:
             blocks::rope_apply(st, hp, st.q.data(), n, hp.n_head, uint32_t(hd), nq);
             blocks::rope_apply(st, hp, st.k.data(), n, hp.n_head_kv, uint32_t(hd), nk);
             blocks::kv_store(st, hp, il, st.k.data(), st.v.data(), n);
-            blocks::attention(st, hp, il, st.q.data(), st.att.data(), n, kq_scale);  // -> (n, no)
+            blocks::attention(st, hp, il, st.q.data(), st.att.data(), n, {.scale = kq_scale});  // -> (n, no)
             blocks::matmul(st, L.wo, st.att.data(), xb, n);                     // Wo (E, no) @ att -> (n, E)
             blocks::add_inplace(x, xb, n * E);
             // feed-forward (SwiGLU)

@@ -4,22 +4,29 @@
 #include "kernels/kernels.h"
 #include "slm/error.h"
 
+#include <algorithm>
 #include <cinttypes>
+#include <optional>
 
 namespace slm {
 
 std::unique_ptr<ArchModel> make_llama(const GGUFFile& f, HParams& hp);
 std::unique_ptr<ArchModel> make_qwen2(const GGUFFile& f, HParams& hp);
 std::unique_ptr<ArchModel> make_qwen3(const GGUFFile& f, HParams& hp);
+std::unique_ptr<ArchModel> make_openelm(const GGUFFile& f, HParams& hp);
 
 std::unique_ptr<ArchModel> make_arch_model(const GGUFFile& f, HParams& hp) {
     // One switch: adding a family touches this table and one new file.
     if (hp.arch == "llama") return make_llama(f, hp);
     if (hp.arch == "qwen2") return make_qwen2(f, hp);
     if (hp.arch == "qwen3") return make_qwen3(f, hp);
-    fail("model: %s: architecture '%s' (general.architecture) is not supported; supported: llama, qwen2, qwen3",
+    if (hp.arch == "openelm") return make_openelm(f, hp);
+    fail("model: %s: architecture '%s' (general.architecture) is not supported; supported: llama, qwen2, qwen3, openelm",
          f.path().c_str(), hp.arch.c_str());
 }
+
+static std::vector<uint32_t> per_layer(const GGUFFile& f, const std::string& key, uint32_t n_layer,
+                                       std::optional<std::vector<uint32_t>> def, uint32_t lo, uint32_t hi);
 
 static uint32_t checked(const GGUFFile& f, const std::string& key, uint32_t v, uint32_t lo, uint32_t hi) {
     if (v < lo || v > hi)
@@ -37,21 +44,30 @@ HParams read_common_hparams(const GGUFFile& f) {
     hp.n_embd = checked(f, a + "embedding_length", f.get_u32(a + "embedding_length"), 1, 1u << 16);
     hp.n_layer = checked(f, a + "block_count", f.get_u32(a + "block_count"), 1, 4096);
     hp.n_ctx_train = checked(f, a + "context_length", f.get_u32(a + "context_length", 2048), 1, 1u << 24);
-    hp.n_ff = checked(f, a + "feed_forward_length", f.get_u32(a + "feed_forward_length"), 1, 1u << 20);
-    hp.n_head = checked(f, a + "attention.head_count", f.get_u32(a + "attention.head_count"), 1, 4096);
-    hp.n_head_kv = checked(f, a + "attention.head_count_kv", f.get_u32(a + "attention.head_count_kv", hp.n_head), 1,
-                           hp.n_head);
-    if (hp.n_head % hp.n_head_kv != 0)
-        fail("model: %s: attention.head_count %u is not a multiple of head_count_kv %u", f.path().c_str(), hp.n_head,
-             hp.n_head_kv);
-    if (!f.has(a + "attention.key_length") && hp.n_embd % hp.n_head != 0)
+    // head_count, head_count_kv and feed_forward_length: one number, or one per layer. A layer
+    // may have no attention (0 heads: Jamba's Mamba layers, all of Mamba) or no FFN (0).
+    hp.n_ff_arr = per_layer(f, a + "feed_forward_length", hp.n_layer, std::nullopt, 0, 1u << 20);
+    hp.n_head_arr = per_layer(f, a + "attention.head_count", hp.n_layer, std::nullopt, 0, 4096);
+    hp.n_head_kv_arr = per_layer(f, a + "attention.head_count_kv", hp.n_layer, hp.n_head_arr, 0, 4096);
+    for (uint32_t il = 0; il < hp.n_layer; ++il) {
+        const uint32_t nh = hp.n_head_arr[il], nkv = hp.n_head_kv_arr[il];
+        if (nkv > nh || (nh > 0 && nkv == 0) || (nkv > 0 && nh % nkv != 0))
+            fail("model: %s: layer %u: attention.head_count %u is not a multiple of head_count_kv %u", f.path().c_str(),
+                 il, nh, nkv);
+        hp.n_head = std::max(hp.n_head, nh);
+        hp.n_head_kv = std::max(hp.n_head_kv, nkv);
+        hp.n_ff = std::max(hp.n_ff, hp.n_ff_arr[il]);
+    }
+    const uint32_t head_default = hp.n_head > 0 ? hp.n_embd / hp.n_head : 0;
+    if (hp.n_head > 0 && !f.has(a + "attention.key_length") && hp.n_embd % hp.n_head != 0)
         fail("model: %s: embedding_length %u is not a multiple of head_count %u", f.path().c_str(), hp.n_embd, hp.n_head);
-    hp.n_embd_head_k = checked(f, a + "attention.key_length", f.get_u32(a + "attention.key_length", hp.n_embd / hp.n_head),
-                               1, 4096);
-    hp.n_embd_head_v = checked(f, a + "attention.value_length",
-                               f.get_u32(a + "attention.value_length", hp.n_embd / hp.n_head), 1, 4096);
-    hp.n_rot = checked(f, a + "rope.dimension_count", f.get_u32(a + "rope.dimension_count", hp.n_embd_head_k), 2,
-                       hp.n_embd_head_k);
+    const uint32_t head_min = hp.n_head > 0 ? 1 : 0;
+    hp.n_embd_head_k = checked(f, a + "attention.key_length", f.get_u32(a + "attention.key_length", head_default),
+                               head_min, 4096);
+    hp.n_embd_head_v = checked(f, a + "attention.value_length", f.get_u32(a + "attention.value_length", head_default),
+                               head_min, 4096);
+    hp.n_rot = checked(f, a + "rope.dimension_count", f.get_u32(a + "rope.dimension_count", hp.n_embd_head_k),
+                       std::min(2u, hp.n_embd_head_k), hp.n_embd_head_k);
     if (hp.n_rot % 2 != 0) fail("model: %s: rope.dimension_count %u is odd", f.path().c_str(), hp.n_rot);
     hp.rms_eps = f.get_f32(a + "attention.layer_norm_rms_epsilon", 1e-5f);
     if (!(hp.rms_eps > 0.0f && hp.rms_eps < 1.0f))
@@ -75,6 +91,69 @@ HParams read_common_hparams(const GGUFFile& f) {
              emb->shape_str().c_str(), hp.n_embd);
     hp.n_vocab = static_cast<uint32_t>(emb->ne[1]);
     return hp;
+}
+
+// A count that is one number for every layer or an array of n_layer numbers, each in [lo, hi].
+static std::vector<uint32_t> per_layer(const GGUFFile& f, const std::string& key, uint32_t n_layer,
+                                       std::optional<std::vector<uint32_t>> def, uint32_t lo, uint32_t hi) {
+    const GGUFValue* v = f.find(key);
+    if (v == nullptr) {
+        if (def) return *def;
+        fail("model: %s: key '%s' not found", f.path().c_str(), key.c_str());
+    }
+    std::vector<uint32_t> out(n_layer);
+    if (v->type == GGUFType::ARRAY) {
+        if (v->n != n_layer || !(v->elem_type == GGUFType::U32 || v->elem_type == GGUFType::I32))
+            fail("model: %s: key '%s' is an array of %llu %s, expected %u integers (one per layer)", f.path().c_str(),
+                 key.c_str(), static_cast<unsigned long long>(v->n), gguf_type_name(v->elem_type), n_layer);
+        for (uint32_t il = 0; il < n_layer; ++il) {
+            const int64_t x = v->elem_int(il);
+            if (x < int64_t(lo) || x > int64_t(hi))
+                fail("model: %s: key '%s'[%u] = %lld is out of range [%u, %u]", f.path().c_str(), key.c_str(), il,
+                     static_cast<long long>(x), lo, hi);
+            out[il] = static_cast<uint32_t>(x);
+        }
+        return out;
+    }
+    const uint32_t x = checked(f, key, f.get_u32(key), lo, hi);
+    std::fill(out.begin(), out.end(), x);
+    return out;
+}
+
+std::vector<uint32_t> read_block_source(const GGUFFile& f, const HParams& hp) {
+    const std::string key = hp.arch + ".block_source";
+    std::vector<uint32_t> src(hp.n_layer);
+    const GGUFValue* v = f.find(key);
+    if (v == nullptr) {
+        for (uint32_t il = 0; il < hp.n_layer; ++il) src[il] = il;
+        return src;
+    }
+    if (v->type != GGUFType::ARRAY || v->n != hp.n_layer ||
+        !(v->elem_type == GGUFType::U32 || v->elem_type == GGUFType::I32))
+        fail("model: %s: key '%s' must be an array of block_count (%u) integers", f.path().c_str(), key.c_str(),
+             hp.n_layer);
+    // Stored blocks are numbered in order of first use: 0, then each new one the next number,
+    // so every stored block is used and the tensors blk.0 .. blk.(n-1) are all there is.
+    uint32_t next = 0;
+    for (uint32_t il = 0; il < hp.n_layer; ++il) {
+        const int64_t x = v->elem_int(il);
+        if (x < 0 || x > int64_t(next))
+            fail("model: %s: key '%s'[%u] = %lld: a layer must use a block already used or the next new one (%u)",
+                 f.path().c_str(), key.c_str(), il, static_cast<long long>(x), next);
+        if (x == int64_t(next)) ++next;
+        src[il] = static_cast<uint32_t>(x);
+    }
+    return src;
+}
+
+void require_uniform_layers(const GGUFFile& f, const HParams& hp) {
+    for (uint32_t il = 0; il < hp.n_layer; ++il)
+        if (hp.n_head_arr[il] != hp.n_head || hp.n_head_kv_arr[il] != hp.n_head_kv || hp.n_ff_arr[il] != hp.n_ff ||
+            hp.n_head == 0 || hp.n_ff == 0)
+            fail("model: %s: layer %u has %u heads, %u KV heads and FFN width %u; architecture '%s' needs the same "
+                 "non-zero counts in every layer (%u, %u, %u)",
+                 f.path().c_str(), il, hp.n_head_arr[il], hp.n_head_kv_arr[il], hp.n_ff_arr[il], hp.arch.c_str(),
+                 hp.n_head, hp.n_head_kv, hp.n_ff);
 }
 
 void require_f32(const GGUFFile& f, const ModelTensor& t) {

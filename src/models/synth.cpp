@@ -413,6 +413,9 @@ void validate(const SynthConfig& c) {
     check_range(c.n_head, 1, 4096, "n_head", "--n-head");
     check_range(c.n_head_kv, 1, 4096, "n_head_kv", "--n-head-kv");
     check_range(c.n_ff, 1, 1u << 20, "n_ff", "--n-ff");
+    check_range(c.layer_share, 1, c.n_layer, "layer_share", "--layer-share");
+    if (c.n_layer % c.layer_share != 0)
+        fail("synth: layer_share (--layer-share) = %u does not divide n_layer (--n-layer) = %u", c.layer_share, c.n_layer);
     if (c.head_dim == 0 && c.n_embd % c.n_head != 0)
         fail("synth: n_head (--n-head) = %u does not divide n_embd (--n-embd) = %u", c.n_head, c.n_embd);
     if (c.n_head % c.n_head_kv != 0)
@@ -467,7 +470,7 @@ std::vector<SynthTensor> synth_tensors(const SynthConfig& c) {
     // converter itself follows the checkpoint's key order; loaders look tensors up by name.)
     if (c.rope_llama3_factor > 0) add("rope_freqs.weight", GGMLType::F32, {hd / 2}, 0, 0);
     add("token_embd.weight", synth_tensor_type(c, "token_embd.weight", 0), {E, V}, 0.0f, kEmbdStd);
-    for (il = 0; il < c.n_layer; ++il) {
+    for (il = 0; il < c.n_layer / c.layer_share; ++il) {  // the stored blocks
         const std::string p = "blk." + std::to_string(il) + ".";
         add(p + "attn_norm.weight", GGMLType::F32, {E}, 1.0f, kNormStd);
         matrix("attn_q.weight", E, nq, kQKScale);
@@ -686,6 +689,11 @@ SynthResult synthesize(const SynthConfig& cfg_in, const std::string& out_path) {
     w.set("general.file_type", GGUFValue::u32(cfg.ftype.value_or(llama_file_type(cfg.type))));
     w.set(a + "vocab_size", GGUFValue::u32(cfg.n_vocab));
     w.set(a + "rope.dimension_count", GGUFValue::u32(static_cast<uint32_t>(hd)));
+    if (cfg.layer_share > 1) {
+        std::vector<uint32_t> src(cfg.n_layer);
+        for (uint32_t il = 0; il < cfg.n_layer; ++il) src[il] = il / cfg.layer_share;
+        w.set(a + "block_source", GGUFValue::u32_array(src));
+    }
     for (const auto& [k, v] : tok.kv())
         if (k.rfind("tokenizer.", 0) == 0) w.set(k, v);
     // llama-quantize writes GGML_QNT_VERSION into every file it makes, F16 included; an all-F32

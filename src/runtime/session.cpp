@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -61,6 +62,37 @@ void Model::repack_weights() {
 
 Model::~Model() = default;
 
+std::vector<std::pair<std::string, std::string>> Model::arch_info() const {
+    std::vector<std::pair<std::string, std::string>> out;
+    const HParams& hp = hp_;
+    auto list = [](const std::vector<uint32_t>& v) {
+        std::string s = "[";
+        for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+        return s + "]";
+    };
+    auto uniform = [](const std::vector<uint32_t>& v) { return std::adjacent_find(v.begin(), v.end(), std::not_equal_to<>()) == v.end(); };
+    if (!uniform(hp.n_head_arr)) out.emplace_back("n_head per layer", list(hp.n_head_arr));
+    if (!uniform(hp.n_head_kv_arr)) out.emplace_back("n_head_kv per layer", list(hp.n_head_kv_arr));
+    if (!uniform(hp.n_ff_arr)) out.emplace_back("n_ff per layer", list(hp.n_ff_arr));
+    if (hp.n_swa > 0) {
+        std::string layers;
+        for (uint32_t il = 0; il < hp.n_layer; ++il) layers += hp.is_swa(il) ? 'L' : 'G';
+        out.emplace_back("sliding window", std::to_string(hp.n_swa) + " (layers " + layers + ": L local, G global)");
+    }
+    if (hp.rope_freq_base_swa > 0) out.emplace_back("rope freq_base local", std::to_string(hp.rope_freq_base_swa));
+    if (hp.attn_softcap > 0) out.emplace_back("attention soft-cap", std::to_string(hp.attn_softcap));
+    if (hp.final_softcap > 0) out.emplace_back("final logit soft-cap", std::to_string(hp.final_softcap));
+    if (hp.n_expert > 0)
+        out.emplace_back("experts", std::to_string(hp.n_expert) + ", " + std::to_string(hp.n_expert_used) +
+                                        " used per token, width " + std::to_string(hp.n_ff_exp) +
+                                        (hp.n_ff_shexp ? ", shared expert width " + std::to_string(hp.n_ff_shexp) : ""));
+    if (hp.ssm_d_inner > 0)
+        out.emplace_back("ssm", "d_inner " + std::to_string(hp.ssm_d_inner) + ", d_state " + std::to_string(hp.ssm_d_state) +
+                                    ", d_conv " + std::to_string(hp.ssm_d_conv) + ", dt_rank " + std::to_string(hp.ssm_dt_rank));
+    for (auto& kv : arch_->info()) out.push_back(std::move(kv));
+    return out;
+}
+
 size_t Model::weight_bytes() const {
     size_t n = 0;
     for (const auto& t : file_.tensors()) n += t.nbytes;
@@ -82,9 +114,18 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
     st.pool = std::make_unique<ThreadPool>(nt);
 
     const size_t es = st.kv_type == GGMLType::F32 ? 4 : 2;
-    st.k_cache.assign(hp.n_layer, std::vector<uint8_t>(size_t(st.n_ctx) * hp.n_embd_k_gqa() * es));
-    st.v_cache.assign(hp.n_layer, std::vector<uint8_t>(size_t(st.n_ctx) * hp.n_embd_v_gqa() * es));
+    const ArchModel& arch = model_->arch();
+    st.k_cache.resize(hp.n_layer);
+    st.v_cache.resize(hp.n_layer);
+    st.r_state.resize(hp.n_layer);
+    for (uint32_t il = 0; il < hp.n_layer; ++il) {
+        st.k_cache[il].assign(size_t(st.n_ctx) * hp.n_embd_k_gqa(il) * es, 0);
+        st.v_cache[il].assign(size_t(st.n_ctx) * hp.n_embd_v_gqa(il) * es, 0);
+        st.r_state[il].assign(arch.recurrent_state_floats(il), 0.0f);
+        recurrent_ = recurrent_ || !st.r_state[il].empty();
+    }
     const size_t B = st.n_batch;
+    st.extra.resize(B * arch.extra_floats_per_token());
     st.x.resize(B * hp.n_embd);
     st.xb.resize(B * std::max<size_t>(hp.n_embd, size_t(hp.n_head) * hp.n_embd_head_v));
     st.q.resize(B * hp.n_head * hp.n_embd_head_k);
@@ -141,11 +182,22 @@ std::span<const float> Session::logits() const {
 uint32_t Session::n_past() const { return st_->n_past; }
 uint32_t Session::n_ctx() const { return st_->n_ctx; }
 int Session::n_threads() const { return st_->pool->size(); }
-void Session::reset() { st_->n_past = 0; }
+void Session::reset() {
+    st_->n_past = 0;
+    for (auto& r : st_->r_state) std::fill(r.begin(), r.end(), 0.0f);
+}
 
 void Session::truncate(uint32_t n_past) {
     if (n_past > st_->n_past) fail("session: cannot truncate to %u, only %u positions are cached", n_past, st_->n_past);
+    if (n_past == st_->n_past) return;
+    if (n_past == 0) return reset();
+    // A recurrent state sums up every position seen; it cannot give back an earlier one.
+    if (recurrent_)
+        fail("session: cannot truncate to %u of %u positions: the model (%s) keeps a recurrent state; only reset() "
+             "to 0 is possible", n_past, st_->n_past, model_->hparams().arch.c_str());
     st_->n_past = n_past;
 }
+
+bool Session::recurrent() const { return recurrent_; }
 
 } // namespace slm

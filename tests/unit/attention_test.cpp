@@ -29,6 +29,7 @@ struct AttnCase {
     SessionState st;
     std::vector<float> q;  // n_tokens x n_head x hd_k
     uint32_t n_tokens = 0;
+    uint32_t n_swa = 0;    // sliding window (0 = none)
 
     // n_past cached positions plus n_tokens new ones (stored through kv_store), random values.
     AttnCase(GGMLType kv, uint32_t n_past, uint32_t n_tokens_, int threads, uint32_t hd = 64, uint32_t n_head = 8,
@@ -38,6 +39,9 @@ struct AttnCase {
         hp.n_embd_head_k = hp.n_embd_head_v = hd;
         hp.n_embd = n_head * hd;
         hp.n_layer = 1;
+        hp.n_head_arr = {n_head};
+        hp.n_head_kv_arr = {n_head_kv};
+        hp.n_ff_arr = {0};
         n_tokens = n_tokens_;
         st.n_ctx = 256;
         st.kv_type = kv;
@@ -60,10 +64,16 @@ struct AttnCase {
     }
 
     float scale() const { return 1.0f / std::sqrt(float(hp.n_embd_head_k)); }
+    // The first key a query at pos sees: keys with pos - j >= n_swa are masked.
+    uint32_t first_key(uint32_t pos) const {
+        uint32_t lo = 0;
+        while (n_swa > 0 && pos - lo >= n_swa) ++lo;
+        return lo;
+    }
 
     std::vector<float> run() {
         std::vector<float> out(size_t(n_tokens) * hp.n_head * hp.n_embd_head_v);
-        blocks::attention(st, hp, 0, q.data(), out.data(), n_tokens, scale());
+        blocks::attention(st, hp, 0, q.data(), out.data(), n_tokens, {.scale = scale(), .n_swa = n_swa});
         return out;
     }
 
@@ -80,11 +90,12 @@ struct AttnCase {
         std::vector<double> out(size_t(n_tokens) * H * hd);
         for (uint32_t t = 0; t < n_tokens; ++t) {
             const uint32_t n_kv = st.n_past + t + 1;
+            const uint32_t lo = first_key(st.n_past + t);
             for (uint32_t h = 0; h < H; ++h) {
                 const uint32_t hk = h / G;
-                std::vector<double> s(n_kv);
+                std::vector<double> s(n_kv, -INFINITY);
                 double mx = -INFINITY;
-                for (uint32_t j = 0; j < n_kv; ++j) {
+                for (uint32_t j = lo; j < n_kv; ++j) {
                     double acc = 0;
                     for (uint32_t i = 0; i < hd; ++i) {
                         float qi = q[(size_t(t) * H + h) * hd + i];
@@ -124,7 +135,7 @@ struct AttnCase {
                 for (uint32_t i = 0; i < hd; ++i) q16[i] = float_to_half(q[(size_t(t) * H + h) * hd + i]);
                 std::fill(acc.begin(), acc.end(), uint16_t(0));
                 float M = -INFINITY, S = 0.0f;
-                for (uint32_t j = 0; j < n_kv; ++j) {
+                for (uint32_t j = first_key(st.n_past + t); j < n_kv; ++j) {
                     float s;
                     dot_ops.dot_f16(hd, &s, kc + j * nk + size_t(hk) * hd, q16.data());
                     s *= scale();
@@ -197,6 +208,31 @@ TEST(Attention, F16CacheIsTheFlashEmulationBitForBit) {
                 first = out;
             else
                 EXPECT_EQ(0, std::memcmp(first.data(), out.data(), out.size() * 4)) << "differs between thread counts";
+        }
+    }
+}
+
+TEST(Attention, SlidingWindow) {
+    // Windows shorter than, equal to and longer than a KV tile, crossing tile boundaries; a
+    // window covering everything must equal no window.
+    for (uint32_t n_swa : {1u, 8u, 63u, 64u, 100u, 1000u}) {
+        for (const Shape& sh : kShapes) {
+            for (GGMLType kv : {GGMLType::F16, GGMLType::F32}) {
+                SCOPED_TRACE(std::string(sh.name) + " n_swa=" + std::to_string(n_swa) +
+                             (kv == GGMLType::F16 ? " f16" : " f32"));
+                AttnCase s(kv, sh.n_past, sh.n_tokens, 2);
+                s.n_swa = n_swa;
+                const auto out = s.run();
+                EXPECT_LT(max_abs_diff(out, s.naive()), kv == GGMLType::F16 ? 2e-2 : 2e-5);
+                if (kv == GGMLType::F16) {
+                    const auto emu = s.flash_emulation(kernels::vec_ops());
+                    EXPECT_EQ(0, std::memcmp(emu.data(), out.data(), out.size() * 4));
+                }
+                if (n_swa >= sh.n_past + sh.n_tokens) {
+                    s.n_swa = 0;
+                    EXPECT_EQ(0, std::memcmp(s.run().data(), out.data(), out.size() * 4));
+                }
+            }
         }
     }
 }

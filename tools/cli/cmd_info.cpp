@@ -51,6 +51,7 @@ void info(const InfoOptions& o) {
                     hp.rope_type == RopeType::Norm ? "norm" : "neox", hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale,
                     hp.has_rope_freqs ? ", frequency factors" : "");
         std::printf("output:        %s\n", hp.tied_output ? "tied to token_embd" : "output.weight");
+        for (const auto& [k, val] : model->arch_info()) std::printf("%-14s %s\n", (k + ":").c_str(), val.c_str());
         const Vocab& v = model->vocab();
         std::printf("tokenizer:     %s, %d tokens, bos %d, eos %d\n", f.get_str("tokenizer.ggml.model", "?").c_str(),
                     v.n_tokens(), v.bos(), v.eos());

@@ -17,7 +17,7 @@ namespace {
 
 struct SynthOptions {
     std::string preset, type = "f16", output, tokenizer, arch, embd_type, output_type;
-    std::optional<uint32_t> n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx, head_dim;
+    std::optional<uint32_t> n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx, head_dim, layer_share;
     std::optional<float> rope_base, rms_eps;
     bool tied = false, untied = false, pure = false;
     uint64_t seed = 42;
@@ -73,6 +73,7 @@ void synth(const SynthOptions& o) {
     if (o.n_head) c.n_head = *o.n_head;
     if (o.n_head_kv) c.n_head_kv = *o.n_head_kv;
     if (o.n_ff) c.n_ff = *o.n_ff;
+    if (o.layer_share) c.layer_share = *o.layer_share;
     if (o.n_ctx) c.n_ctx_train = *o.n_ctx;
     if (o.head_dim) c.head_dim = *o.head_dim;
     if (o.rope_base) c.rope_freq_base = *o.rope_base;
@@ -141,6 +142,9 @@ void add_synth(CLI::App& app) {
     sub->add_option("--n-head", o->n_head, "Query heads");
     sub->add_option("--n-head-kv", o->n_head_kv, "Key/value heads (must divide --n-head)");
     sub->add_option("--n-ff", o->n_ff, "Feed-forward width");
+    sub->add_option("--layer-share", o->layer_share,
+                    "MobileLLM block-wise sharing: each stored block computes this many consecutive layers "
+                    "(--n-layer counts layers; writes llama.block_source)");
     sub->add_option("--n-ctx", o->n_ctx, "Training context length written to the file");
     sub->add_option("--head-dim", o->head_dim, "Per-head size (default n_embd / n_head)");
     sub->add_option("--rope-base", o->rope_base, "RoPE frequency base");
