@@ -745,6 +745,9 @@ TEST(HFConvert, OpenElmFromAWrittenFolder) {
     EXPECT_EQ(std::memcmp(gate.data, p1.data(), gate.nbytes), 0);
     EXPECT_EQ(std::memcmp(up.data, p1.data() + gate.nbytes, up.nbytes), 0);
 
+    // slm runs OpenELM: the folder gives the GGUF's logits.
+    EXPECT_EQ(logits_of(dir, kPrompt), logits_of(base + "/a.gguf", kPrompt));
+
     slm::convert_gguf_to_hf(base + "/a.gguf", base + "/again/openelm-tiny");
     slm::convert_hf_to_gguf(base + "/again/openelm-tiny", base + "/b.gguf", "auto");
     EXPECT_EQ(slm::test::read_file(base + "/a.gguf"), slm::test::read_file(base + "/b.gguf"));
