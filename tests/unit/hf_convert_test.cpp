@@ -340,7 +340,7 @@ void write_synth(const std::string& dir, const Synth& s) {
 } // namespace
 
 TEST(HFConvert, WrittenFoldersRunLikeTheirGguf) {
-    std::vector<Synth> cases(5);
+    std::vector<Synth> cases(6);
     cases[1].tied = true;
     cases[1].seed = 2;
     cases[2].arch = "Qwen2ForCausalLM";
@@ -354,6 +354,8 @@ TEST(HFConvert, WrittenFoldersRunLikeTheirGguf) {
     cases[3].seed = 4;
     cases[4].dtype = STDtype::F16;
     cases[4].seed = 5;
+    cases[5].dtype = STDtype::BF16;
+    cases[5].seed = 6;
     for (const Synth& s : cases) {
         SCOPED_TRACE(s.arch + " seed " + std::to_string(s.seed));
         const std::string dir = fresh_dir("synth");
@@ -362,7 +364,9 @@ TEST(HFConvert, WrittenFoldersRunLikeTheirGguf) {
         slm::convert_hf_to_gguf(dir, out, "auto");
         const GGUFFile f = GGUFFile::open(out);
         EXPECT_EQ(f.find_tensor("output.weight") == nullptr, s.tied);
-        EXPECT_EQ(f.tensor("blk.0.attn_q.weight").type, s.dtype == STDtype::F16 ? GGMLType::F16 : GGMLType::F32);
+        const GGMLType want = s.dtype == STDtype::F16 ? GGMLType::F16 : s.dtype == STDtype::BF16 ? GGMLType::BF16 : GGMLType::F32;
+        EXPECT_EQ(f.tensor("blk.0.attn_q.weight").type, want);
+        EXPECT_EQ(f.tensor("blk.0.attn_norm.weight").type, GGMLType::F32);
         const std::vector<float> a = logits_of(dir, kPrompt), b = logits_of(out, kPrompt);
         EXPECT_EQ(a, b);
         float spread = 0;
