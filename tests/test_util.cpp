@@ -64,16 +64,20 @@ static std::string slurp_fd(int fd) {
     return s;
 }
 
-RunResult run_cli(const std::vector<std::string>& args) {
+RunResult run_cli(const std::vector<std::string>& args, const std::string& stdin_text) {
     // stdout and stderr go to temp files so a large output cannot deadlock a pipe.
     std::string base = temp_dir() + "/run" + std::to_string(::getpid()) + "_" + std::to_string(rand());
-    std::string out_path = base + ".out", err_path = base + ".err";
+    std::string out_path = base + ".out", err_path = base + ".err", in_path = base + ".in";
+    {
+        std::ofstream in(in_path, std::ios::binary);
+        in << stdin_text;
+    }
     pid_t pid = fork();
     if (pid < 0) throw std::runtime_error("fork failed");
     if (pid == 0) {
         int o = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
         int e = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int in = ::open("/dev/null", O_RDONLY);
+        int in = ::open(in_path.c_str(), O_RDONLY);
         dup2(o, 1);
         dup2(e, 2);
         dup2(in, 0);
@@ -97,6 +101,7 @@ RunResult run_cli(const std::vector<std::string>& args) {
     if (fe >= 0) ::close(fe);
     ::unlink(out_path.c_str());
     ::unlink(err_path.c_str());
+    ::unlink(in_path.c_str());
     return r;
 }
 

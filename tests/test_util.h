@@ -23,8 +23,9 @@ struct RunResult {
     std::string out;  // stdout
     std::string err;  // stderr
 };
-// Runs the slm CLI with the given arguments (no shell quoting issues: args passed as argv).
-RunResult run_cli(const std::vector<std::string>& args);
+// Runs the slm CLI with the given arguments (no shell quoting issues: args passed as argv) and
+// `stdin_text` as its standard input.
+RunResult run_cli(const std::vector<std::string>& args, const std::string& stdin_text = "");
 
 } // namespace slm::test
 

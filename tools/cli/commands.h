@@ -16,6 +16,7 @@ void add_convert(CLI::App& app);   // slm convert: other formats -> GGUF
 void add_synth(CLI::App& app);     // slm synth: random-weight models of real shapes
 void add_bench(CLI::App& app);     // slm bench: speed, time to first token, bandwidth roofline
 void add_template(CLI::App& app);  // slm template: render a conversation with the chat template
+void add_chat(CLI::App& app);      // slm chat: interactive multi-turn chat
 
 // The model used when -m is not given: $SLM_MODEL, else the bundled stories260K.
 std::string default_model();

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
     slm::cli::add_synth(app);
     slm::cli::add_bench(app);
     slm::cli::add_template(app);
+    slm::cli::add_chat(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
