@@ -90,7 +90,8 @@ class ArchModel;      // one per architecture, in src/models/<arch>.cpp
 
 class Model {
 public:
-    // Opens a GGUF file, reads hyper-parameters, tokenizer and tensors; checks every tensor's
+    // Opens a GGUF file (or a Hugging Face model folder, converted as convert_hf_to_gguf does,
+    // keeping its float type), reads hyper-parameters, tokenizer and tensors; checks every tensor's
     // shape and type. Throws slm::Error naming the file and the key or tensor at fault.
     // Matrices whose type has a faster row-group layout on this CPU (Q4_0 with AVX-512) are
     // repacked into memory of their own and their pages of the file mapping handed back to the

@@ -3,6 +3,7 @@
 
 #include "core/cpu_info.h"
 #include "core/thread_pool.h"
+#include "formats/hf_convert.h"
 #include "kernels/repack.h"
 #include "models/arch.h"
 #include "slm/error.h"
@@ -20,7 +21,8 @@ namespace slm {
 
 std::shared_ptr<const Model> Model::load(const std::string& path) {
     std::shared_ptr<Model> m(new Model());
-    m->file_ = GGUFFile::open(path);
+    // A Hugging Face folder is converted to GGUF first (in a temporary file, unlinked once mapped).
+    m->file_ = hf::is_hf_dir(path) ? hf::open_hf_dir_as_gguf(path) : GGUFFile::open(path);
     m->hp_ = read_common_hparams(m->file_);
     m->vocab_ = std::make_unique<Vocab>(Vocab::from_gguf(m->file_));
     if (static_cast<uint32_t>(m->vocab_->n_tokens()) != m->hp_.n_vocab)

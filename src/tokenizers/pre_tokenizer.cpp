@@ -746,6 +746,12 @@ std::optional<PreConfig> pre_config(std::string_view name) {
     return std::nullopt;
 }
 
+std::vector<std::string> known_pre_names() {
+    std::vector<std::string> out;
+    for (const PreName& p : pre_names()) out.emplace_back(p.name);
+    return out;
+}
+
 PreTokenizer::PreTokenizer(PreType type) {
     for (const std::string& re : regexes_for(type, byte_encode_)) regexes_.push_back(std::make_unique<Regex>(re));
 }

@@ -33,6 +33,8 @@ struct PreConfig {
 
 // nullopt for a name llama.cpp does not know. "" and "default" both give Default.
 std::optional<PreConfig> pre_config(std::string_view name);
+// Every name pre_config() knows, in llama.cpp's table order.
+std::vector<std::string> known_pre_names();
 
 // The regexes of one pre-tokenizer, compiled once; split() is safe to call from many threads.
 class PreTokenizer {

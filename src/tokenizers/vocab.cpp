@@ -499,7 +499,7 @@ std::optional<bool> opt_bool(const GGUFFile& f, const std::string& key) {
 
 } // namespace
 
-Vocab Vocab::from_gguf(const GGUFFile& f) {
+VocabData tok::read_vocab_data(const GGUFFile& f) {
     VocabData d;
     d.source = f.path();
     if (!f.has(KEY_MODEL)) vocab_fail(d.source, strprintf("no %s: the file has no tokenizer", KEY_MODEL));
@@ -544,8 +544,10 @@ Vocab Vocab::from_gguf(const GGUFFile& f) {
     d.add_space_prefix = opt_bool(f, KEY_ADD_PREFIX);
     d.name = f.get_str("general.name", "");
     d.arch = f.get_str("general.architecture", "");
-    return Vocab(std::move(d));
+    return d;
 }
+
+Vocab Vocab::from_gguf(const GGUFFile& f) { return Vocab(tok::read_vocab_data(f)); }
 
 Vocab::Vocab(VocabData data) : impl_(build(std::move(data))) {}
 Vocab::Vocab(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}

@@ -61,6 +61,9 @@ void merge_queued(std::vector<Symbol>& symbols, Queue& queue, const TryAdd& try_
     }
 }
 
+// The tokenizer.ggml.* keys of a GGUF file as Vocab::from_gguf reads them, before validation.
+VocabData read_vocab_data(const GGUFFile& f);
+
 } // namespace tok
 
 struct Vocab::Impl {

@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 #include <cinttypes>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <memory>
 
@@ -22,14 +23,17 @@ struct InfoOptions {
 
 void info(const InfoOptions& o) {
     const std::string path = o.model.empty() ? default_model() : o.model;
-    GGUFFile f = GGUFFile::open(path);
-    std::printf("file:          %s\n", path.c_str());
+    // A Hugging Face folder is shown as the GGUF it converts to (Model::load converts it).
+    std::shared_ptr<const Model> model;
+    std::string load_error;
+    const bool folder = std::filesystem::is_directory(path);
+    if (folder) model = Model::load(path);
+    GGUFFile f = folder ? model->file() : GGUFFile::open(path);
+    std::printf("file:          %s%s\n", path.c_str(), folder ? " (Hugging Face folder, converted in memory)" : "");
     std::printf("format:        GGUF v%u, %zu bytes, %zu metadata keys, %zu tensors, alignment %" PRIu64 "\n", f.version(),
                 f.file_size(), f.kv().size(), f.tensors().size(), f.alignment());
 
-    std::shared_ptr<const Model> model;
-    std::string load_error;
-    if (!f.tensors().empty()) {
+    if (!model && !f.tensors().empty()) {
         try {
             model = Model::load(path);
         } catch (const Error& e) {
@@ -86,7 +90,7 @@ void info(const InfoOptions& o) {
 void add_info(CLI::App& app) {
     auto o = std::make_shared<InfoOptions>();
     CLI::App* sub = app.add_subcommand("info", "Show a model's architecture, hyper-parameters, tokenizer and tensors");
-    sub->add_option("model", o->model, "GGUF file (default: the bundled stories260K)");
+    sub->add_option("model,-m,--model", o->model, "GGUF file or Hugging Face model folder (default: the bundled stories260K)");
     sub->add_flag("--all", o->all_keys, "Print array metadata in full");
     sub->callback([o]() { info(*o); });
 }

@@ -76,7 +76,7 @@ void run(const RunOptions& o) {
 void add_run(CLI::App& app) {
     auto o = std::make_shared<RunOptions>();
     CLI::App* sub = app.add_subcommand("run", "Generate text from a prompt (streams it to stdout)");
-    sub->add_option("-m,--model", o->model, "GGUF model file (default: $SLM_MODEL or the bundled stories260K)");
+    sub->add_option("-m,--model", o->model, "GGUF model file or Hugging Face model folder (default: $SLM_MODEL or the bundled stories260K)");
     auto* p = sub->add_option("-p,--prompt", o->prompt, "Prompt text (default: empty, i.e. BOS only)");
     auto* f = sub->add_option("-f,--file", o->prompt_file, "Read the prompt from a file")->check(CLI::ExistingFile);
     p->excludes(f);
