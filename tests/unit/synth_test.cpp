@@ -383,6 +383,7 @@ TEST(Synth, PresetsHaveTheRealParameterCounts) {
     const std::map<std::string, double> real = {
         {"tinyllama-1.1b", 1.100e9}, {"llama3.2-1b", 1.236e9},    {"smollm2-135m", 1.35e8},
         {"smollm2-360m", 3.62e8},    {"mobilellm-125m", 1.246e8}, {"mobilellm-350m", 3.453e8},
+        {"gemma-2b", 2.506e9},       {"granite3.1-2b", 2.534e9},  // config.json: 2,506,172,416 / 2,533,531,648
     };
     size_t n_llama = 0;
     for (const SynthPreset& p : synth_presets()) {
@@ -411,6 +412,44 @@ TEST(Synth, PresetsHaveTheRealParameterCounts) {
     q.pure = true;
     for (const SynthTensor& x : synth_tensors(q))
         if (x.ne.size() == 2) EXPECT_EQ(x.type, x.ne[0] == 1536 ? GGMLType::Q4_K : GGMLType::Q5_0) << x.name;
+}
+
+// Gemma (always tied, GeGLU) and Granite (multiplier keys): a small shape loads in slm with the
+// architecture's hyper-parameters and gives sane outputs.
+TEST(Synth, GemmaAndGranite) {
+    for (const char* arch : {"gemma", "granite"}) {
+        SCOPED_TRACE(arch);
+        SynthConfig c = small(GGMLType::Q8_0);
+        c.arch = arch;
+        c.head_dim = 64;
+        if (c.arch == "granite") {
+            c.tied_embeddings = true;
+            c.embedding_scale = 12.0f;
+            c.residual_scale = 0.22f;
+            c.attention_scale = 0.015625f;
+            c.logit_scale = 8.0f;
+        }
+        const std::string path = out_path(std::string("synth-") + arch);
+        const SynthResult r = synthesize(c, path);
+        bool has_output = false;
+        for (const SynthTensor& t : r.tensors) has_output |= t.name == "output.weight";
+        EXPECT_FALSE(has_output) << "tied";
+        GGUFFile f = GGUFFile::open(path);
+        EXPECT_EQ(f.get_str("general.architecture"), arch);
+        if (c.arch == "granite") {
+            EXPECT_EQ(f.get_f32("granite.embedding_scale"), 12.0f);
+            EXPECT_EQ(f.get_f32("granite.residual_scale"), 0.22f);
+            EXPECT_EQ(f.get_f32("granite.attention.scale"), 0.015625f);
+            EXPECT_EQ(f.get_f32("granite.logit_scale"), 8.0f);
+        }
+        auto m = Model::load(path);
+        EXPECT_EQ(m->hparams().arch, arch);
+        EXPECT_TRUE(m->hparams().tied_output);
+        expect_sane_outputs(path);
+    }
+    SynthConfig bad = small(GGMLType::F16);
+    bad.logit_scale = 8.0f;  // a Granite key on a llama
+    EXPECT_THROW(synth_tensors(bad), Error);
 }
 
 TEST(Synth, NonLlamaPresetsAreRejectedClearly) {
