@@ -158,6 +158,9 @@ void read_swa_pattern(const GGUFFile& f, HParams& hp, uint32_t def_period) {
             hp.swa_layers[il] = v->elem_type == GGUFType::BOOL ? v->raw[il] != 0 : v->elem_int(il) != 0;
         return;
     }
+    if (v != nullptr && !v->is_integer())
+        fail("model: %s: key '%s' is %s, expected an integer period or an array of per-layer flags",
+             f.path().c_str(), key.c_str(), gguf_type_name(v->type));
     const uint64_t period = v != nullptr ? v->as_uint(key) : def_period;
     // llama.cpp reads 0 as "every layer local"; no Gemma has that, and a window on every layer
     // with this key's meaning ("every n-th layer is global") is more likely a broken file.
