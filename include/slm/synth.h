@@ -28,7 +28,7 @@ namespace slm {
 // One model to synthesize. Defaults are TinyLlama-1.1B's shape (preset_tinyllama_1b()).
 struct SynthConfig {
     std::string name = "custom";   // "tinyllama-1.1b": written as general.name "slm-synth <name>"
-    std::string arch = "llama";    // general.architecture: "llama" or "mamba" can be written so far
+    std::string arch = "llama";    // general.architecture: llama, gemma, granite, qwen2moe, olmoe, phimoe, mamba
     // Rows of token_embd (and output). The presets give the real model's value, so that
     // synth_tensors() counts the real parameters; synthesize() always takes the tokenizer's
     // token count instead (a model needs one row per token), see SynthResult::n_vocab.
@@ -82,6 +82,12 @@ struct SynthConfig {
     bool pure = false;                     // every 2-D weight of `type` (llama-quantize --pure)
     std::optional<GGMLType> embd_type;     // token_embd.weight; unset = the mixture's choice
     std::optional<GGMLType> output_type;   // output.weight; unset = the mixture's choice
+    // Granite's multipliers (granite.* keys, arch "granite" only; 0 = not written, except
+    // logit_scale, which llama.cpp requires: 1 then). Granite-3.x-2B: 12, 0.22, 0.015625, 8.
+    float embedding_scale = 0;   // embedding_scale: token embeddings times it
+    float residual_scale = 0;    // residual_scale: each residual branch times it
+    float attention_scale = 0;   // attention.scale: the KQ scale instead of 1/sqrt(head_dim)
+    float logit_scale = 0;       // logit_scale: logits divided by it
     uint64_t seed = 42;                    // same config + seed -> identical file bytes
     int n_threads = 0;                     // generation threads, 0 = all cores; bytes do not depend on it
 };
@@ -101,6 +107,8 @@ SynthConfig preset_mamba_130m();      // mamba, 24 x 768, d_inner 1536, d_state 
 SynthConfig preset_qwen15_moe();      // qwen2moe, 24 x 2048, 16 heads, 60 experts (4 used) of 1408, shared 5632
 SynthConfig preset_olmoe_1b_7b();     // olmoe, 16 x 2048, 16 heads, 64 experts (8 used) of 1024
 SynthConfig preset_phi35_moe();       // phimoe, 32 x 4096, 32/8 heads, 16 experts (2 used) of 6400
+SynthConfig preset_gemma_2b();        // gemma, 18 x 2048, 8/1 heads of 256, ffn 16384, vocab 256000, tied
+SynthConfig preset_granite31_2b();    // granite, 40 x 2048, 32/8 heads, ffn 8192, vocab 49155, tied, multipliers
 
 struct SynthPreset {
     const char* name;        // "tinyllama-1.1b"
@@ -126,7 +134,9 @@ struct SynthTensor {
     // models attend; with std ~1 every head averages the whole context and greedy decoding
     // repeats one token); those writing it (attn_output, ffn_down) are further scaled by
     // 1/sqrt(2 n_layer) (GPT-2's residual scaling), so the stream's size stays ~1 over any
-    // depth; embeddings std 0.02 (initializer_range of Llama's config.json); norm weights
+    // depth; embeddings std 0.02 (initializer_range of Llama's config.json; divided by the
+    // multiplier Gemma (sqrt(n_embd)) or Granite (embedding_scale) applies, and Granite's
+    // branch outputs by its residual_scale, so the stream is Llama's); norm weights
     // 1 + N(0, 0.1); logits of std ~3 from an untied output of std 3/sqrt(n_embd), or, tied,
     // from an output_norm centred at 3 / (0.02 sqrt(n_embd)).
     float mean;

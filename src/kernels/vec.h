@@ -32,7 +32,8 @@ struct AttnF16Rows {
     const uint16_t* v;
     size_t k_stride, v_stride;
     int64_t hd_k, hd_v;
-    float scale;
+    float scale;           // multiplies q . k; with a soft-cap, 1/softcap is already folded in
+    float softcap = 0.0f;  // Gemma 2: s -> softcap * tanh(s) after the scale; 0 = off
 };
 
 struct VecOps {
@@ -58,13 +59,27 @@ struct VecOps {
     void (*mad_f32)(int64_t n, float* y, const float* x, float v);
     // The online-softmax update of one query over the rows [0, n) of `r`, in row order, with
     // the query q (hd_k F16 values) - ggml_compute_forward_flash_attn_ext_f16's inner loop:
-    //   s = dot_f16(K_j, q) * scale
+    //   s = dot_f16(K_j, q) * scale;  if softcap != 0: s = softcap * tanhf(s)
     //   if s > M: ms = exp(M_old - M), M = s, acc = scale_f16(acc, ms), vs = 1
     //   else:     ms = 1, vs = exp(s - M)
     //   acc = mad_f16(acc, V_j, vs); S = S * ms + vs (product rounded, then the sum)
     // Bit for bit the sequence of the operations above, so splitting the rows into several
     // calls gives the same result as one call. `scratch` holds at least 3 * n floats.
+    // The soft-cap is ggml's: the caller divides the scale by softcap beforehand ("scale /=
+    // softcap" in ggml_compute_forward_flash_attn_ext_f16), so s = softcap * tanh(q.k * scale).
     void (*attn_f16)(const AttnF16Rows& r, const uint16_t* q, int64_t n, AttnF16State& st, float* scratch);
+
+    // Attention over an F32 cache as llama.cpp computes it without flash attention, in the
+    // order of its AVX-512 build (the reference dumps') on every ISA: the lanes are emulated,
+    // so the bits are the same everywhere (vec_f32_attn.h). Gemma's F16 GELU table turns a
+    // one-ulp difference here into a visible one in the logits.
+    // ggml_vec_dot_f32 (the prompt's KQ): four 16-lane FMA chains over steps of 64.
+    float (*dot_f32_ggml)(int64_t n, const float* x, const float* y);
+    // llamafile tinyBLAS (the decode step's KQ): one 16-lane FMA chain; n a multiple of 16.
+    float (*dot_f32_sgemm)(int64_t n, const float* x, const float* y);
+    // ggml_vec_soft_max_f32: y = ggml_v_expf(x - max) over n values, returns their sum (groups
+    // of 16 summed by the lane tree into a double).
+    double (*softmax_f32)(int64_t n, float* y, const float* x, float max);
 };
 
 // The fastest implementation this CPU runs (the one isa_name() names).

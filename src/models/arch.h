@@ -102,6 +102,12 @@ void require_uniform_layers(const GGUFFile& f, const HParams& hp);
 // optional `<arch>.block_source` array (identity when absent), validated.
 std::vector<uint32_t> read_block_source(const GGUFFile& f, const HParams& hp);
 
+// Fills hp.swa_layers from `<arch>.attention.sliding_window_pattern` as llama.cpp's
+// set_swa_pattern: a period p marks layer il local (sliding window) when il % p < p - 1 (p - 1
+// local layers, then a global one); an array gives one flag per layer. `def_period` when the
+// key is absent (Gemma 2: 2, Gemma 3: 6). Throws for a period of 0 or a malformed array.
+void read_swa_pattern(const GGUFFile& f, HParams& hp, uint32_t def_period);
+
 // Throws unless t (a norm weight or bias) is F32, naming the file and the tensor.
 void require_f32(const GGUFFile& f, const ModelTensor& t);
 

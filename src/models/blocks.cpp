@@ -1,5 +1,6 @@
 #include "models/blocks.h"
 
+#include "core/fp16.h"
 #include "core/thread_pool.h"
 #include "kernels/kernels.h"
 #include "kernels/matmul.h"
@@ -53,22 +54,31 @@ void get_rows(const ModelTensor& emb, const int32_t* tokens, uint32_t n_tokens, 
 }
 
 void rope_cache(SessionState& st, const HParams& hp, uint32_t pos0, uint32_t n_tokens, const float* freq_factors) {
+    rope_cache(st, hp, pos0, n_tokens, freq_factors, RopeFreqs{hp.rope_freq_base, hp.rope_freq_scale, 1.0f});
+}
+
+void rope_cache(SessionState& st, const HParams& hp, uint32_t pos0, uint32_t n_tokens, const float* freq_factors,
+                const RopeFreqs& rf) {
     const uint32_t n_rot = hp.n_rot;
-    const float theta_scale = std::pow(hp.rope_freq_base, -2.0f / static_cast<float>(n_rot));
+    const float theta_scale = std::pow(rf.base, -2.0f / static_cast<float>(n_rot));
     for (uint32_t t = 0; t < n_tokens; ++t) {
         float* c = st.rope_cache.data() + static_cast<size_t>(t) * n_rot;
         float theta = static_cast<float>(pos0 + t);
         for (uint32_t i0 = 0; i0 < n_rot; i0 += 2) {
             const float ff = freq_factors ? freq_factors[i0 / 2] : 1.0f;
-            // rope_yarn with ext_factor 0 and attn_factor 1: plain (linearly scaled) rotation.
-            const float th = hp.rope_freq_scale * (theta / ff);
-            c[i0 + 0] = std::cos(th);
-            c[i0 + 1] = std::sin(th);
+            // rope_yarn with ext_factor 0: a (linearly scaled) rotation, cos and sin times
+            // the attention factor (mscale).
+            const float th = rf.scale * (theta / ff);
+            c[i0 + 0] = std::cos(th) * rf.attn_factor;
+            c[i0 + 1] = std::sin(th) * rf.attn_factor;
             theta *= theta_scale;
         }
     }
 }
 
+// ggml's rotate_pairs computes x0 cos - x1 sin and x0 sin + x1 cos; llama.cpp's build (GCC,
+// -ffp-contract=fast with FMA) fuses the first product of each into a multiply-add, and so does
+// this, explicitly: the logits of models with discrete steps (Gemma's F16 GELU table) show it.
 void rope_apply(const SessionState& st, const HParams& hp, float* x, uint32_t n_tokens, uint32_t n_heads,
                 uint32_t head_dim, size_t stride) {
     const uint32_t n_rot = hp.n_rot;
@@ -79,16 +89,16 @@ void rope_apply(const SessionState& st, const HParams& hp, float* x, uint32_t n_
             if (hp.rope_type == RopeType::Norm) {
                 for (uint32_t i0 = 0; i0 < n_rot; i0 += 2) {
                     const float x0 = v[i0], x1 = v[i0 + 1];
-                    v[i0] = x0 * c[i0] - x1 * c[i0 + 1];
-                    v[i0 + 1] = x0 * c[i0 + 1] + x1 * c[i0];
+                    v[i0] = std::fma(x0, c[i0], -(x1 * c[i0 + 1]));
+                    v[i0 + 1] = std::fma(x0, c[i0 + 1], x1 * c[i0]);
                 }
             } else {
                 const uint32_t half = n_rot / 2;
                 for (uint32_t i0 = 0; i0 < n_rot; i0 += 2) {
                     const uint32_t i = i0 / 2;
                     const float x0 = v[i], x1 = v[i + half];
-                    v[i] = x0 * c[i0] - x1 * c[i0 + 1];
-                    v[i + half] = x0 * c[i0 + 1] + x1 * c[i0];
+                    v[i] = std::fma(x0, c[i0], -(x1 * c[i0 + 1]));
+                    v[i + half] = std::fma(x0, c[i0 + 1], x1 * c[i0]);
                 }
             }
         }
@@ -181,7 +191,9 @@ static void attention_f16(SessionState& st, const HParams& hp, uint32_t il, cons
     const uint32_t hb_size = (group + n_split - 1) / n_split;
     const uint32_t n_hb = (group + hb_size - 1) / hb_size;
 
-    const kernels::AttnF16Rows rows0{kc, vc, nk, nv, hd_k, hd_v, scale};
+    // ggml folds the soft-cap's 1/softcap into the scale ("scale /= logit_softcap").
+    const float f16_scale = p.softcap != 0.0f ? scale / p.softcap : scale;
+    const kernels::AttnF16Rows rows0{kc, vc, nk, nv, hd_k, hd_v, f16_scale, p.softcap};
     auto work = [&](int64_t begin, int64_t end, int tid) {
         uint16_t* q16 = st.attn_u16.data() + static_cast<size_t>(tid) * need.u16_per_thread;
         float* f32 = st.attn_f32.data() + static_cast<size_t>(tid) * need.f32_per_thread;
@@ -248,9 +260,29 @@ static void attention_f16(SessionState& st, const HParams& hp, uint32_t il, cons
         work(0, n_work, 0);
 }
 
-// Attention over an F32 KV cache as llama.cpp computes it without flash attention: the scores
-// of a query over all its rows, ggml_soft_max (maximum subtracted, sum in double), then the
-// probabilities times V. One work item per (token, head); the scores row is per thread.
+// Attention over an F32 KV cache as llama.cpp computes it without flash attention, bit for bit
+// with its AVX-512 build (VecOps' F32 attention ops, vec_f32_attn.h): KQ = K . Q (ggml_vec_dot_f32
+// for a prompt, whose Q is a non-contiguous view; tinyBLAS for one token), soft-capped if asked
+// (scale by 1/softcap, tanhf, scale by softcap), ggml_soft_max_ext (times the KQ scale, the
+// maximum subtracted, ggml_v_expf over groups of 16 positions counted from position 0, the
+// sum in double), then KQ x V as tinyBLAS sums it over the positions: position j into lane
+// j % 16 of an FMA chain, the 16 lanes added in a tree at the end. Masked positions (future,
+// outside the window) contribute exact zeros there, so they are skipped. One work item per
+// (token, head); the scores, exponentials and 16 lane rows of V sums are per-thread scratch.
+namespace {
+
+// The lane tree of _mm512_reduce_add_ps applied to 16 rows of n values: out = rows[0] + ...
+// row by row the way reduce16 adds lanes (the rows are destroyed).
+void reduce16_rows(float* rows, size_t n, float* out) {
+    for (int i = 0; i < 8; ++i) add_inplace(rows + i * n, rows + (i + 8) * n, n);
+    for (int i = 0; i < 4; ++i) add_inplace(rows + i * n, rows + (i + 4) * n, n);
+    add_inplace(rows, rows + 2 * n, n);
+    add_inplace(rows + n, rows + 3 * n, n);
+    for (size_t d = 0; d < n; ++d) out[d] = rows[d] + rows[n + d];
+}
+
+} // namespace
+
 static void attention_f32(SessionState& st, const HParams& hp, uint32_t il, const float* q, float* out,
                           uint32_t n_tokens, const AttnParams& p) {
     const kernels::VecOps& ops = kernels::vec_ops();
@@ -258,37 +290,51 @@ static void attention_f32(SessionState& st, const HParams& hp, uint32_t il, cons
     const uint32_t group = n_head / hp.n_head_kv_l(il);
     const size_t nk = hp.n_embd_k_gqa(il), nv = hp.n_embd_v_gqa(il);
     const float scale = p.scale;
-    const kernels::TypeTraits* kt = kernels::traits(GGMLType::F32);
+    const float softcap = p.softcap, inv_softcap = p.softcap != 0.0f ? 1.0f / p.softcap : 0.0f;
     const auto* kc = reinterpret_cast<const float*>(st.k_cache[il].data());
     const auto* vc = reinterpret_cast<const float*>(st.v_cache[il].data());
     const size_t q_stride = static_cast<size_t>(n_head) * hd_k;
     const size_t o_stride = static_cast<size_t>(n_head) * hd_v;
+    // Q is contiguous for llama.cpp's mul_mat (so llamafile's sgemm takes KQ) only with one
+    // token or one head; tinyBLAS needs rows of a multiple of 16.
+    const bool sgemm_kq = (n_tokens == 1 || n_head == 1) && hd_k % 16 == 0;
+    const auto kq_dot = sgemm_kq ? ops.dot_f32_sgemm : ops.dot_f32_ggml;
+
+    // Per thread: scores and exponentials over the context rounded up to 16, 16 rows of hd_v.
+    const size_t n_pad = (static_cast<size_t>(st.n_ctx) + 15) / 16 * 16;
+    const size_t per_thread = 2 * n_pad + 16 * static_cast<size_t>(hd_v);
+    const int n_threads = st.pool ? st.pool->size() : 1;
+    if (st.attn_f32.size() < per_thread * n_threads) st.attn_f32.resize(per_thread * n_threads);
 
     auto work = [&](int64_t begin, int64_t end, int tid) {
-        float* sc = st.scores.data() + static_cast<size_t>(tid) * st.n_ctx;
+        float* sc = st.attn_f32.data() + static_cast<size_t>(tid) * per_thread;
+        float* ex = sc + n_pad;
+        float* lanes = ex + n_pad;
         for (int64_t w = begin; w < end; ++w) {
             const uint32_t t = static_cast<uint32_t>(w / n_head), h = static_cast<uint32_t>(w % n_head);
             const uint32_t hk = h / group;
             const uint32_t n_kv = st.n_past + t + 1;  // causal: this token and everything before
             const uint32_t lo = window_start(st.n_past + t, p.n_swa);
+            const uint32_t c0 = lo / 16 * 16, c1 = (n_kv + 15) / 16 * 16;  // whole groups of 16
             const float* qh = q + t * q_stride + static_cast<size_t>(h) * hd_k;
             float* o = out + t * o_stride + static_cast<size_t>(h) * hd_v;
             float mx = -INFINITY;
+            for (uint32_t j = c0; j < lo; ++j) sc[j] = -INFINITY;
+            for (uint32_t j = n_kv; j < c1; ++j) sc[j] = -INFINITY;
             for (uint32_t j = lo; j < n_kv; ++j) {
-                float s;
-                kt->vec_dot(hd_k, &s, kc + static_cast<size_t>(j) * nk + static_cast<size_t>(hk) * hd_k, qh);
+                float s = kq_dot(hd_k, kc + static_cast<size_t>(j) * nk + static_cast<size_t>(hk) * hd_k, qh);
+                // llama.cpp's graph soft-caps KQ before ggml_soft_max_ext applies the KQ scale.
+                if (softcap != 0.0f) s = std::tanh(s * inv_softcap) * softcap;
                 sc[j] = s * scale;
                 mx = std::max(mx, sc[j]);
             }
-            double sum = 0.0;  // ggml_float, as ggml_soft_max
-            for (uint32_t j = lo; j < n_kv; ++j) {
-                sc[j] = std::exp(sc[j] - mx);
-                sum += sc[j];
-            }
+            const double sum = ops.softmax_f32(c1 - c0, ex + c0, sc + c0, mx);
             const float inv = static_cast<float>(1.0 / sum);
-            std::fill(o, o + hd_v, 0.0f);
+            std::fill(lanes, lanes + 16 * static_cast<size_t>(hd_v), 0.0f);
             for (uint32_t j = lo; j < n_kv; ++j)
-                ops.mad_f32(hd_v, o, vc + static_cast<size_t>(j) * nv + static_cast<size_t>(hk) * hd_v, sc[j] * inv);
+                ops.mad_f32(hd_v, lanes + (j % 16) * static_cast<size_t>(hd_v),
+                            vc + static_cast<size_t>(j) * nv + static_cast<size_t>(hk) * hd_v, ex[j] * inv);
+            reduce16_rows(lanes, hd_v, o);
         }
     };
     const int64_t n_work = static_cast<int64_t>(n_tokens) * n_head;
@@ -300,7 +346,7 @@ static void attention_f32(SessionState& st, const HParams& hp, uint32_t il, cons
 
 void attention(SessionState& st, const HParams& hp, uint32_t il, const float* q, float* out, uint32_t n_tokens,
                const AttnParams& p) {
-    if (p.softcap != 0.0f) fail("attention: logit soft-capping is not implemented");
+    if (!(p.softcap >= 0.0f) || std::isinf(p.softcap)) fail("attention: soft-cap %g must be finite and >= 0", p.softcap);
     if (st.kv_type == GGMLType::F16)
         attention_f16(st, hp, il, q, out, n_tokens, p);
     else
@@ -312,6 +358,45 @@ void swiglu(float* hb, const float* hb2, size_t n) {
         const float g = hb[i];
         hb[i] = (g / (1.0f + std::exp(-g))) * hb2[i];
     }
+}
+
+const uint16_t* gelu_f16_table() {
+    static const std::vector<uint16_t> table = [] {
+        // ggml_gelu_f32 in float; GCC contracts 1.0f + GELU_COEF_A*x*x into a fused multiply-add
+        // in ggml's own build (one table entry, x = -1.999, depends on it).
+        constexpr float kCoefA = 0.044715f;
+        constexpr float kSqrt2OverPi = 0.79788456080286535587989211986876f;
+        std::vector<uint16_t> t(1u << 16);
+        for (uint32_t h = 0; h < t.size(); ++h) {
+            const float x = fp16::half_to_float(static_cast<uint16_t>(h));
+            const float inner = std::fma(kCoefA * x, x, 1.0f);
+            t[h] = fp16::float_to_half(0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * x * inner)));
+        }
+        return t;
+    }();
+    return table.data();
+}
+
+void geglu(float* hb, const float* hb2, size_t n) {
+    const uint16_t* table = gelu_f16_table();
+    for (size_t i = 0; i < n; ++i) {
+        const float x = hb[i];
+        if (x <= -10.0f)
+            hb[i] = 0.0f;
+        else if (x >= 10.0f)
+            hb[i] = x * hb2[i];
+        else
+            hb[i] = fp16::half_to_float(table[fp16::float_to_half(x)]) * hb2[i];
+    }
+}
+
+void softcap(float* x, size_t n, float cap) {
+    const float inv = 1.0f / cap;
+    for (size_t i = 0; i < n; ++i) x[i] = std::tanh(x[i] * inv) * cap;
+}
+
+void scale(float* x, size_t n, float s) {
+    for (size_t i = 0; i < n; ++i) x[i] *= s;
 }
 
 void add_inplace(float* y, const float* x, size_t n) {

@@ -27,6 +27,18 @@ void get_rows(const ModelTensor& emb, const int32_t* tokens, uint32_t n_tokens, 
 // (theta advanced by repeated multiplication in float; optional per-pair frequency factors).
 void rope_cache(SessionState& st, const HParams& hp, uint32_t pos0, uint32_t n_tokens, const float* freq_factors);
 
+// The frequencies of one rope_cache: base and linear scale (Gemma 3's local layers have their
+// own), and the attention factor ggml's rope multiplies cos and sin by (llama.cpp's
+// yarn_attn_factor times rope.scaling.attn_factor: LongRoPE's sqrt(1 + ln s / ln n_ctx_orig)).
+struct RopeFreqs {
+    float base = 10000.0f;   // rope.freq_base
+    float scale = 1.0f;      // 1 / linear scaling factor
+    float attn_factor = 1.0f;
+};
+// rope_cache with explicit frequencies instead of hp.rope_freq_base / hp.rope_freq_scale.
+void rope_cache(SessionState& st, const HParams& hp, uint32_t pos0, uint32_t n_tokens, const float* freq_factors,
+                const RopeFreqs& rf);
+
 // Rotates n_heads heads of head_dim in each token row of x (row stride `stride` floats).
 void rope_apply(const SessionState& st, const HParams& hp, float* x, uint32_t n_tokens, uint32_t n_heads,
                 uint32_t head_dim, size_t stride);
@@ -38,7 +50,11 @@ void kv_store(SessionState& st, const HParams& hp, uint32_t il, const float* k, 
 // How a layer's attention scores are formed.
 struct AttnParams {
     float scale = 1.0f;    // multiplies q . k (1/sqrt(head size) for most models)
-    float softcap = 0.0f;  // Gemma 2: s -> softcap * tanh(s / softcap) after scaling; 0 = off
+    // Gemma 2: s -> softcap * tanh(s / softcap); 0 = off. Where the scale goes follows
+    // llama.cpp: the F16-cache (flash) path caps the scaled score, softcap * tanh(q.k * scale /
+    // softcap); the F32-cache path caps q.k and scales afterwards, scale * softcap * tanh(q.k /
+    // softcap) (its graph soft-caps KQ before ggml_soft_max_ext). Gemma 2 pre-scales Q, scale 1.
+    float softcap = 0.0f;
     uint32_t n_swa = 0;    // sliding window: a query at p sees keys p - n_swa < j <= p; 0 = all
 };
 
@@ -50,6 +66,21 @@ void attention(SessionState& st, const HParams& hp, uint32_t il, const float* q,
 
 // hb = silu(hb) * hb2, elementwise over n values (SwiGLU).
 void swiglu(float* hb, const float* hb2, size_t n);
+
+// hb = gelu(hb) * hb2 over n values (GeGLU, Gemma), as ggml_vec_geglu_f32 with GGML_GELU_FP16:
+// tanh-GELU looked up in ggml's F16 table (argument rounded to F16, the value an F16), except
+// 0 for x <= -10 and x itself for x >= 10.
+void geglu(float* hb, const float* hb2, size_t n);
+// The table: gelu_f16_table()[h] = f16(0.5 x (1 + tanhf(sqrt(2/pi) x (1 + 0.044715 x^2)))) for
+// x = f32(h), in float as ggml_gelu_f32 (the x^2 term fused, as GCC contracts it).
+const uint16_t* gelu_f16_table();
+
+// x -> cap * tanh(x / cap) over n values (Gemma 2's final logit soft-cap), as llama.cpp's graph:
+// ggml_scale by 1/cap (a float reciprocal), ggml_tanh, ggml_scale by cap.
+void softcap(float* x, size_t n, float cap);
+
+// x *= s over n values (ggml_scale).
+void scale(float* x, size_t n, float s);
 
 // y[t] += b for every token row t of n values (a linear layer's bias).
 void add_bias(float* y, const float* b, uint32_t n_tokens, int64_t n);

@@ -19,6 +19,11 @@ std::unique_ptr<ArchModel> make_jamba(const GGUFFile& f, HParams& hp);
 std::unique_ptr<ArchModel> make_qwen2moe(const GGUFFile& f, HParams& hp);
 std::unique_ptr<ArchModel> make_olmoe(const GGUFFile& f, HParams& hp);
 std::unique_ptr<ArchModel> make_phimoe(const GGUFFile& f, HParams& hp);
+std::unique_ptr<ArchModel> make_phi3(const GGUFFile& f, HParams& hp);
+std::unique_ptr<ArchModel> make_gemma(const GGUFFile& f, HParams& hp);
+std::unique_ptr<ArchModel> make_gemma2(const GGUFFile& f, HParams& hp);
+std::unique_ptr<ArchModel> make_gemma3(const GGUFFile& f, HParams& hp);
+std::unique_ptr<ArchModel> make_granite(const GGUFFile& f, HParams& hp);
 
 namespace {
 
@@ -31,8 +36,10 @@ struct ArchEntry {
 // One table: adding a family touches this list and one new file.
 const ArchEntry kArchs[] = {
     {"llama", make_llama},       {"qwen2", make_qwen2},       {"qwen3", make_qwen3},
-    {"openelm", make_openelm},   {"qwen2moe", make_qwen2moe}, {"olmoe", make_olmoe},
-    {"phimoe", make_phimoe},     {"mamba", make_mamba},       {"jamba", make_jamba},
+    {"phi3", make_phi3},         {"gemma", make_gemma},       {"gemma2", make_gemma2},
+    {"gemma3", make_gemma3},     {"granite", make_granite},   {"openelm", make_openelm},
+    {"qwen2moe", make_qwen2moe}, {"olmoe", make_olmoe},       {"phimoe", make_phimoe},
+    {"mamba", make_mamba},       {"jamba", make_jamba},
 };
 
 } // namespace
@@ -105,12 +112,15 @@ HParams read_common_hparams(const GGUFFile& f) {
     hp.rope_freq_base = f.get_f32(a + "rope.freq_base", 10000.0f);
     if (!(hp.rope_freq_base > 1.0f)) fail("model: %s: rope.freq_base = %g must be > 1", f.path().c_str(), hp.rope_freq_base);
     // Linear scaling: rope.scaling.type "linear" with rope.scaling.factor, or the older rope.scale_linear.
+    // "longrope" (Phi-3) scales frequencies by per-pair factor tensors the architecture reads;
+    // llama.cpp still applies a rope.scaling.factor given with it, as for "linear".
     float factor = f.get_f32(a + "rope.scale_linear", 0.0f);
     const std::string stype = f.get_str(a + "rope.scaling.type", "");
-    if (stype == "linear" || (stype.empty() && f.has(a + "rope.scaling.factor")))
+    if (stype == "linear" || stype == "longrope" || (stype.empty() && f.has(a + "rope.scaling.factor")))
         factor = f.get_f32(a + "rope.scaling.factor", 0.0f);
     else if (!stype.empty() && stype != "none")
-        fail("model: %s: rope.scaling.type '%s' is not supported (none, linear)", f.path().c_str(), stype.c_str());
+        fail("model: %s: rope.scaling.type '%s' is not supported (none, linear, longrope)", f.path().c_str(),
+             stype.c_str());
     if (factor < 0.0f || factor > 1024.0f) fail("model: %s: rope scaling factor %g out of range", f.path().c_str(), factor);
     hp.rope_freq_scale = factor > 0.0f ? 1.0f / factor : 1.0f;
 
@@ -184,6 +194,36 @@ void require_uniform_layers(const GGUFFile& f, const HParams& hp) {
                  "non-zero counts in every layer (%u, %u, %u)",
                  f.path().c_str(), il, hp.n_head_arr[il], hp.n_head_kv_arr[il], hp.n_ff_arr[il], hp.arch.c_str(),
                  hp.n_head, hp.n_head_kv, hp.n_ff);
+}
+
+void read_swa_pattern(const GGUFFile& f, HParams& hp, uint32_t def_period) {
+    const std::string key = hp.arch + ".attention.sliding_window_pattern";
+    const GGUFValue* v = f.find(key);
+    hp.swa_layers.assign(hp.n_layer, 0);
+    if (v != nullptr && v->type == GGUFType::ARRAY) {
+        // One flag per layer (Gemma 3n, Gemma 4 write bools): non-zero = sliding-window layer.
+        if (v->n != hp.n_layer || !(v->elem_type == GGUFType::BOOL || v->elem_type == GGUFType::U8 ||
+                                    v->elem_type == GGUFType::I8 || v->elem_type == GGUFType::U32 ||
+                                    v->elem_type == GGUFType::I32))
+            fail("model: %s: key '%s' is an array of %llu %s, expected %u flags (one per layer) or one period",
+                 f.path().c_str(), key.c_str(), static_cast<unsigned long long>(v->n), gguf_type_name(v->elem_type),
+                 hp.n_layer);
+        for (uint32_t il = 0; il < hp.n_layer; ++il)
+            hp.swa_layers[il] = v->elem_type == GGUFType::BOOL ? v->raw[il] != 0 : v->elem_int(il) != 0;
+        return;
+    }
+    if (v != nullptr && !v->is_integer())
+        fail("model: %s: key '%s' is %s, expected an integer period or an array of per-layer flags",
+             f.path().c_str(), key.c_str(), gguf_type_name(v->type));
+    const uint64_t period = v != nullptr ? v->as_uint(key) : def_period;
+    // llama.cpp reads 0 as "every layer local"; no Gemma has that, and a window on every layer
+    // with this key's meaning ("every n-th layer is global") is more likely a broken file.
+    if (period == 0 || period > 4096)
+        fail("model: %s: key '%s' = %llu: the period of global layers must be in [1, 4096]", f.path().c_str(),
+             key.c_str(), static_cast<unsigned long long>(period));
+    // llama_hparams::set_swa_pattern: layer il is local when il % period < period - 1, so each
+    // group of `period` layers is period - 1 local layers and then one global layer.
+    for (uint32_t il = 0; il < hp.n_layer; ++il) hp.swa_layers[il] = il % period < period - 1;
 }
 
 void require_f32(const GGUFFile& f, const ModelTensor& t) {

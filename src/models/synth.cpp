@@ -321,6 +321,55 @@ SynthConfig preset_mamba_130m() {
     return c;
 }
 
+SynthConfig preset_gemma_2b() {
+    // google/gemma-2b config.json: 18 layers, hidden 2048, 8 heads, 1 KV head, head_dim 256,
+    // intermediate 16384, vocab 256000, 8192 positions, rope_theta 10000, rms_norm_eps 1e-6,
+    // tied (Gemma always ties); 2.51e9 parameters. Its 256000-token SentencePiece vocabulary is
+    // not bundled: Llama 2's (32000) stands in.
+    SynthConfig c;
+    c.name = "gemma-2b";
+    c.arch = "gemma";
+    c.n_vocab = 256000;
+    c.n_ctx_train = 8192;
+    c.n_embd = 2048;
+    c.n_layer = 18;
+    c.n_head = 8;
+    c.n_head_kv = 1;
+    c.head_dim = 256;
+    c.n_ff = 16384;
+    c.rope_freq_base = 10000;
+    c.rms_eps = 1e-6f;
+    c.tied_embeddings = true;
+    c.tokenizer = "tests/data/vocab/ggml-vocab-llama-spm.gguf";
+    return c;
+}
+
+SynthConfig preset_granite31_2b() {
+    // ibm-granite/granite-3.1-2b-base config.json: 40 layers, hidden 2048, 32 heads, 8 KV heads,
+    // intermediate 8192, vocab 49155, 131072 positions, rope_theta 5e6, rms_norm_eps 1e-5, tied,
+    // embedding_multiplier 12, residual_multiplier 0.22, attention_multiplier 0.015625,
+    // logits_scaling 8; 2.53e9 parameters. StarCoder's 49152-token vocabulary stands in.
+    SynthConfig c;
+    c.name = "granite3.1-2b";
+    c.arch = "granite";
+    c.n_vocab = 49155;
+    c.n_ctx_train = 131072;
+    c.n_embd = 2048;
+    c.n_layer = 40;
+    c.n_head = 32;
+    c.n_head_kv = 8;
+    c.n_ff = 8192;
+    c.rope_freq_base = 5000000;
+    c.rms_eps = 1e-5f;
+    c.tied_embeddings = true;
+    c.embedding_scale = 12.0f;
+    c.residual_scale = 0.22f;
+    c.attention_scale = 0.015625f;
+    c.logit_scale = 8.0f;
+    c.tokenizer = "tests/data/vocab/ggml-vocab-starcoder.gguf";
+    return c;
+}
+
 const std::vector<SynthPreset>& synth_presets() {
     // real_params: the model cards' counts (SmolLM2 and TinyLlama computed from config.json).
     static const std::vector<SynthPreset> presets = {
@@ -338,6 +387,8 @@ const std::vector<SynthPreset>& synth_presets() {
         {"olmoe-1b-7b", preset_olmoe_1b_7b, 6.92e9},
         {"phi3.5-moe", preset_phi35_moe, 4.19e10},
         {"mamba-130m", preset_mamba_130m, 1.291e8},
+        {"gemma-2b", preset_gemma_2b, 2.51e9},
+        {"granite3.1-2b", preset_granite31_2b, 2.53e9},
     };
     return presets;
 }
@@ -356,7 +407,11 @@ namespace {
 bool is_moe_arch(const std::string& arch) { return arch == "qwen2moe" || arch == "olmoe" || arch == "phimoe"; }
 } // namespace
 
-bool synth_arch_supported(const std::string& arch) { return arch == "llama" || is_moe_arch(arch) || arch == "mamba"; }
+// Gemma and Granite have Llama's tensors: gemma ties its output always (llama.cpp ignores an
+// output.weight) and computes GeGLU with them, granite adds its multipliers as keys.
+bool synth_arch_supported(const std::string& arch) {
+    return arch == "llama" || arch == "gemma" || arch == "granite" || is_moe_arch(arch) || arch == "mamba";
+}
 
 // ---- types ----------------------------------------------------------------------------------
 
@@ -427,6 +482,11 @@ const SynthFileType* synth_file_type(const std::string& name) {
     return nullptr;
 }
 
+namespace {
+// Whether the file has no output.weight: Gemma always ties.
+bool synth_tied(const SynthConfig& c) { return c.tied_embeddings || c.arch == "gemma"; }
+} // namespace
+
 GGMLType synth_tensor_type(const SynthConfig& c, const std::string& kind, uint32_t il) {
     const bool is_output = kind == "output.weight";
     const bool is_embd = kind == "token_embd.weight";
@@ -441,7 +501,7 @@ GGMLType synth_tensor_type(const SynthConfig& c, const std::string& kind, uint32
     const uint32_t n = c.n_layer;
     const bool more_bits = il < n / 8 || il >= 7 * n / 8 || (static_cast<int64_t>(il) - n / 8) % 3 == 2;
     const uint32_t n_gqa = c.n_head_kv ? c.n_head / c.n_head_kv : 1;
-    if (is_output || (is_embd && c.tied_embeddings)) {
+    if (is_output || (is_embd && synth_tied(c))) {
         if (c.n_embd % 256 != 0) return GGMLType::Q8_0;
         return t == GGMLType::Q8_0 ? t : GGMLType::Q6_K;
     }
@@ -520,10 +580,10 @@ void validate_mamba(const SynthConfig& c) {
 void validate(const SynthConfig& c) {
     if (!synth_arch_supported(c.arch)) {
         if (c.arch == "qwen2" || c.arch == "gemma2" || c.arch == "phi3" || c.arch == "qwen3" || c.arch == "gemma3")
-            fail("synth: architecture %s is not supported yet (supported: llama, qwen2moe, olmoe, phimoe, mamba)",
-                 c.arch.c_str());
-        fail("synth: unknown architecture '%s' (--arch); supported: llama, qwen2moe, olmoe, phimoe, mamba",
-             c.arch.c_str());
+            fail("synth: architecture %s is not supported yet (supported: llama, gemma, granite, qwen2moe, olmoe, "
+                 "phimoe, mamba)", c.arch.c_str());
+        fail("synth: unknown architecture '%s' (--arch); supported: llama, gemma, granite, qwen2moe, olmoe, phimoe, "
+             "mamba", c.arch.c_str());
     }
     // Bounds as the model loader's (registry.cpp), so whatever is written can be loaded.
     check_range(c.n_vocab, 1, 1u << 22, "n_vocab", "--tokenizer");
@@ -560,6 +620,11 @@ void validate(const SynthConfig& c) {
         for (const SynthFileType& f : synth_file_types()) ok |= f.ftype == *c.ftype && f.type == c.type;
         if (!ok) fail("synth: file type %u is not a llama.cpp file type of mostly %s", *c.ftype, type_name(c.type));
     }
+    for (float m : {c.embedding_scale, c.residual_scale, c.attention_scale, c.logit_scale})
+        if (!(m >= 0.0f && m <= 1e6f)) fail("synth: Granite multiplier %g is out of range [0, 1e6]", m);
+    if (c.arch != "granite" && (c.embedding_scale || c.residual_scale || c.attention_scale || c.logit_scale))
+        fail("synth: embedding/residual/attention/logit scales are Granite's; --arch is %s", c.arch.c_str());
+    if (c.arch == "gemma" && c.rope_llama3_factor > 0) fail("synth: gemma has no llama3 rope scaling");
     if (c.embd_type) llama_file_type(*c.embd_type);
     if (c.output_type) llama_file_type(*c.output_type);
     if (is_moe_arch(c.arch)) {
@@ -712,6 +777,22 @@ std::vector<SynthTensor> synth_tensors(const SynthConfig& c) {
     const int64_t hd = c.head_dim ? c.head_dim : c.n_embd / c.n_head;
     const int64_t nq = hd * c.n_head, nkv = hd * c.n_head_kv;
     const float resid_scale = 1.0f / std::sqrt(2.0f * static_cast<float>(c.n_layer));
+    // Granite's attention.scale replaces 1/sqrt(hd): Q and K wider by the square root of the
+    // ratio keep the scores' spread; its logit_scale divides the logits: the output is wider
+    // by it.
+    // The embedding multiplier (Gemma: sqrt(n_embd), Granite: embedding_scale) and Granite's
+    // residual_scale are divided out of the embedding and the branch outputs, so the stream is
+    // what it is for Llama (otherwise the scaled embedding drowns the branches and a tied model
+    // predicts its input token).
+    float qk_scale = kQKScale, logit_mul = 1.0f, embd_std = kEmbdStd, branch_scale = resid_scale;
+    if (c.arch == "gemma") embd_std /= std::sqrt(static_cast<float>(E));
+    if (c.arch == "granite") {
+        if (c.attention_scale > 0)
+            qk_scale *= std::sqrt(1.0f / std::sqrt(static_cast<float>(hd)) / c.attention_scale);
+        if (c.logit_scale > 0) logit_mul = c.logit_scale;
+        if (c.embedding_scale > 0) embd_std /= c.embedding_scale;
+        if (c.residual_scale > 0) branch_scale /= c.residual_scale;
+    }
 
     std::vector<SynthTensor> out;
     auto add = [&](std::string name, GGMLType want, std::vector<int64_t> ne, float mean, float std) {
@@ -736,28 +817,28 @@ std::vector<SynthTensor> synth_tensors(const SynthConfig& c) {
     // in the order the forward pass uses them, the final norm and the output matrix. (The
     // converter itself follows the checkpoint's key order; loaders look tensors up by name.)
     if (c.rope_llama3_factor > 0) add("rope_freqs.weight", GGMLType::F32, {hd / 2}, 0, 0);
-    add("token_embd.weight", synth_tensor_type(c, "token_embd.weight", 0), {E, V}, 0.0f, kEmbdStd);
+    add("token_embd.weight", synth_tensor_type(c, "token_embd.weight", 0), {E, V}, 0.0f, embd_std);
     for (il = 0; il < c.n_layer / c.layer_share; ++il) {  // the stored blocks
         const std::string p = "blk." + std::to_string(il) + ".";
         add(p + "attn_norm.weight", GGMLType::F32, {E}, 1.0f, kNormStd);
-        matrix("attn_q.weight", E, nq, kQKScale);
-        matrix("attn_k.weight", E, nkv, kQKScale);
+        matrix("attn_q.weight", E, nq, qk_scale);
+        matrix("attn_k.weight", E, nkv, qk_scale);
         matrix("attn_v.weight", E, nkv, 1.0f);
-        matrix("attn_output.weight", nq, E, resid_scale);
+        matrix("attn_output.weight", nq, E, branch_scale);
         add(p + "ffn_norm.weight", GGMLType::F32, {E}, 1.0f, kNormStd);
         matrix("ffn_gate.weight", E, F, 1.0f);
         matrix("ffn_up.weight", E, F, 1.0f);
-        matrix("ffn_down.weight", F, E, resid_scale);
+        matrix("ffn_down.weight", F, E, branch_scale);
     }
-    if (c.tied_embeddings) {
+    if (synth_tied(c)) {
         // logits = token_embd . h: with rows of std 0.02, h needs norm weights of ~centre for a
         // logit spread of kLogitStd (large final-norm weights are what trained tied models have).
-        const float centre = kLogitStd / (kEmbdStd * std::sqrt(static_cast<float>(E)));
+        const float centre = logit_mul * kLogitStd / (embd_std * std::sqrt(static_cast<float>(E)));
         add("output_norm.weight", GGMLType::F32, {E}, centre, centre * kNormStd);
     } else {
         add("output_norm.weight", GGMLType::F32, {E}, 1.0f, kNormStd);
         add("output.weight", synth_tensor_type(c, "output.weight", 0), {E, V}, 0.0f,
-            kLogitStd / std::sqrt(static_cast<float>(E)));
+            logit_mul * kLogitStd / std::sqrt(static_cast<float>(E)));
     }
     return out;
 }
@@ -1009,6 +1090,13 @@ SynthResult synthesize(const SynthConfig& cfg_in, const std::string& out_path) {
             w.set(a + "block_source", GGUFValue::u32_array(src));
         }
         if (is_moe_arch(cfg.arch)) moe_keys(cfg, w);
+        if (cfg.arch == "granite") {
+            // convert_hf_to_gguf.py's GraniteModel: the multipliers that config.json has.
+            if (cfg.attention_scale > 0) w.set(a + "attention.scale", GGUFValue::f32(cfg.attention_scale));
+            if (cfg.embedding_scale > 0) w.set(a + "embedding_scale", GGUFValue::f32(cfg.embedding_scale));
+            if (cfg.residual_scale > 0) w.set(a + "residual_scale", GGUFValue::f32(cfg.residual_scale));
+            w.set(a + "logit_scale", GGUFValue::f32(cfg.logit_scale > 0 ? cfg.logit_scale : 1.0f));
+        }
     }
     for (const auto& [k, v] : tok.kv())
         if (k.rfind("tokenizer.", 0) == 0) w.set(k, v);

@@ -4,13 +4,16 @@
 //    attention (Q rounded to F16, online softmax, F16 V accumulator with fused multiply-adds),
 //    and close to the double-precision softmax of the F16 values;
 //  * prefill (70 queries over 200 cached positions) and decode, GQA with 4 query heads per KV
-//    head, any number of threads giving the same bits.
+//    head, any number of threads giving the same bits;
+//  * Gemma 2's soft-cap on both paths, each with llama.cpp's placement of the scale (F16: cap
+//    the scaled score; F32: cap KQ, then scale).
 #include "core/fp16.h"
 #include "core/thread_pool.h"
 #include "kernels/kernels.h"
 #include "kernels/vec.h"
 #include "models/arch.h"
 #include "models/blocks.h"
+#include "slm/error.h"
 
 #include <gtest/gtest.h>
 
@@ -30,6 +33,8 @@ struct AttnCase {
     std::vector<float> q;  // n_tokens x n_head x hd_k
     uint32_t n_tokens = 0;
     uint32_t n_swa = 0;    // sliding window (0 = none)
+    float softcap = 0.0f;  // attention soft-cap (0 = none)
+    float scale_mul = 1.0f;  // the scale is scale_mul / sqrt(hd)
 
     // n_past cached positions plus n_tokens new ones (stored through kv_store), random values.
     AttnCase(GGMLType kv, uint32_t n_past, uint32_t n_tokens_, int threads, uint32_t hd = 64, uint32_t n_head = 8,
@@ -63,7 +68,13 @@ struct AttnCase {
         for (auto& x : q) x = 2.5f * d(rng);  // scores of std ~2.5: peaked but not one-hot
     }
 
-    float scale() const { return 1.0f / std::sqrt(float(hp.n_embd_head_k)); }
+    float scale() const { return scale_mul / std::sqrt(float(hp.n_embd_head_k)); }
+    // A score q.k (in double) as the path under test forms it from the raw dot product.
+    double form_score(double qk) const {
+        if (softcap == 0.0f) return qk * scale();
+        if (st.kv_type == GGMLType::F16) return softcap * std::tanh(qk * scale() / softcap);
+        return scale() * (softcap * std::tanh(qk / softcap));
+    }
     // The first key a query at pos sees: keys with pos - j >= n_swa are masked.
     uint32_t first_key(uint32_t pos) const {
         uint32_t lo = 0;
@@ -73,7 +84,7 @@ struct AttnCase {
 
     std::vector<float> run() {
         std::vector<float> out(size_t(n_tokens) * hp.n_head * hp.n_embd_head_v);
-        blocks::attention(st, hp, 0, q.data(), out.data(), n_tokens, {.scale = scale(), .n_swa = n_swa});
+        blocks::attention(st, hp, 0, q.data(), out.data(), n_tokens, {.scale = scale(), .softcap = softcap, .n_swa = n_swa});
         return out;
     }
 
@@ -102,7 +113,7 @@ struct AttnCase {
                         if (st.kv_type == GGMLType::F16) qi = kernels::fp16_to_fp32(kernels::fp32_to_fp16(qi));
                         acc += double(qi) * kv_at(st.k_cache, j, size_t(hk) * hd + i, nk);
                     }
-                    s[j] = acc * scale();
+                    s[j] = form_score(acc);
                     mx = std::max(mx, s[j]);
                 }
                 double sum = 0;
@@ -138,7 +149,12 @@ struct AttnCase {
                 for (uint32_t j = first_key(st.n_past + t); j < n_kv; ++j) {
                     float s;
                     dot_ops.dot_f16(hd, &s, kc + j * nk + size_t(hk) * hd, q16.data());
-                    s *= scale();
+                    if (softcap != 0.0f) {
+                        s *= scale() / softcap;  // ggml: scale /= logit_softcap, then the tanh
+                        s = softcap * std::tanh(s);
+                    } else {
+                        s *= scale();
+                    }
                     float ms = 1.0f, vs = 1.0f;
                     if (s > M) {
                         const float m_old = M;
@@ -255,6 +271,56 @@ TEST(Attention, OtherHeadShapes) {
             }
         }
     }
+}
+
+TEST(Attention, SoftcapOnBothPaths) {
+    // Scores of std ~2.5 * 8 * scale_mul: with scale_mul 4 many are beyond the cap of 5, so the
+    // cap changes the result; scale != 1 separates the two placements of the scale.
+    for (GGMLType kv : {GGMLType::F16, GGMLType::F32}) {
+        for (const Shape& sh : kShapes) {
+            for (uint32_t n_swa : {0u, 8u}) {
+                SCOPED_TRACE(std::string(sh.name) + (kv == GGMLType::F16 ? " f16" : " f32") + " n_swa=" +
+                             std::to_string(n_swa));
+                AttnCase s(kv, sh.n_past, sh.n_tokens, 2);
+                s.softcap = 5.0f;
+                s.scale_mul = 4.0f;
+                s.n_swa = n_swa;
+                const auto out = s.run();
+                EXPECT_LT(max_abs_diff(out, s.naive()), kv == GGMLType::F16 ? 2e-2 : 2e-5);
+                if (kv == GGMLType::F16) {
+                    const auto emu = s.flash_emulation(kernels::vec_ops());
+                    EXPECT_EQ(0, std::memcmp(emu.data(), out.data(), out.size() * 4));
+                }
+                // Without the cap the result is another one (the cap matters for these scores),
+                // unless every query sees a single key.
+                s.softcap = 0.0f;
+                const auto uncapped = s.run();
+                double d = 0;
+                for (size_t i = 0; i < out.size(); ++i) d = std::max(d, double(std::fabs(out[i] - uncapped[i])));
+                if (sh.n_past + sh.n_tokens > 1) EXPECT_GT(d, 1e-2);
+            }
+        }
+    }
+}
+
+TEST(Attention, F32PathIsTheSameForAnyThreadCount) {
+    for (const Shape& sh : kShapes) {
+        std::vector<float> first;
+        for (int threads : {1, 3}) {
+            AttnCase s(GGMLType::F32, sh.n_past, sh.n_tokens, threads);
+            const auto out = s.run();
+            if (first.empty())
+                first = out;
+            else
+                EXPECT_EQ(0, std::memcmp(first.data(), out.data(), out.size() * 4)) << sh.name;
+        }
+    }
+}
+
+TEST(Attention, BadSoftcapIsRefused) {
+    AttnCase s(GGMLType::F32, 0, 1, 1);
+    s.softcap = -1.0f;
+    EXPECT_THROW(s.run(), Error);
 }
 
 } // namespace

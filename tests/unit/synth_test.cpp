@@ -386,6 +386,7 @@ TEST(Synth, PresetsHaveTheRealParameterCounts) {
         {"mamba-130m", 1.291e8},
         // mixture of experts (model cards): Qwen1.5-MoE-A2.7B 14.3B, OLMoE-1B-7B 6.92B, Phi-3.5-MoE 41.9B
         {"qwen1.5-moe-a2.7b", 1.43e10}, {"olmoe-1b-7b", 6.92e9}, {"phi3.5-moe", 4.19e10},
+        {"gemma-2b", 2.506e9},       {"granite3.1-2b", 2.534e9},  // config.json: 2,506,172,416 / 2,533,531,648
     };
     size_t n_llama = 0;
     for (const SynthPreset& p : synth_presets()) {
@@ -414,6 +415,44 @@ TEST(Synth, PresetsHaveTheRealParameterCounts) {
     q.pure = true;
     for (const SynthTensor& x : synth_tensors(q))
         if (x.ne.size() == 2) EXPECT_EQ(x.type, x.ne[0] == 1536 ? GGMLType::Q4_K : GGMLType::Q5_0) << x.name;
+}
+
+// Gemma (always tied, GeGLU) and Granite (multiplier keys): a small shape loads in slm with the
+// architecture's hyper-parameters and gives sane outputs.
+TEST(Synth, GemmaAndGranite) {
+    for (const char* arch : {"gemma", "granite"}) {
+        SCOPED_TRACE(arch);
+        SynthConfig c = small(GGMLType::Q8_0);
+        c.arch = arch;
+        c.head_dim = 64;
+        if (c.arch == "granite") {
+            c.tied_embeddings = true;
+            c.embedding_scale = 12.0f;
+            c.residual_scale = 0.22f;
+            c.attention_scale = 0.015625f;
+            c.logit_scale = 8.0f;
+        }
+        const std::string path = out_path(std::string("synth-") + arch);
+        const SynthResult r = synthesize(c, path);
+        bool has_output = false;
+        for (const SynthTensor& t : r.tensors) has_output |= t.name == "output.weight";
+        EXPECT_FALSE(has_output) << "tied";
+        GGUFFile f = GGUFFile::open(path);
+        EXPECT_EQ(f.get_str("general.architecture"), arch);
+        if (c.arch == "granite") {
+            EXPECT_EQ(f.get_f32("granite.embedding_scale"), 12.0f);
+            EXPECT_EQ(f.get_f32("granite.residual_scale"), 0.22f);
+            EXPECT_EQ(f.get_f32("granite.attention.scale"), 0.015625f);
+            EXPECT_EQ(f.get_f32("granite.logit_scale"), 8.0f);
+        }
+        auto m = Model::load(path);
+        EXPECT_EQ(m->hparams().arch, arch);
+        EXPECT_TRUE(m->hparams().tied_output);
+        expect_sane_outputs(path);
+    }
+    SynthConfig bad = small(GGMLType::F16);
+    bad.logit_scale = 8.0f;  // a Granite key on a llama
+    EXPECT_THROW(synth_tensors(bad), Error);
 }
 
 TEST(Synth, NonLlamaPresetsAreRejectedClearly) {

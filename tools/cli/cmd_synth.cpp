@@ -146,7 +146,7 @@ void add_synth(CLI::App& app) {
     sub->add_option("--seed", o->seed, "Random seed: the same seed and shape give identical bytes")->default_val(42);
     sub->add_option("--tokenizer", o->tokenizer,
                     "GGUF whose tokenizer.* keys are copied (default: the preset's, from tests/data/vocab)");
-    sub->add_option("--arch", o->arch, "Architecture (llama, qwen2moe, olmoe, phimoe, mamba)");
+    sub->add_option("--arch", o->arch, "Architecture (llama, gemma, granite, qwen2moe, olmoe, phimoe, mamba)");
     sub->add_option("--n-embd", o->n_embd, "Embedding width");
     sub->add_option("--n-layer", o->n_layer, "Blocks");
     sub->add_option("--n-head", o->n_head, "Query heads");

@@ -1,6 +1,7 @@
 // ref_vec.cpp - scalar reference of the attention vector ops (see vec.h): one F16 element at
 // a time, widened exactly, one float operation, rounded back to nearest even.
 #include "kernels/vec.h"
+#include "kernels/vec_f32_attn.h"
 
 #include "core/fp16.h"
 
@@ -55,6 +56,7 @@ void attn_f16(const AttnF16Rows& r, const uint16_t* q, int64_t n, AttnF16State& 
         float s;
         dot_f16(r.hd_k, &s, r.k + static_cast<size_t>(j) * r.k_stride, q);
         s *= r.scale;
+        if (r.softcap != 0.0f) s = r.softcap * std::tanh(s);
         float ms = 1.0f, vs = 1.0f;
         if (s > st.M) {
             const float m_old = st.M;
@@ -69,7 +71,8 @@ void attn_f16(const AttnF16Rows& r, const uint16_t* q, int64_t n, AttnF16State& 
     }
 }
 
-constexpr VecOps kOps = {"scalar", kStep, dot_f16, mad_f16, scale_f16, cvt_f32_f16, cvt_f16_f32_scale, mad_f32, attn_f16};
+constexpr VecOps kOps = {"scalar", kStep, dot_f16, mad_f16, scale_f16, cvt_f32_f16, cvt_f16_f32_scale, mad_f32, attn_f16,
+                       f32attn::dot_ggml, f32attn::dot_sgemm, f32attn::softmax};
 
 } // namespace
 

@@ -6,6 +6,7 @@
 // rounding, so every element gets the reference's bits.
 #include "kernels/x86/x86_vec.h"
 
+#include "kernels/vec_f32_attn.h"
 #include "kernels/x86/vec_common.h"
 
 #include <immintrin.h>
@@ -120,6 +121,7 @@ void attn_f16(const AttnF16Rows& r, const uint16_t* q, int64_t n, AttnF16State& 
     float* ms = scratch + n;
     float* vs = scratch + 2 * n;
     for (int64_t j = 0; j < n; ++j) s[j] = dot(r.hd_k, r.k + static_cast<size_t>(j) * r.k_stride, q) * r.scale;
+    x86vec::apply_softcap(s, n, r.softcap);
     x86vec::softmax_weights(s, n, st, ms, vs);
     if (r.hd_v == 64) {
         v_pass_regs<8>(r, n, ms, vs, st.acc);
@@ -131,7 +133,8 @@ void attn_f16(const AttnF16Rows& r, const uint16_t* q, int64_t n, AttnF16State& 
     }
 }
 
-constexpr VecOps kOps = {"avx2", kStep, dot_f16, mad_f16, scale_f16, cvt_f32_f16, cvt_f16_f32_scale, mad_f32, attn_f16};
+constexpr VecOps kOps = {"avx2", kStep, dot_f16, mad_f16, scale_f16, cvt_f32_f16, cvt_f16_f32_scale, mad_f32, attn_f16,
+                       f32attn::dot_ggml, f32attn::dot_sgemm, f32attn::softmax};
 
 } // namespace
 

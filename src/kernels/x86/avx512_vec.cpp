@@ -11,6 +11,7 @@
 // that are always exactly F16 values (rounded after every operation, as a store would).
 #include "kernels/x86/x86_vec.h"
 
+#include "kernels/vec_f32_attn.h"
 #include "kernels/x86/vec_common.h"
 
 #include <immintrin.h>
@@ -170,6 +171,7 @@ void attn_f16(const AttnF16Rows& r, const uint16_t* q, int64_t n, AttnF16State& 
     } else {
         for (int64_t j = 0; j < n; ++j) s[j] = dot(r.hd_k, r.k + static_cast<size_t>(j) * r.k_stride, q) * r.scale;
     }
+    x86vec::apply_softcap(s, n, r.softcap);
     x86vec::softmax_weights(s, n, st, ms, vs);
     if (r.hd_v == 64) {
         v_pass_regs<4>(r, n, ms, vs, st.acc);
@@ -183,7 +185,8 @@ void attn_f16(const AttnF16Rows& r, const uint16_t* q, int64_t n, AttnF16State& 
     }
 }
 
-constexpr VecOps kOps = {"avx512", kStep, dot_f16, mad_f16, scale_f16, cvt_f32_f16, cvt_f16_f32_scale, mad_f32, attn_f16};
+constexpr VecOps kOps = {"avx512", kStep, dot_f16, mad_f16, scale_f16, cvt_f32_f16, cvt_f16_f32_scale, mad_f32, attn_f16,
+                       f32attn::dot_ggml, f32attn::dot_sgemm, f32attn::softmax};
 
 } // namespace
 

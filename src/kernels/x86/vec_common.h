@@ -11,6 +11,13 @@ namespace slm::kernels::x86vec {
 // shared inline definition could end up running AVX-512 code on an AVX2-only CPU.
 namespace {
 
+// Gemma 2's attention soft-cap on scores already multiplied by scale / softcap (vec.h):
+// s -> softcap * tanhf(s), one libm tanhf per score as ggml's flash-attention kernel.
+inline void apply_softcap(float* s, int64_t n, float softcap) {
+    if (softcap == 0.0f) return;
+    for (int64_t j = 0; j < n; ++j) s[j] = softcap * std::tanh(s[j]);
+}
+
 // For scores s[0..n): the running maximum, the factor ms[j] the accumulator is scaled by before
 // row j (1 when the maximum did not grow) and the weight vs[j] of row j, exactly as the
 // reference attn_f16 computes them; also advances st.M and st.S.
