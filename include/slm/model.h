@@ -47,6 +47,7 @@ struct HParams {
     float rope_freq_scale = 1;     // 1 / rope.scaling.factor for linear scaling
     RopeType rope_type = RopeType::Norm;
     bool has_rope_freqs = false;   // rope_freqs.weight present (Llama 3.1+ frequency factors)
+    bool uses_rope = true;         // false: attention without positions (Jamba) or no attention
     bool tied_output = false;      // no output.weight: logits use token_embd
 
     // Per layer (OpenELM's layer-wise scaling; Jamba's Mamba layers have no attention heads and

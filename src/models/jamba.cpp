@@ -43,6 +43,7 @@ class JambaModel final : public ArchModel {
 public:
     JambaModel(const GGUFFile& f, HParams& hp) : hp_(hp) {
         ssm::read_hparams(f, hp);
+        hp.uses_rope = false;  // Jamba's attention layers have no positional encoding: the Mamba layers order tokens
         const int64_t E = hp.n_embd, V = hp.n_vocab;
         tok_embd_ = get_tensor(f, "token_embd.weight", {E, V});
         output_norm_ = get_tensor(f, "output_norm.weight", {E});

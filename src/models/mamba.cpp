@@ -29,6 +29,7 @@ class MambaModel final : public ArchModel {
 public:
     MambaModel(const GGUFFile& f, HParams& hp) : hp_(hp) {
         ssm::read_hparams(f, hp);
+        hp.uses_rope = false;
         const int64_t E = hp.n_embd, V = hp.n_vocab;
         tok_embd_ = get_tensor(f, "token_embd.weight", {E, V});
         output_norm_ = get_tensor(f, "output_norm.weight", {E});

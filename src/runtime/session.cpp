@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 
@@ -70,6 +71,11 @@ std::vector<std::pair<std::string, std::string>> Model::arch_info() const {
         for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
         return s + "]";
     };
+    auto num = [](double x) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%g", x);
+        return std::string(buf);
+    };
     auto uniform = [](const std::vector<uint32_t>& v) { return std::adjacent_find(v.begin(), v.end(), std::not_equal_to<>()) == v.end(); };
     if (!uniform(hp.n_head_arr)) out.emplace_back("n_head per layer", list(hp.n_head_arr));
     if (!uniform(hp.n_head_kv_arr)) out.emplace_back("n_head_kv per layer", list(hp.n_head_kv_arr));
@@ -79,9 +85,9 @@ std::vector<std::pair<std::string, std::string>> Model::arch_info() const {
         for (uint32_t il = 0; il < hp.n_layer; ++il) layers += hp.is_swa(il) ? 'L' : 'G';
         out.emplace_back("sliding window", std::to_string(hp.n_swa) + " (layers " + layers + ": L local, G global)");
     }
-    if (hp.rope_freq_base_swa > 0) out.emplace_back("rope freq_base local", std::to_string(hp.rope_freq_base_swa));
-    if (hp.attn_softcap > 0) out.emplace_back("attention soft-cap", std::to_string(hp.attn_softcap));
-    if (hp.final_softcap > 0) out.emplace_back("final logit soft-cap", std::to_string(hp.final_softcap));
+    if (hp.rope_freq_base_swa > 0) out.emplace_back("rope freq_base local", num(hp.rope_freq_base_swa));
+    if (hp.attn_softcap > 0) out.emplace_back("attention soft-cap", num(hp.attn_softcap));
+    if (hp.final_softcap > 0) out.emplace_back("final logit soft-cap", num(hp.final_softcap));
     if (hp.n_expert > 0)
         out.emplace_back("experts", std::to_string(hp.n_expert) + ", " + std::to_string(hp.n_expert_used) +
                                         " used per token, width " + std::to_string(hp.n_ff_exp) +

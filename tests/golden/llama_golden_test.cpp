@@ -12,19 +12,19 @@
 //    numerics (Q rounded to F16, online softmax, V summed in an F16 buffer), so most rows agree to
 //    1e-6; the rest differ because llama.cpp's matmuls sum in another order (AVX-512 vec_dot and
 //    llamafile sgemm for the prompt) and an F16 rounding of K, V or the V sum then lands on the
-//    other side. Bound 2e-3 (worst measured 6.9e-4 stories, 2.8e-4 llama; F16 weights 8.7e-4).
+//    other side. Bound 2e-3 (worst measured on AVX-512: 2.1e-4 stories, 1.2e-4 llama; F16 weights 2.2e-4).
 //  * quantized weights: activations are quantized to Q8_0 exactly as llama.cpp's x86 build does
 //    (same scale, round-half-even), so rows match to 1e-6 until one activation lands within float
 //    rounding of a Q8_0 rounding boundary and is rounded the other way. That moves the value by a
 //    whole quantization step (up to max|x|/127 of its block), which on these 64- and 256-wide
-//    models moves logits by up to ~2% of max|logit| (worst measured: 2.1e-2 stories Q8_0, 1.4e-2
-//    Q5_0, 1.8e-2 llama Q4_0), and stays in the KV cache for later rows. Bound 3e-2, and at least
+//    models moves logits by up to ~2% of max|logit| (worst measured: 1.0e-2 stories Q8_0, 1.4e-2
+//    Q5_0, 1.6e-2 llama Q4_0), and stays in the KV cache for later rows. Bound 3e-2, and at least
 //    60% of rows must agree to 1e-4 (measured 76-100%), which a wrong kernel could not do.
 //  * K-quants: activations are Q8_K, 256 values per scale, so one flip moves more, and many
 //    activations of this random model sit within 4e-6 of a Q8_K rounding boundary; llama.cpp also
 //    ran Q4_K through its repacked matrix kernels (another summation order). Q4_K: bound 5e-2,
-//    30% of rows exact (measured 3.4e-2 and 37%; 2.5e-2 and 63% with SLM_ISA=scalar). Q6_K:
-//    bound 3e-2, 60% exact (measured 1.45e-2 and 96%).
+//    30% of rows exact (measured 1.9e-2 and 59% on AVX-512). Q6_K:
+//    bound 3e-2, 60% exact (measured 1.7e-3 and 98%).
 //  With the scalar kernels (SLM_ISA=scalar), whose sums are ggml's scalar ones, more rows agree.
 #include "slm/generate.h"
 #include "slm/model.h"

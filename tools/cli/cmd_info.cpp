@@ -45,11 +45,17 @@ void info(const InfoOptions& o) {
         std::printf("architecture:  %s (%s)\n", hp.arch.c_str(), hp.name.c_str());
         std::printf("hparams:       n_vocab %u, n_ctx_train %u, n_embd %u, n_layer %u, n_ff %u\n", hp.n_vocab,
                     hp.n_ctx_train, hp.n_embd, hp.n_layer, hp.n_ff);
-        std::printf("attention:     n_head %u, n_head_kv %u, head_dim k %u v %u, rms_eps %g\n", hp.n_head, hp.n_head_kv,
-                    hp.n_embd_head_k, hp.n_embd_head_v, hp.rms_eps);
-        std::printf("rope:          %s, n_rot %u, freq_base %g, freq_scale %g%s\n",
-                    hp.rope_type == RopeType::Norm ? "norm" : "neox", hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale,
-                    hp.has_rope_freqs ? ", frequency factors" : "");
+        if (hp.n_head > 0)
+            std::printf("attention:     n_head %u, n_head_kv %u, head_dim k %u v %u, rms_eps %g\n", hp.n_head,
+                        hp.n_head_kv, hp.n_embd_head_k, hp.n_embd_head_v, hp.rms_eps);
+        else
+            std::printf("attention:     none (state-space layers), rms_eps %g\n", hp.rms_eps);
+        if (hp.uses_rope && hp.n_head > 0)
+            std::printf("rope:          %s, n_rot %u, freq_base %g, freq_scale %g%s\n",
+                        hp.rope_type == RopeType::Norm ? "norm" : "neox", hp.n_rot, hp.rope_freq_base,
+                        hp.rope_freq_scale, hp.has_rope_freqs ? ", frequency factors" : "");
+        else
+            std::printf("rope:          none\n");
         std::printf("output:        %s\n", hp.tied_output ? "tied to token_embd" : "output.weight");
         for (const auto& [k, val] : model->arch_info()) std::printf("%-14s %s\n", (k + ":").c_str(), val.c_str());
         const Vocab& v = model->vocab();
