@@ -143,4 +143,30 @@ TEST(LayerShare, BadBlockSourceIsAClearError) {
     EXPECT_THROW(convert_unshare(plain, dir + "/again.gguf"), Error);
 }
 
+TEST(LayerShare, CliSynthAndUnshare) {
+    const std::string dir = test::temp_dir();
+    const std::string shared = dir + "/cli_shared.gguf", plain = dir + "/cli_plain.gguf";
+    auto r = test::run_cli({"synth", "--n-embd", "64", "--n-layer", "4", "--n-head", "2", "--n-head-kv", "1", "--n-ff",
+                            "128", "--tokenizer", test::model_path("stories260K/stories260K.gguf"), "--type", "f32",
+                            "--layer-share", "2", "-o", shared});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    r = test::run_cli({"info", shared});
+    EXPECT_NE(r.out.find("block sharing: 2 stored blocks for 4 layers"), std::string::npos) << r.out;
+    r = test::run_cli({"convert", "--unshare", shared, "-o", plain});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_FALSE(GGUFFile::open(plain).has("llama.block_source"));
+    const std::vector<int32_t> toks{1, 403, 407, 261};
+    const auto a = all_logits(shared, toks), b = all_logits(plain, toks);
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
+    r = test::run_cli({"convert", "--unshare", plain, "-o", dir + "/x.gguf"});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("share no weights"), std::string::npos) << r.err;
+    // Sharing is a llama key: other architectures refuse it.
+    r = test::run_cli({"synth", "--arch", "gemma", "--n-embd", "64", "--n-layer", "4", "--n-head", "2", "--n-head-kv",
+                       "1", "--n-ff", "128", "--tokenizer", test::model_path("stories260K/stories260K.gguf"),
+                       "--layer-share", "2", "-o", dir + "/g.gguf"});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("llama architecture only"), std::string::npos) << r.err;
+}
+
 } // namespace

@@ -14,10 +14,18 @@ namespace {
 
 struct ConvertOptions {
     std::string from, to, input, tokenizer, output, type = "auto";
+    bool unshare = false;
 };
 
 void convert(const ConvertOptions& o) {
-    if (o.from.empty() == o.to.empty()) fail("convert: give exactly one of --from FORMAT (llama2c, hf) or --to hf");
+    if (o.unshare) {
+        if (!o.from.empty() || !o.to.empty()) fail("convert: --unshare takes a GGUF and no --from / --to");
+        convert_unshare(o.input, o.output);
+        std::fprintf(stderr, "slm: wrote %s\n", o.output.c_str());
+        return;
+    }
+    if (o.from.empty() == o.to.empty())
+        fail("convert: give exactly one of --from FORMAT (llama2c, hf), --to hf or --unshare");
     if (o.to == "hf") {
         convert_gguf_to_hf(o.input, o.output);
     } else if (o.from == "llama2c") {
@@ -48,6 +56,9 @@ void add_convert(CLI::App& app) {
     sub->add_option("--type", o->type,
                     "Tensor type for --from hf: auto (the checkpoint's own float type), f32, f16, bf16, q8_0")
         ->check(CLI::IsMember({"auto", "f32", "f16", "bf16", "q8_0"}));
+    sub->add_flag("--unshare", o->unshare,
+                  "Write a GGUF whose layers share blocks (llama.block_source, MobileLLM) with every layer's "
+                  "tensors, the form llama.cpp loads");
     sub->add_option("-o,--output", o->output, "Output GGUF path (or folder, with --to hf)")->required();
     sub->callback([o]() { convert(*o); });
 }
