@@ -894,7 +894,8 @@ std::string percent_format(Interp& in, const std::string& fmt, const Value& args
                 body = arg.str();
             } else if (int_like(arg)) {
                 if (arg.as_int() < 0 || arg.as_int() > 0x10FFFF) raise("OverflowError", "%c arg not in range(0x110000)");
-                utf8_append(body, static_cast<uint32_t>(arg.as_int()));
+                auto cp = static_cast<uint32_t>(arg.as_int());
+                utf8_append(body, cp >= 0xD800 && cp <= 0xDFFF ? 0xFFFD : cp);
             } else {
                 type_error("%c requires int or char");
             }
@@ -1037,7 +1038,9 @@ std::string format_spec(const Value& v, const std::string& spec) {
             unsigned long long mag = n < 0 ? 0ull - static_cast<unsigned long long>(n) : static_cast<unsigned long long>(n);
             char buf[80];
             if (type == 'c') {
-                utf8_append(body, static_cast<uint32_t>(n));
+                if (n < 0 || n > 0x10FFFF) raise("OverflowError", "%c arg not in range(0x110000)");
+                auto cp = static_cast<uint32_t>(n);
+                utf8_append(body, cp >= 0xD800 && cp <= 0xDFFF ? 0xFFFD : cp);
                 numeric = false;
             } else if (type == 'b') {
                 std::string b;

@@ -205,10 +205,30 @@ Interp::Interp(const Program& prog, const Limits& limits) : prog_(prog), limits_
 }
 
 Interp::~Interp() {
-    // Break reference cycles that went through mutable objects.
-    for (auto& ns : namespaces_) ns->items.clear();
-    for (auto& sc : scopes_) sc->vars.clear();
+    // Break reference cycles that went through mutable objects. Lock everything first: clearing
+    // one may free another.
+    std::vector<std::shared_ptr<DictObj>> nss;
+    for (auto& w : namespaces_)
+        if (auto ns = w.lock()) nss.push_back(std::move(ns));
+    std::vector<ScopePtr> scs;
+    for (auto& w : scopes_)
+        if (auto sc = w.lock()) scs.push_back(std::move(sc));
+    for (auto& ns : nss) ns->items.clear();
+    for (auto& sc : scs) sc->vars.clear();
 }
+
+template <class T>
+static void track_weak(std::vector<std::weak_ptr<T>>& list, size_t& threshold, const std::shared_ptr<T>& p) {
+    if (!list.empty() && !list.back().owner_before(p) && !p.owner_before(list.back())) return;  // same as the last
+    list.push_back(p);
+    if (list.size() >= 2 * threshold) {
+        list.erase(std::remove_if(list.begin(), list.end(), [](const std::weak_ptr<T>& w) { return w.expired(); }), list.end());
+        threshold = std::max<size_t>(64, list.size());
+    }
+}
+
+void Interp::track(const std::shared_ptr<DictObj>& ns) { track_weak(namespaces_, namespaces_compacted_, ns); }
+void Interp::track(const ScopePtr& sc) { track_weak(scopes_, scopes_compacted_, sc); }
 
 Interp::DepthGuard::DepthGuard(Interp& i) : in(i) {
     if (++in.depth_ > in.limits_.max_depth) {
@@ -239,18 +259,16 @@ void Interp::set_context(const std::string& name, Value v) {
 }
 
 std::string Interp::render() {
-    char base;
     const char* saved = g_stack_base;
     g_stack_base = static_cast<const char*>(__builtin_frame_address(0));
-    (void)base;
     struct Restore {
         const char* saved;
         ~Restore() { g_stack_base = saved; }
     } restore{saved};
     auto root = std::make_shared<Scope>();
+    track(root);
     std::string out;
     exec(prog_.body, root, out);
-    root->vars.clear();
     return out;
 }
 
@@ -629,8 +647,6 @@ void Interp::assign(const Target& t, const Value& v, const ScopePtr& sc) {
         return;
     }
     case Target::Tuple: {
-        if (v.is_list() && v.seq_kind() == SeqKind::Iterator && v.list().items.size() != t.items.size()) {
-        }
         auto items = iterate(v);
         size_t n = items->items.size(), want = t.items.size();
         if (n < want)

@@ -95,10 +95,11 @@ public:
     void count_iteration() {
         if (++iterations_ > limits_.max_iterations) fail_iterations();
     }
-    // Registers a namespace or a captured scope, cleared at the end of the render so reference
-    // cycles through them (ns.self = ns, a macro stored in its own scope) free.
-    void track(std::shared_ptr<DictObj> ns) { namespaces_.push_back(std::move(ns)); }
-    void track(ScopePtr sc) { scopes_.push_back(std::move(sc)); }
+    // Registers a namespace or a captured scope: those still alive at the end of the render are
+    // cleared, so reference cycles through them (ns.self = ns, a macro stored in the scope it
+    // closes over) free. Dead entries are dropped as the lists grow.
+    void track(const std::shared_ptr<DictObj>& ns);
+    void track(const ScopePtr& sc);
     const Program& program() const { return prog_; }
 
     // ---- evaluation ----
@@ -124,8 +125,9 @@ private:
     std::vector<Value> globals_;
     std::tm now_{};
     long now_usec_ = 0;
-    std::vector<std::shared_ptr<DictObj>> namespaces_;
-    std::vector<ScopePtr> scopes_;
+    std::vector<std::weak_ptr<DictObj>> namespaces_;
+    std::vector<std::weak_ptr<Scope>> scopes_;
+    size_t namespaces_compacted_ = 64, scopes_compacted_ = 64;
 
     [[noreturn]] void fail_work() const;
     [[noreturn]] void fail_size(uint64_t bytes) const;

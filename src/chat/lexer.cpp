@@ -395,6 +395,7 @@ private:
                 }
                 if (cp > 0x10FFFF) fail_at(at, "illegal Unicode character");
                 k += n + 1;
+                if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD;  // a lone surrogate has no UTF-8 form
                 utf8_append(v, cp);
             };
             switch (c) {
