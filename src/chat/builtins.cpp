@@ -242,7 +242,7 @@ const char* const DICT_UNSAFE[] = {"clear", "pop", "popitem", "setdefault", "upd
 template <size_t N>
 bool in_list(const char* const (&names)[N], const std::string& n) {
     for (const char* x : names)
-        if (n == x) return true;
+        if (n[0] == x[0] && n == x) return true;
     return false;
 }
 
@@ -547,6 +547,7 @@ Value dict_method(Interp& in, const Value& self, const std::string& m, CallArgs&
 
 bool has_method(const Value& self, const std::string& name, bool& unsafe) {
     unsafe = false;
+    if (name.empty() || name[0] < 'a' || name[0] > 'z') return false;
     switch (self.kind()) {
     case Kind::String: return in_list(STR_METHODS, name);
     case Kind::List:

@@ -225,7 +225,7 @@ Value f_attr(Interp& in, const Value& v, CallArgs& a) {
     // attributes only: no fallback to items
     if (v.is_dict() || v.is_string() || v.is_list()) {
         bool unsafe = false;
-        if (!has_method(v, name, unsafe)) return Value::undefined("'" + object_type_repr(v) + "' has no attribute '" + name + "'");
+        if (!has_method(v, name, unsafe)) return no_attribute(object_type_repr(v), name);
     }
     return in.getattr(v, name);
 }

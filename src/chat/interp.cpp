@@ -8,22 +8,13 @@
 
 namespace slm::chat {
 
+void Interp::fail_stack() {
+    raise("LimitError", "template nested too deeply (more than " + std::to_string(MAX_STACK_BYTES >> 20) + " MiB of stack)");
+}
+
 namespace {
 
 constexpr uint32_t LOOP_ID = 0, CALLER_ID = 1, VARARGS_ID = 2, KWARGS_ID = 3;  // interned first by the parser
-
-// Deepest C++ stack a render may use; nested macro calls, loops and expressions are checked
-// against it besides max_depth, so no template can overflow the stack.
-constexpr size_t MAX_STACK_BYTES = 4u << 20;
-
-thread_local const char* g_stack_base = nullptr;
-
-inline void check_stack() {
-    const char* here = static_cast<const char*>(__builtin_frame_address(0));
-    if (g_stack_base && g_stack_base > here && static_cast<size_t>(g_stack_base - here) > MAX_STACK_BYTES)
-        raise("LimitError", "template nested too deeply (more than " + std::to_string(MAX_STACK_BYTES >> 20) +
-                                " MiB of stack)");
-}
 
 std::string line_of(const Program& p, int64_t offset) {
     uint32_t line, col;
@@ -136,9 +127,7 @@ struct BoundMethod : Object {
     raise("SecurityError", "access to attribute '" + name + "' of '" + type_name(obj) + "' object is unsafe.");
 }
 
-Value no_attribute(const Value& obj, const std::string& name) {
-    return Value::undefined("'" + object_type_repr(obj) + "' has no attribute '" + name + "'");
-}
+Value missing_attribute(const Value& obj, const std::string& name) { return no_attribute(object_type_repr(obj), name); }
 
 Value no_element(const Value& obj, const Value& key) {
     return Value::undefined(object_type_repr(obj) + " has no element " + repr(key));
@@ -259,12 +248,7 @@ void Interp::set_context(const std::string& name, Value v) {
 }
 
 std::string Interp::render() {
-    const char* saved = g_stack_base;
-    g_stack_base = static_cast<const char*>(__builtin_frame_address(0));
-    struct Restore {
-        const char* saved;
-        ~Restore() { g_stack_base = saved; }
-    } restore{saved};
+    stack_base_ = static_cast<const char*>(__builtin_frame_address(0));
     auto root = std::make_shared<Scope>();
     track(root);
     std::string out;
@@ -313,13 +297,13 @@ Value Interp::getattr(const Value& obj, const std::string& name) {
         if (obj.is_dict()) {
             if (const Value* v = obj.dict().find(std::string_view(name))) return *v;
         }
-        return no_attribute(obj, name);
+        return missing_attribute(obj, name);
     }
     case Kind::Namespace:
         if (const Value* v = obj.dict().find(std::string_view(name))) return *v;
-        return Value::undefined("'jinja2.utils.Namespace object' has no attribute '" + name + "'");
+        return no_attribute("jinja2.utils.Namespace object", name);
     case Kind::Object: return obj.obj().get_attr(*this, name);
-    default: return no_attribute(obj, name);
+    default: return missing_attribute(obj, name);
     }
 }
 
@@ -364,7 +348,7 @@ Value Interp::getitem(const Value& obj, const Value& key) {
     if (key.is_string()) {
         Value v = getattr(obj, key.str());
         if (!v.is_undefined() || (v.undef() && v.undef()->security)) return v;
-        return no_attribute(obj, key.str());
+        return missing_attribute(obj, key.str());
     }
     return no_element(obj, key);
 }
@@ -555,7 +539,7 @@ Value Interp::eval_compare(const Expr& e, const ScopePtr& sc) {
 }
 
 Value Interp::eval_inner(const Expr& e, const ScopePtr& sc) {
-    check_stack();
+    check_stack(__builtin_frame_address(0));
     charge(1);
     switch (e.kind) {
     case ExprKind::Const: return e.value;
@@ -789,7 +773,7 @@ Value Interp::call_macro(const std::shared_ptr<MacroDef>& def, const ScopePtr& c
 }
 
 Flow Interp::exec_stmt(const Stmt& s, const ScopePtr& sc, std::string& out) {
-    check_stack();
+    check_stack(__builtin_frame_address(0));
     charge(1);
     switch (s.kind) {
     case StmtKind::Text: emit(out, std::string_view(s.text)); return Flow::Normal;

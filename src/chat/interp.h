@@ -125,10 +125,19 @@ private:
     std::vector<Value> globals_;
     std::tm now_{};
     long now_usec_ = 0;
+    const char* stack_base_ = nullptr;  // frame of render(): the stack used is measured from here
     std::vector<std::weak_ptr<DictObj>> namespaces_;
     std::vector<std::weak_ptr<Scope>> scopes_;
     size_t namespaces_compacted_ = 64, scopes_compacted_ = 64;
 
+    // Nested macro calls, loops and expressions are checked against the C++ stack they use too,
+    // besides max_depth, so no template can overflow the stack.
+    static constexpr size_t MAX_STACK_BYTES = 4u << 20;
+    void check_stack(const void* frame) const {
+        const char* here = static_cast<const char*>(frame);
+        if (stack_base_ > here && static_cast<size_t>(stack_base_ - here) > MAX_STACK_BYTES) fail_stack();
+    }
+    [[noreturn]] static void fail_stack();
     [[noreturn]] void fail_work() const;
     [[noreturn]] void fail_size(uint64_t bytes) const;
     [[noreturn]] void fail_iterations() const;

@@ -106,7 +106,7 @@ bool Value::same_as(const Value& o) const {
 std::string Object::repr() const { return std::string("<") + type_name() + " object>"; }
 Value Object::call(Interp&, CallArgs&) { type_error(std::string("'") + type_name() + "' object is not callable"); }
 Value Object::get_attr(Interp&, const std::string& name) {
-    return Value::undefined("'" + std::string(type_name()) + " object' has no attribute '" + name + "'");
+    return no_attribute(std::string(type_name()) + " object", name);
 }
 
 // ---- dict ------------------------------------------------------------------------------------
@@ -194,7 +194,8 @@ void DictObj::reindex() const {
 }
 
 const Value* DictObj::find(const Value& key) const {
-    ptrdiff_t i = lookup(key, py_hash(key));
+    if (key.is_string()) return find(std::string_view(key.str()));
+    ptrdiff_t i = lookup(key, items.size() <= LINEAR_MAX ? 0 : py_hash(key));
     return i < 0 ? nullptr : &items[i].second;
 }
 
@@ -261,6 +262,13 @@ const char* type_name(const Value& v) {
 std::string object_type_repr(const Value& v) {
     if (v.is_none()) return "None";
     return std::string(type_name(v)) + " object";
+}
+
+Value no_attribute(const std::string& type_repr, const std::string& name) {
+    std::string m;
+    m.reserve(type_repr.size() + name.size() + 24);
+    m.append("'").append(type_repr).append("' has no attribute '").append(name).append("'");
+    return Value::undefined(std::move(m));
 }
 
 bool truthy(const Value& v) {
