@@ -640,6 +640,7 @@ std::shared_ptr<DictObj> dict_from_args(Interp& in, CallArgs& args, const char* 
     if (args.pos.size() > 1) type_error(std::string(fname) + " expected at most 1 argument, got " + std::to_string(args.pos.size()));
     if (args.pos.size() == 1) {
         const Value& src = args.pos[0];
+        if (src.is_undefined()) src.fail_undefined();  // dict() asks it for .keys
         if (src.is_dict() || src.is_namespace()) {
             for (const auto& [k, v] : src.dict().items) d->set(k, v);
         } else {
@@ -842,7 +843,7 @@ std::string percent_format(Interp& in, const std::string& fmt, const Value& args
             if (i >= fmt.size()) raise("ValueError", "incomplete format");
         }
         std::string flags;
-        while (i < fmt.size() && std::strchr("-+ #0", fmt[i])) flags += fmt[i++];
+        while (i < fmt.size() && fmt[i] != 0 && std::strchr("-+ #0", fmt[i])) flags += fmt[i++];
         int64_t width = -1, prec = -1;
         auto number = [&](int64_t& dst) {
             if (i < fmt.size() && fmt[i] == '*') {
@@ -971,6 +972,10 @@ namespace {
 
 // Python's format(value, spec) for the common cases of the format mini-language.
 std::string format_spec(const Value& v, const std::string& spec) {
+    if (v.is_undefined()) {
+        if (!spec.empty()) type_error("unsupported format string passed to Undefined.__format__");
+        return "";
+    }
     size_t i = 0;
     uint32_t fill = ' ';
     char align = 0;

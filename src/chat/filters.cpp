@@ -444,6 +444,7 @@ Value f_upper(Interp&, const Value& v, CallArgs& a) {
 }
 
 Value f_map(Interp& in, const Value& v, CallArgs& a) {
+    if (!truthy(v)) return generator({});  // Jinja2 checks its arguments only for a non-empty input
     auto items = in.iterate(v);
     std::vector<Value> out;
     out.reserve(items->items.size());
@@ -505,6 +506,7 @@ Value f_pprint(Interp&, const Value& v, CallArgs& a) {
 
 // select / reject / selectattr / rejectattr
 Value select_or_reject(Interp& in, const Value& v, CallArgs& a, bool attr, bool keep) {
+    if (!truthy(v)) return generator({});
     auto items = in.iterate(v);
     in.charge(items->items.size());
     size_t off = 0;

@@ -29,7 +29,7 @@ struct MacroObj : Object {
     ScopePtr closure;
     bool is_caller = false;
     const char* type_name() const override { return "Macro"; }
-    std::string repr() const override { return "<Macro '" + def->name + "'>"; }
+    std::string repr() const override { return is_caller ? "<Macro anonymous>" : "<Macro '" + def->name + "'>"; }
     bool callable() const override { return true; }
     Value call(Interp& in, CallArgs& args) override { return in.call_macro(def, closure, args, is_caller); }
     Value get_attr(Interp& in, const std::string& name) override {
@@ -134,11 +134,10 @@ Value no_element(const Value& obj, const Value& key) {
 }
 
 // Python's slice.indices(): clamps start/stop for a sequence of length n.
+bool slice_index_ok(const Value& v) { return v.is_none() || v.is_int() || v.is_bool(); }
+
 void slice_indices(int64_t n, const Value& start, const Value& stop, const Value& step, int64_t& b, int64_t& e, int64_t& s) {
-    auto as_index = [](const Value& v) -> int64_t {
-        if (v.is_int() || v.is_bool()) return v.as_int();
-        type_error("slice indices must be integers or None or have an __index__ method");
-    };
+    auto as_index = [](const Value& v) -> int64_t { return v.as_int(); };
     s = step.is_none() ? 1 : as_index(step);
     if (s == 0) raise("ValueError", "slice step cannot be zero");
     if (s == INT64_MIN) s = -INT64_MAX;
@@ -359,9 +358,12 @@ Value Interp::eval_slice(const Value& obj, const Expr& sl, const ScopePtr& sc) {
     Value step = sl.c ? eval(*sl.c, sc) : Value::none();
     if (obj.is_undefined()) obj.fail_undefined();
     bool is_str = obj.is_string();
+    // Jinja2 compiles slices to a plain Python subscript (not environment.getitem): errors raise
+    if (obj.is_dict()) type_error("unhashable type: 'slice'");
     if (!is_str && !(obj.is_list() && obj.seq_kind() != SeqKind::Iterator))
-        return Value::undefined(object_type_repr(obj) + " has no element slice(" + repr(start) + ", " + repr(stop) + ", " +
-                                repr(step) + ")");
+        type_error(std::string("'") + type_name(obj) + "' object is not subscriptable");
+    if (!slice_index_ok(start) || !slice_index_ok(stop) || !slice_index_ok(step))
+        type_error("slice indices must be integers or None or have an __index__ method");
     std::vector<uint32_t> cps;
     bool ascii = is_str && is_ascii(obj.str());
     if (is_str && !ascii) cps = utf8_decode(obj.str());
