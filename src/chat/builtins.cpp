@@ -362,7 +362,8 @@ Value str_method(Interp& in, const Value& self, const std::string& m, CallArgs& 
     if (m == "replace") {
         auto a = bind(args, {"old", "new", "count"}, "replace", 2);
         int64_t count = given(a[2]) ? want_int(a[2], "count") : -1;
-        std::string r = py_replace(s, want_str(a[0], "replace() argument 1"), want_str(a[1], "replace() argument 2"), count);
+        std::string r = py_replace(s, want_str(a[0], "replace() argument 1"), want_str(a[1], "replace() argument 2"), count,
+                                   in.max_output_bytes());
         in.check_size(r.size());
         in.charge(r.size());
         return str(std::move(r));
@@ -971,7 +972,7 @@ std::string percent_format(Interp& in, const std::string& fmt, const Value& args
 namespace {
 
 // Python's format(value, spec) for the common cases of the format mini-language.
-std::string format_spec(const Value& v, const std::string& spec) {
+std::string format_spec(Interp& in, const Value& v, const std::string& spec) {
     if (v.is_undefined()) {
         if (!spec.empty()) type_error("unsupported format string passed to Undefined.__format__");
         return "";
@@ -1122,6 +1123,7 @@ std::string format_spec(const Value& v, const std::string& spec) {
     if (width <= n) return body;
     std::string f;
     utf8_append(f, fill);
+    in.check_size(static_cast<uint64_t>(width) * f.size());
     auto rep = [&](int64_t k) {
         std::string r;
         for (int64_t q = 0; q < k; ++q) r += f;
@@ -1224,7 +1226,7 @@ std::string str_format(Interp& in, const std::string& fmt, const CallArgs& args)
         if (conv == 'r' || conv == 'a') v = Value::string(repr(v));
         else if (conv == 's') v = Value::string(to_str(v));
         else if (conv) raise("ValueError", std::string("Unknown conversion specifier ") + conv);
-        out += format_spec(v, spec);
+        out += format_spec(in, v, spec);
         in.check_size(out.size());
     }
     in.charge(out.size());

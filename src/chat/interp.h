@@ -92,6 +92,7 @@ public:
     void check_size(uint64_t bytes) const {
         if (bytes > limits_.max_output_bytes) fail_size(bytes);
     }
+    uint64_t max_output_bytes() const { return limits_.max_output_bytes; }
     void count_iteration() {
         if (++iterations_ > limits_.max_iterations) fail_iterations();
     }

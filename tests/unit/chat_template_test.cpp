@@ -759,6 +759,12 @@ TEST(ChatTemplate, HugeOutputsStop) {
     EXPECT_NE(e.find("max_output_bytes"), std::string::npos) << e;
     e = error_of("{{ 'x'|center(1000000000000) }}");
     EXPECT_NE(e.find("max_output_bytes"), std::string::npos) << e;
+    e = error_of("{{ '{:>99999999}'.format(1) }}", "{}", o);
+    EXPECT_NE(e.find("max_output_bytes"), std::string::npos) << e;
+    e = error_of("{{ ('a' * 100000)|replace('a', 'bcdefghijklmnopqrstuvwxyz') }}", "{}", o);
+    EXPECT_NE(e.find("max_output_bytes"), std::string::npos) << e;
+    e = error_of("{{ [1]|batch(1000000000000, 0)|list }}");
+    EXPECT_NE(e.find("max_output_bytes"), std::string::npos) << e;
 }
 
 TEST(ChatTemplate, QuadraticWorkStops) {
