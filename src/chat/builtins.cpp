@@ -8,6 +8,8 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <ctime>
+#include <locale.h>
 
 namespace slm::chat {
 
@@ -736,7 +738,9 @@ Value g_strftime_now(Interp& in, CallArgs& args) {
     in.check_size(f.size() * 64);
     std::vector<char> buf(f.size() * 64 + 64);
     std::tm tm = in.now();
-    size_t n = std::strftime(buf.data(), buf.size(), f.c_str(), &tm);
+    // the C locale, as Python (which never calls setlocale) formats dates: "November", "Wed"
+    static const locale_t c_locale = newlocale(LC_ALL_MASK, "C", static_cast<locale_t>(nullptr));
+    size_t n = strftime_l(buf.data(), buf.size(), f.c_str(), &tm, c_locale);
     return Value::string(std::string(buf.data(), n));
 }
 
