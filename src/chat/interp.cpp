@@ -31,7 +31,7 @@ struct MacroObj : Object {
     const char* type_name() const override { return "Macro"; }
     std::string repr() const override { return is_caller ? "<Macro anonymous>" : "<Macro '" + def->name + "'>"; }
     bool callable() const override { return true; }
-    Value call(Interp& in, CallArgs& args) override { return in.call_macro(def, closure, args, is_caller); }
+    Value call(Interp& in, CallArgs& args) override { return in.call_macro(def, closure, args); }
     Value get_attr(Interp& in, const std::string& name) override {
         if (name == "name") return Value::string(def->name);
         if (name == "arguments") {
@@ -705,7 +705,7 @@ Flow Interp::run_for(const Stmt& s, const ScopePtr& sc, const Value& iterable, s
     return Flow::Normal;
 }
 
-Value Interp::call_macro(const std::shared_ptr<MacroDef>& def, const ScopePtr& closure, CallArgs& args, bool is_caller) {
+Value Interp::call_macro(const std::shared_ptr<MacroDef>& def, const ScopePtr& closure, CallArgs& args) {
     DepthGuard guard(*this);
     count_iteration();
     ScopePtr sc = child(closure);
@@ -767,7 +767,6 @@ Value Interp::call_macro(const std::shared_ptr<MacroDef>& def, const ScopePtr& c
     } else if (args.pos.size() > n) {
         type_error("macro '" + def->name + "' takes not more than " + std::to_string(n) + " argument(s)");
     }
-    (void)is_caller;
     std::string out;
     exec(def->body, sc, out);
     sc->vars.clear();

@@ -107,7 +107,7 @@ public:
     Value eval(const Expr& e, const ScopePtr& sc);
     Flow exec(const Body& body, const ScopePtr& sc, std::string& out);
     // Runs a macro or caller body with bound arguments.
-    Value call_macro(const std::shared_ptr<MacroDef>& def, const ScopePtr& closure, CallArgs& args, bool is_caller);
+    Value call_macro(const std::shared_ptr<MacroDef>& def, const ScopePtr& closure, CallArgs& args);
     // Runs a for statement (also loop(...) of a recursive loop at depth0 > 0).
     Flow run_for(const Stmt& s, const ScopePtr& sc, const Value& iterable, std::string& out, uint32_t depth0);
 
