@@ -8,6 +8,8 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <ctime>
+#include <locale.h>
 
 namespace slm::chat {
 
@@ -242,7 +244,7 @@ const char* const DICT_UNSAFE[] = {"clear", "pop", "popitem", "setdefault", "upd
 template <size_t N>
 bool in_list(const char* const (&names)[N], const std::string& n) {
     for (const char* x : names)
-        if (n == x) return true;
+        if (n[0] == x[0] && n == x) return true;
     return false;
 }
 
@@ -362,7 +364,8 @@ Value str_method(Interp& in, const Value& self, const std::string& m, CallArgs& 
     if (m == "replace") {
         auto a = bind(args, {"old", "new", "count"}, "replace", 2);
         int64_t count = given(a[2]) ? want_int(a[2], "count") : -1;
-        std::string r = py_replace(s, want_str(a[0], "replace() argument 1"), want_str(a[1], "replace() argument 2"), count);
+        std::string r = py_replace(s, want_str(a[0], "replace() argument 1"), want_str(a[1], "replace() argument 2"), count,
+                                   in.max_output_bytes());
         in.check_size(r.size());
         in.charge(r.size());
         return str(std::move(r));
@@ -547,6 +550,7 @@ Value dict_method(Interp& in, const Value& self, const std::string& m, CallArgs&
 
 bool has_method(const Value& self, const std::string& name, bool& unsafe) {
     unsafe = false;
+    if (name.empty() || name[0] < 'a' || name[0] > 'z') return false;
     switch (self.kind()) {
     case Kind::String: return in_list(STR_METHODS, name);
     case Kind::List:
@@ -639,6 +643,7 @@ std::shared_ptr<DictObj> dict_from_args(Interp& in, CallArgs& args, const char* 
     if (args.pos.size() > 1) type_error(std::string(fname) + " expected at most 1 argument, got " + std::to_string(args.pos.size()));
     if (args.pos.size() == 1) {
         const Value& src = args.pos[0];
+        if (src.is_undefined()) src.fail_undefined();  // dict() asks it for .keys
         if (src.is_dict() || src.is_namespace()) {
             for (const auto& [k, v] : src.dict().items) d->set(k, v);
         } else {
@@ -733,7 +738,9 @@ Value g_strftime_now(Interp& in, CallArgs& args) {
     in.check_size(f.size() * 64);
     std::vector<char> buf(f.size() * 64 + 64);
     std::tm tm = in.now();
-    size_t n = std::strftime(buf.data(), buf.size(), f.c_str(), &tm);
+    // the C locale, as Python (which never calls setlocale) formats dates: "November", "Wed"
+    static const locale_t c_locale = newlocale(LC_ALL_MASK, "C", static_cast<locale_t>(nullptr));
+    size_t n = strftime_l(buf.data(), buf.size(), f.c_str(), &tm, c_locale);
     return Value::string(std::string(buf.data(), n));
 }
 
@@ -841,7 +848,7 @@ std::string percent_format(Interp& in, const std::string& fmt, const Value& args
             if (i >= fmt.size()) raise("ValueError", "incomplete format");
         }
         std::string flags;
-        while (i < fmt.size() && std::strchr("-+ #0", fmt[i])) flags += fmt[i++];
+        while (i < fmt.size() && fmt[i] != 0 && std::strchr("-+ #0", fmt[i])) flags += fmt[i++];
         int64_t width = -1, prec = -1;
         auto number = [&](int64_t& dst) {
             if (i < fmt.size() && fmt[i] == '*') {
@@ -894,7 +901,8 @@ std::string percent_format(Interp& in, const std::string& fmt, const Value& args
                 body = arg.str();
             } else if (int_like(arg)) {
                 if (arg.as_int() < 0 || arg.as_int() > 0x10FFFF) raise("OverflowError", "%c arg not in range(0x110000)");
-                utf8_append(body, static_cast<uint32_t>(arg.as_int()));
+                auto cp = static_cast<uint32_t>(arg.as_int());
+                utf8_append(body, cp >= 0xD800 && cp <= 0xDFFF ? 0xFFFD : cp);
             } else {
                 type_error("%c requires int or char");
             }
@@ -968,7 +976,11 @@ std::string percent_format(Interp& in, const std::string& fmt, const Value& args
 namespace {
 
 // Python's format(value, spec) for the common cases of the format mini-language.
-std::string format_spec(const Value& v, const std::string& spec) {
+std::string format_spec(Interp& in, const Value& v, const std::string& spec) {
+    if (v.is_undefined()) {
+        if (!spec.empty()) type_error("unsupported format string passed to Undefined.__format__");
+        return "";
+    }
     size_t i = 0;
     uint32_t fill = ' ';
     char align = 0;
@@ -1037,7 +1049,9 @@ std::string format_spec(const Value& v, const std::string& spec) {
             unsigned long long mag = n < 0 ? 0ull - static_cast<unsigned long long>(n) : static_cast<unsigned long long>(n);
             char buf[80];
             if (type == 'c') {
-                utf8_append(body, static_cast<uint32_t>(n));
+                if (n < 0 || n > 0x10FFFF) raise("OverflowError", "%c arg not in range(0x110000)");
+                auto cp = static_cast<uint32_t>(n);
+                utf8_append(body, cp >= 0xD800 && cp <= 0xDFFF ? 0xFFFD : cp);
                 numeric = false;
             } else if (type == 'b') {
                 std::string b;
@@ -1113,6 +1127,7 @@ std::string format_spec(const Value& v, const std::string& spec) {
     if (width <= n) return body;
     std::string f;
     utf8_append(f, fill);
+    in.check_size(static_cast<uint64_t>(width) * f.size());
     auto rep = [&](int64_t k) {
         std::string r;
         for (int64_t q = 0; q < k; ++q) r += f;
@@ -1215,7 +1230,7 @@ std::string str_format(Interp& in, const std::string& fmt, const CallArgs& args)
         if (conv == 'r' || conv == 'a') v = Value::string(repr(v));
         else if (conv == 's') v = Value::string(to_str(v));
         else if (conv) raise("ValueError", std::string("Unknown conversion specifier ") + conv);
-        out += format_spec(v, spec);
+        out += format_spec(in, v, spec);
         in.check_size(out.size());
     }
     in.charge(out.size());

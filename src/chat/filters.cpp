@@ -225,7 +225,7 @@ Value f_attr(Interp& in, const Value& v, CallArgs& a) {
     // attributes only: no fallback to items
     if (v.is_dict() || v.is_string() || v.is_list()) {
         bool unsafe = false;
-        if (!has_method(v, name, unsafe)) return Value::undefined("'" + object_type_repr(v) + "' has no attribute '" + name + "'");
+        if (!has_method(v, name, unsafe)) return no_attribute(object_type_repr(v), name);
     }
     return in.getattr(v, name);
 }
@@ -234,6 +234,10 @@ Value f_batch(Interp& in, const Value& v, CallArgs& a) {
     auto p = bind(a, {"linecount", "fill_with"}, "batch", 1);
     int64_t n = want_int(p[0], "linecount");
     auto items = in.iterate(v);
+    if (given(p[1]) && !p[1].is_none() && n > 0) {  // the last batch is padded to n items
+        in.check_size(static_cast<uint64_t>(n) * sizeof(Value));
+        in.charge(static_cast<uint64_t>(n));
+    }
     std::vector<Value> out, cur;
     for (const Value& x : items->items) {
         if (static_cast<int64_t>(cur.size()) == n) {
@@ -444,6 +448,7 @@ Value f_upper(Interp&, const Value& v, CallArgs& a) {
 }
 
 Value f_map(Interp& in, const Value& v, CallArgs& a) {
+    if (!truthy(v)) return generator({});  // Jinja2 checks its arguments only for a non-empty input
     auto items = in.iterate(v);
     std::vector<Value> out;
     out.reserve(items->items.size());
@@ -505,6 +510,7 @@ Value f_pprint(Interp&, const Value& v, CallArgs& a) {
 
 // select / reject / selectattr / rejectattr
 Value select_or_reject(Interp& in, const Value& v, CallArgs& a, bool attr, bool keep) {
+    if (!truthy(v)) return generator({});
     auto items = in.iterate(v);
     in.charge(items->items.size());
     size_t off = 0;
@@ -542,7 +548,7 @@ Value f_rejectattr(Interp& in, const Value& v, CallArgs& a) { return select_or_r
 Value f_replace(Interp& in, const Value& v, CallArgs& a) {
     auto p = bind(a, {"old", "new", "count"}, "replace", 2);
     int64_t count = given(p[2]) && !p[2].is_none() ? want_int(p[2], "count") : -1;
-    std::string r = py_replace(soft_str(v), to_str(p[0]), to_str(p[1]), count);
+    std::string r = py_replace(soft_str(v), to_str(p[0]), to_str(p[1]), count, in.max_output_bytes());
     in.check_size(r.size());
     in.charge(r.size());
     return Value::string(std::move(r));

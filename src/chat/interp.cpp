@@ -8,22 +8,13 @@
 
 namespace slm::chat {
 
+void Interp::fail_stack() {
+    raise("LimitError", "template nested too deeply (more than " + std::to_string(MAX_STACK_BYTES >> 20) + " MiB of stack)");
+}
+
 namespace {
 
 constexpr uint32_t LOOP_ID = 0, CALLER_ID = 1, VARARGS_ID = 2, KWARGS_ID = 3;  // interned first by the parser
-
-// Deepest C++ stack a render may use; nested macro calls, loops and expressions are checked
-// against it besides max_depth, so no template can overflow the stack.
-constexpr size_t MAX_STACK_BYTES = 4u << 20;
-
-thread_local const char* g_stack_base = nullptr;
-
-inline void check_stack() {
-    const char* here = static_cast<const char*>(__builtin_frame_address(0));
-    if (g_stack_base && g_stack_base > here && static_cast<size_t>(g_stack_base - here) > MAX_STACK_BYTES)
-        raise("LimitError", "template nested too deeply (more than " + std::to_string(MAX_STACK_BYTES >> 20) +
-                                " MiB of stack)");
-}
 
 std::string line_of(const Program& p, int64_t offset) {
     uint32_t line, col;
@@ -38,9 +29,9 @@ struct MacroObj : Object {
     ScopePtr closure;
     bool is_caller = false;
     const char* type_name() const override { return "Macro"; }
-    std::string repr() const override { return "<Macro '" + def->name + "'>"; }
+    std::string repr() const override { return is_caller ? "<Macro anonymous>" : "<Macro '" + def->name + "'>"; }
     bool callable() const override { return true; }
-    Value call(Interp& in, CallArgs& args) override { return in.call_macro(def, closure, args, is_caller); }
+    Value call(Interp& in, CallArgs& args) override { return in.call_macro(def, closure, args); }
     Value get_attr(Interp& in, const std::string& name) override {
         if (name == "name") return Value::string(def->name);
         if (name == "arguments") {
@@ -136,20 +127,17 @@ struct BoundMethod : Object {
     raise("SecurityError", "access to attribute '" + name + "' of '" + type_name(obj) + "' object is unsafe.");
 }
 
-Value no_attribute(const Value& obj, const std::string& name) {
-    return Value::undefined("'" + object_type_repr(obj) + "' has no attribute '" + name + "'");
-}
+Value missing_attribute(const Value& obj, const std::string& name) { return no_attribute(object_type_repr(obj), name); }
 
 Value no_element(const Value& obj, const Value& key) {
     return Value::undefined(object_type_repr(obj) + " has no element " + repr(key));
 }
 
 // Python's slice.indices(): clamps start/stop for a sequence of length n.
+bool slice_index_ok(const Value& v) { return v.is_none() || v.is_int() || v.is_bool(); }
+
 void slice_indices(int64_t n, const Value& start, const Value& stop, const Value& step, int64_t& b, int64_t& e, int64_t& s) {
-    auto as_index = [](const Value& v) -> int64_t {
-        if (v.is_int() || v.is_bool()) return v.as_int();
-        type_error("slice indices must be integers or None or have an __index__ method");
-    };
+    auto as_index = [](const Value& v) -> int64_t { return v.as_int(); };
     s = step.is_none() ? 1 : as_index(step);
     if (s == 0) raise("ValueError", "slice step cannot be zero");
     if (s == INT64_MIN) s = -INT64_MAX;
@@ -205,10 +193,30 @@ Interp::Interp(const Program& prog, const Limits& limits) : prog_(prog), limits_
 }
 
 Interp::~Interp() {
-    // Break reference cycles that went through mutable objects.
-    for (auto& ns : namespaces_) ns->items.clear();
-    for (auto& sc : scopes_) sc->vars.clear();
+    // Break reference cycles that went through mutable objects. Lock everything first: clearing
+    // one may free another.
+    std::vector<std::shared_ptr<DictObj>> nss;
+    for (auto& w : namespaces_)
+        if (auto ns = w.lock()) nss.push_back(std::move(ns));
+    std::vector<ScopePtr> scs;
+    for (auto& w : scopes_)
+        if (auto sc = w.lock()) scs.push_back(std::move(sc));
+    for (auto& ns : nss) ns->items.clear();
+    for (auto& sc : scs) sc->vars.clear();
 }
+
+template <class T>
+static void track_weak(std::vector<std::weak_ptr<T>>& list, size_t& threshold, const std::shared_ptr<T>& p) {
+    if (!list.empty() && !list.back().owner_before(p) && !p.owner_before(list.back())) return;  // same as the last
+    list.push_back(p);
+    if (list.size() >= 2 * threshold) {
+        list.erase(std::remove_if(list.begin(), list.end(), [](const std::weak_ptr<T>& w) { return w.expired(); }), list.end());
+        threshold = std::max<size_t>(64, list.size());
+    }
+}
+
+void Interp::track(const std::shared_ptr<DictObj>& ns) { track_weak(namespaces_, namespaces_compacted_, ns); }
+void Interp::track(const ScopePtr& sc) { track_weak(scopes_, scopes_compacted_, sc); }
 
 Interp::DepthGuard::DepthGuard(Interp& i) : in(i) {
     if (++in.depth_ > in.limits_.max_depth) {
@@ -239,18 +247,11 @@ void Interp::set_context(const std::string& name, Value v) {
 }
 
 std::string Interp::render() {
-    char base;
-    const char* saved = g_stack_base;
-    g_stack_base = static_cast<const char*>(__builtin_frame_address(0));
-    (void)base;
-    struct Restore {
-        const char* saved;
-        ~Restore() { g_stack_base = saved; }
-    } restore{saved};
+    stack_base_ = static_cast<const char*>(__builtin_frame_address(0));
     auto root = std::make_shared<Scope>();
+    track(root);
     std::string out;
     exec(prog_.body, root, out);
-    root->vars.clear();
     return out;
 }
 
@@ -295,13 +296,13 @@ Value Interp::getattr(const Value& obj, const std::string& name) {
         if (obj.is_dict()) {
             if (const Value* v = obj.dict().find(std::string_view(name))) return *v;
         }
-        return no_attribute(obj, name);
+        return missing_attribute(obj, name);
     }
     case Kind::Namespace:
         if (const Value* v = obj.dict().find(std::string_view(name))) return *v;
-        return Value::undefined("'jinja2.utils.Namespace object' has no attribute '" + name + "'");
+        return no_attribute("jinja2.utils.Namespace object", name);
     case Kind::Object: return obj.obj().get_attr(*this, name);
-    default: return no_attribute(obj, name);
+    default: return missing_attribute(obj, name);
     }
 }
 
@@ -346,7 +347,7 @@ Value Interp::getitem(const Value& obj, const Value& key) {
     if (key.is_string()) {
         Value v = getattr(obj, key.str());
         if (!v.is_undefined() || (v.undef() && v.undef()->security)) return v;
-        return no_attribute(obj, key.str());
+        return missing_attribute(obj, key.str());
     }
     return no_element(obj, key);
 }
@@ -357,9 +358,12 @@ Value Interp::eval_slice(const Value& obj, const Expr& sl, const ScopePtr& sc) {
     Value step = sl.c ? eval(*sl.c, sc) : Value::none();
     if (obj.is_undefined()) obj.fail_undefined();
     bool is_str = obj.is_string();
+    // Jinja2 compiles slices to a plain Python subscript (not environment.getitem): errors raise
+    if (obj.is_dict()) type_error("unhashable type: 'slice'");
     if (!is_str && !(obj.is_list() && obj.seq_kind() != SeqKind::Iterator))
-        return Value::undefined(object_type_repr(obj) + " has no element slice(" + repr(start) + ", " + repr(stop) + ", " +
-                                repr(step) + ")");
+        type_error(std::string("'") + type_name(obj) + "' object is not subscriptable");
+    if (!slice_index_ok(start) || !slice_index_ok(stop) || !slice_index_ok(step))
+        type_error("slice indices must be integers or None or have an __index__ method");
     std::vector<uint32_t> cps;
     bool ascii = is_str && is_ascii(obj.str());
     if (is_str && !ascii) cps = utf8_decode(obj.str());
@@ -537,7 +541,7 @@ Value Interp::eval_compare(const Expr& e, const ScopePtr& sc) {
 }
 
 Value Interp::eval_inner(const Expr& e, const ScopePtr& sc) {
-    check_stack();
+    check_stack(__builtin_frame_address(0));
     charge(1);
     switch (e.kind) {
     case ExprKind::Const: return e.value;
@@ -629,8 +633,6 @@ void Interp::assign(const Target& t, const Value& v, const ScopePtr& sc) {
         return;
     }
     case Target::Tuple: {
-        if (v.is_list() && v.seq_kind() == SeqKind::Iterator && v.list().items.size() != t.items.size()) {
-        }
         auto items = iterate(v);
         size_t n = items->items.size(), want = t.items.size();
         if (n < want)
@@ -703,7 +705,7 @@ Flow Interp::run_for(const Stmt& s, const ScopePtr& sc, const Value& iterable, s
     return Flow::Normal;
 }
 
-Value Interp::call_macro(const std::shared_ptr<MacroDef>& def, const ScopePtr& closure, CallArgs& args, bool is_caller) {
+Value Interp::call_macro(const std::shared_ptr<MacroDef>& def, const ScopePtr& closure, CallArgs& args) {
     DepthGuard guard(*this);
     count_iteration();
     ScopePtr sc = child(closure);
@@ -765,7 +767,6 @@ Value Interp::call_macro(const std::shared_ptr<MacroDef>& def, const ScopePtr& c
     } else if (args.pos.size() > n) {
         type_error("macro '" + def->name + "' takes not more than " + std::to_string(n) + " argument(s)");
     }
-    (void)is_caller;
     std::string out;
     exec(def->body, sc, out);
     sc->vars.clear();
@@ -773,7 +774,7 @@ Value Interp::call_macro(const std::shared_ptr<MacroDef>& def, const ScopePtr& c
 }
 
 Flow Interp::exec_stmt(const Stmt& s, const ScopePtr& sc, std::string& out) {
-    check_stack();
+    check_stack(__builtin_frame_address(0));
     charge(1);
     switch (s.kind) {
     case StmtKind::Text: emit(out, std::string_view(s.text)); return Flow::Normal;

@@ -92,20 +92,22 @@ public:
     void check_size(uint64_t bytes) const {
         if (bytes > limits_.max_output_bytes) fail_size(bytes);
     }
+    uint64_t max_output_bytes() const { return limits_.max_output_bytes; }
     void count_iteration() {
         if (++iterations_ > limits_.max_iterations) fail_iterations();
     }
-    // Registers a namespace or a captured scope, cleared at the end of the render so reference
-    // cycles through them (ns.self = ns, a macro stored in its own scope) free.
-    void track(std::shared_ptr<DictObj> ns) { namespaces_.push_back(std::move(ns)); }
-    void track(ScopePtr sc) { scopes_.push_back(std::move(sc)); }
+    // Registers a namespace or a captured scope: those still alive at the end of the render are
+    // cleared, so reference cycles through them (ns.self = ns, a macro stored in the scope it
+    // closes over) free. Dead entries are dropped as the lists grow.
+    void track(const std::shared_ptr<DictObj>& ns);
+    void track(const ScopePtr& sc);
     const Program& program() const { return prog_; }
 
     // ---- evaluation ----
     Value eval(const Expr& e, const ScopePtr& sc);
     Flow exec(const Body& body, const ScopePtr& sc, std::string& out);
     // Runs a macro or caller body with bound arguments.
-    Value call_macro(const std::shared_ptr<MacroDef>& def, const ScopePtr& closure, CallArgs& args, bool is_caller);
+    Value call_macro(const std::shared_ptr<MacroDef>& def, const ScopePtr& closure, CallArgs& args);
     // Runs a for statement (also loop(...) of a recursive loop at depth0 > 0).
     Flow run_for(const Stmt& s, const ScopePtr& sc, const Value& iterable, std::string& out, uint32_t depth0);
 
@@ -124,9 +126,19 @@ private:
     std::vector<Value> globals_;
     std::tm now_{};
     long now_usec_ = 0;
-    std::vector<std::shared_ptr<DictObj>> namespaces_;
-    std::vector<ScopePtr> scopes_;
+    const char* stack_base_ = nullptr;  // frame of render(): the stack used is measured from here
+    std::vector<std::weak_ptr<DictObj>> namespaces_;
+    std::vector<std::weak_ptr<Scope>> scopes_;
+    size_t namespaces_compacted_ = 64, scopes_compacted_ = 64;
 
+    // Nested macro calls, loops and expressions are checked against the C++ stack they use too,
+    // besides max_depth, so no template can overflow the stack.
+    static constexpr size_t MAX_STACK_BYTES = 4u << 20;
+    void check_stack(const void* frame) const {
+        const char* here = static_cast<const char*>(frame);
+        if (stack_base_ > here && static_cast<size_t>(stack_base_ - here) > MAX_STACK_BYTES) fail_stack();
+    }
+    [[noreturn]] static void fail_stack();
     [[noreturn]] void fail_work() const;
     [[noreturn]] void fail_size(uint64_t bytes) const;
     [[noreturn]] void fail_iterations() const;

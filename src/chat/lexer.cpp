@@ -200,6 +200,7 @@ private:
     }
 
     size_t lex_comment(size_t pos) {
+        if (pos >= s_.size()) return pos;  // "{#" at the very end: jinja2 stops without an error
         for (size_t i = pos; i < s_.size(); ++i) {
             if (s_[i] != '#' && s_[i] != '+' && s_[i] != '-') continue;
             size_t end = match_end(i, '#', true);
@@ -212,6 +213,7 @@ private:
     }
 
     size_t lex_raw(size_t body) {
+        if (body >= s_.size()) return body;  // nothing after {% raw %}: as jinja2, no error
         for (size_t i = s_.find("{%", body); i != std::string::npos; i = s_.find("{%", i + 1)) {
             size_t j = i + 2;
             char sign = 0;
@@ -395,6 +397,7 @@ private:
                 }
                 if (cp > 0x10FFFF) fail_at(at, "illegal Unicode character");
                 k += n + 1;
+                if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD;  // a lone surrogate has no UTF-8 form
                 utf8_append(v, cp);
             };
             switch (c) {

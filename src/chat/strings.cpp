@@ -4,6 +4,7 @@
 #include "chat/value.h"
 
 #include <algorithm>
+#include <cstdint>
 
 namespace slm::chat {
 
@@ -154,13 +155,13 @@ std::vector<std::string> py_splitlines(std::string_view s, bool keepends) {
     return out;
 }
 
-std::string py_replace(std::string_view s, std::string_view old, std::string_view with, int64_t count) {
+std::string py_replace(std::string_view s, std::string_view old, std::string_view with, int64_t count, size_t max_bytes) {
     std::string out;
     if (old.empty()) {
         // inserts `with` before every character and at the end
         int64_t done = 0;
         size_t i = 0;
-        while (i < s.size()) {
+        while (i < s.size() && out.size() <= max_bytes) {
             if (count < 0 || done < count) {
                 out += with;
                 ++done;
@@ -174,7 +175,7 @@ std::string py_replace(std::string_view s, std::string_view old, std::string_vie
     }
     size_t pos = 0;
     int64_t done = 0;
-    while (count < 0 || done < count) {
+    while ((count < 0 || done < count) && out.size() <= max_bytes) {
         size_t f = s.find(old, pos);
         if (f == std::string_view::npos) break;
         out.append(s.substr(pos, f - pos));

@@ -31,7 +31,9 @@ std::string py_strip(std::string_view s, bool chars_given, std::string_view char
 // str.split / rsplit (sep_given false: runs of whitespace); maxsplit < 0 means no limit.
 std::vector<std::string> py_split(std::string_view s, bool sep_given, std::string_view sep, int64_t maxsplit, bool from_right);
 std::vector<std::string> py_splitlines(std::string_view s, bool keepends);
-std::string py_replace(std::string_view s, std::string_view old, std::string_view with, int64_t count);
+// str.replace; stops early once the result passes max_bytes (the caller then rejects its size).
+std::string py_replace(std::string_view s, std::string_view old, std::string_view with, int64_t count,
+                       size_t max_bytes = SIZE_MAX);
 std::string py_title(std::string_view s);        // str.title
 std::string py_capitalize(std::string_view s);   // str.capitalize
 std::string py_swapcase(std::string_view s);

@@ -157,6 +157,8 @@ struct Object {
 
 const char* type_name(const Value& v);          // "int", "str", "dict", "NoneType", "Undefined" ...
 std::string object_type_repr(const Value& v);   // Jinja2's "dict object", "None"
+// Jinja2's Undefined for a missing attribute: "'dict object' has no attribute 'x'".
+Value no_attribute(const std::string& type_repr, const std::string& name);
 bool truthy(const Value& v);
 std::string to_str(const Value& v);             // str(v): what {{ v }} prints
 std::string repr(const Value& v);               // repr(v)

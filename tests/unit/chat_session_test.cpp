@@ -1,6 +1,7 @@
 // ChatSession: multi-turn chat that keeps the KV cache between turns, and `slm chat`.
 #include "slm/chat_session.h"
 #include "slm/error.h"
+#include "slm/gguf.h"
 #include "slm/generate.h"
 #include "slm/model.h"
 #include "test_util.h"
@@ -223,6 +224,35 @@ TEST(ChatCli, CtrlCAtThePromptDoesNotEndTheProgram) {
     EXPECT_EQ(WEXITSTATUS(status), 0);
     const std::string out = test::read_text(out_path);
     EXPECT_NE(out.find("(/exit to quit)"), std::string::npos) << out;
+}
+
+TEST(ChatCli, TemplateOfAHuggingFaceFolderIsItsTokenizerConfigs) {
+    // A GGUF with a chat template, written out as a Hugging Face folder: `slm template` and
+    // `slm chat` read the folder's template (tokenizer_config.json) as the GGUF's.
+    const std::string dir = test::temp_dir();
+    const std::string gguf = dir + "/with_tmpl.gguf", hf = dir + "/hf_folder";
+    {
+        GGUFFile f = GGUFFile::open(test::model_path("stories260K/stories260K.gguf"));
+        GGUFWriter w;
+        w.copy_kv_from(f);
+        w.set("tokenizer.chat_template", GGUFValue::string(kChatML));
+        for (const auto& t : f.tensors()) w.add_tensor(t.name, t.type, t.shape(), t.data, t.nbytes);
+        w.write(gguf);
+    }
+    auto r = test::run_cli({"convert", "--to", "hf", gguf, "-o", hf});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const std::string msgs = dir + "/m.json";
+    const std::string js = R"([{"role": "user", "content": "Hi"}])";
+    test::write_file(msgs, std::vector<uint8_t>(js.begin(), js.end()));
+    auto a = test::run_cli({"template", "-m", gguf, "--messages", msgs, "--add-generation-prompt"});
+    auto b = test::run_cli({"template", "-m", hf, "--messages", msgs, "--add-generation-prompt"});
+    ASSERT_EQ(a.exit_code, 0) << a.err;
+    ASSERT_EQ(b.exit_code, 0) << b.err;
+    EXPECT_EQ(a.out, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    EXPECT_EQ(a.out, b.out);
+    auto c = test::run_cli({"chat", "-m", hf, "--temp", "0", "-n", "4"}, "Hi\n/exit\n");
+    EXPECT_EQ(c.exit_code, 0) << c.err;
+    EXPECT_EQ(c.err.find("using ChatML"), std::string::npos) << c.err;  // the folder's own template
 }
 
 } // namespace

@@ -731,6 +731,14 @@ TEST(ChatTemplate, DeepRecursionStops) {
     EXPECT_NE(e.find("max_iterations"), std::string::npos) << e;
 }
 
+TEST(ChatTemplate, StackUseIsBoundedWhateverMaxDepthSays) {
+    ChatTemplateOptions o = pinned();
+    o.limits.max_depth = 1000000;
+    o.limits.max_iterations = 100000000;
+    std::string e = error_of("{% macro m(n) %}{{ (((m(n + 1)))) }}{% endmacro %}{{ m(0) }}", "{}", o);
+    EXPECT_NE(e.find("LimitError: template nested too deeply"), std::string::npos) << e;
+}
+
 TEST(ChatTemplate, HugeLoopsStop) {
     std::string e = error_of("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}");
     EXPECT_NE(e.find("max_iterations = 1000000"), std::string::npos) << e;
@@ -750,6 +758,12 @@ TEST(ChatTemplate, HugeOutputsStop) {
     e = error_of("{{ [1] * 1000000000000 }}");
     EXPECT_NE(e.find("max_output_bytes"), std::string::npos) << e;
     e = error_of("{{ 'x'|center(1000000000000) }}");
+    EXPECT_NE(e.find("max_output_bytes"), std::string::npos) << e;
+    e = error_of("{{ '{:>99999999}'.format(1) }}", "{}", o);
+    EXPECT_NE(e.find("max_output_bytes"), std::string::npos) << e;
+    e = error_of("{{ ('a' * 100000)|replace('a', 'bcdefghijklmnopqrstuvwxyz') }}", "{}", o);
+    EXPECT_NE(e.find("max_output_bytes"), std::string::npos) << e;
+    e = error_of("{{ [1]|batch(1000000000000, 0)|list }}");
     EXPECT_NE(e.find("max_output_bytes"), std::string::npos) << e;
 }
 

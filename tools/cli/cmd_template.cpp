@@ -3,11 +3,13 @@
 #include "commands.h"
 
 #include "slm/chat.h"
+#include "slm/model.h"
 #include "slm/error.h"
 #include "slm/gguf.h"
 #include "slm/vocab.h"
 
 #include <CLI/CLI.hpp>
+#include <filesystem>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -23,9 +25,12 @@ struct TemplateOptions {
 };
 
 void render_template(const TemplateOptions& o) {
-    // Only the metadata and the vocabulary are read, not the weights.
+    // Of a GGUF only the metadata and the vocabulary are read, not the weights. A Hugging Face
+    // folder is converted as `slm run` converts it (its template is tokenizer_config.json's).
     const std::string path = o.model.empty() ? default_model() : o.model;
-    GGUFFile f = GGUFFile::open(path);
+    std::shared_ptr<const Model> model;
+    if (std::filesystem::is_directory(path)) model = Model::load(path);
+    GGUFFile f = model ? model->file() : GGUFFile::open(path);
     std::string source, name;
     if (!o.chat_template.empty()) {
         source = read_text_file(o.chat_template);
@@ -59,7 +64,8 @@ void render_template(const TemplateOptions& o) {
 void add_template(CLI::App& app) {
     auto o = std::make_shared<TemplateOptions>();
     CLI::App* sub = app.add_subcommand("template", "Render a conversation with the model's chat template");
-    sub->add_option("-m,--model", o->model, "GGUF model or vocab file (default: the bundled stories260K)");
+    sub->add_option("-m,--model", o->model,
+                    "GGUF model or vocab file, or Hugging Face folder (default: the bundled stories260K)");
     sub->add_option("--messages", o->messages,
                     "JSON file: an array of messages, or an object {\"messages\": [...], \"tools\": [...], ...}")
         ->required()
