@@ -9,6 +9,10 @@
 //   adjacent-pair RoPE on the GGUF weights give the same attention scores (and the unpermuted
 //   weights do not).
 // * --type q8_0 reproduces llama-quantize's Q8_0 blocks of the reference files byte for byte.
+// * OLMoE and PhiMoE (no reference files) from `slm synth` models: the same round trip, keys in
+//   the converter's order, experts named and stacked as it does them.
+// * A folder that fails to load is named in the error. (Running every reference architecture
+//   from a folder: hf_run_test.cpp.)
 #include "formats/hf_tokenizer.h"
 #include "formats/safetensors.h"
 #include "kernels/kernels.h"
@@ -684,6 +688,8 @@ TEST(HFConvert, GraniteAndGemmaFromWrittenFolders) {
         slm::convert_gguf_to_hf(base + "/a.gguf", base + "/again/synth");
         slm::convert_hf_to_gguf(base + "/again/synth", base + "/b.gguf", "auto");
         EXPECT_EQ(slm::test::read_file(base + "/a.gguf"), slm::test::read_file(base + "/b.gguf"));
+        // slm runs both: the folder gives the GGUF's logits.
+        EXPECT_EQ(logits_of(dir, kPrompt), logits_of(base + "/a.gguf", kPrompt));
     }
 }
 
