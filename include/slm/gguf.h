@@ -95,6 +95,9 @@ class GGUFFile {
 public:
     // Maps the file read-only and parses it. Throws slm::Error on any malformed content.
     static GGUFFile open(const std::string& path);
+    // The same, but path() and every error message say `name` (e.g. the Hugging Face folder a
+    // temporary GGUF was converted from) instead of `path`.
+    static GGUFFile open(const std::string& path, const std::string& name);
     // Parses a caller-owned buffer (no copy: it must outlive the GGUFFile). For fuzzing and tests.
     static GGUFFile parse(const uint8_t* data, size_t size, const std::string& name = "<memory>");
 

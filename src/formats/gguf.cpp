@@ -479,9 +479,11 @@ private:
     const std::string& name_;
 };
 
-GGUFFile GGUFFile::open(const std::string& path) {
+GGUFFile GGUFFile::open(const std::string& path) { return open(path, path); }
+
+GGUFFile GGUFFile::open(const std::string& path, const std::string& name) {
     GGUFFile f;
-    f.path_ = path;
+    f.path_ = name;
     f.map_ = std::make_shared<MappedFile>(path);
     f.base_ = f.map_->data();
     f.size_ = f.map_->size();

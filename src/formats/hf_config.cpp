@@ -287,10 +287,18 @@ void qwen2moe_to_gguf(const JsonFile& c, uint32_t ft, GGUFWriter& w) {
 }
 json qwen2moe_to_config(const GGUFFile& f);
 
+// OlmoeModel: the plain transformer keys, then a fixed rms epsilon of 1e-5 (it overwrites the
+// config's value in place, so the key keeps its position when the config has one).
+void olmoe_to_gguf(const JsonFile& c, uint32_t ft, GGUFWriter& w) {
+    Keys k = keys(w, c, "olmoe");
+    base_params(c, ft, k);
+    k.f32("attention.layer_norm_rms_epsilon", 1e-5);
+}
+json olmoe_to_config(const GGUFFile& f);
+
 // ---- Phi-3 ---------------------------------------------------------------------------------
 
-void phi3_to_gguf(const JsonFile& c, uint32_t ft, GGUFWriter& w) {
-    Keys k = keys(w, c, "phi3");
+void phi3_like_params(const JsonFile& c, uint32_t ft, Keys& k) {
     const int64_t n_embd = req_int(c, {"hidden_size", "n_embd"});
     const int64_t n_head = req_int(c, {"num_attention_heads", "n_head"});
     if (n_head <= 0) c.fail("num_attention_heads", "must be positive");
@@ -322,7 +330,21 @@ void phi3_to_gguf(const JsonFile& c, uint32_t ft, GGUFWriter& w) {
     // 0 marks "no sliding window" (the converter's way of telling Phi-4 from Phi-3).
     k.u32("attention.sliding_window", opt_int(c, {"sliding_window"}).value_or(0));
 }
+
+void phi3_to_gguf(const JsonFile& c, uint32_t ft, GGUFWriter& w) {
+    Keys k = keys(w, c, "phi3");
+    phi3_like_params(c, ft, k);
+}
 json phi3_to_config(const GGUFFile& f);
+
+// PhiMoeModel: Phi3MiniModel's keys, then the expert counts (used first, as it writes them).
+void phimoe_to_gguf(const JsonFile& c, uint32_t ft, GGUFWriter& w) {
+    Keys k = keys(w, c, "phimoe");
+    phi3_like_params(c, ft, k);
+    k.u32("expert_used_count", req_int(c, {"num_experts_per_tok", "num_experts_per_token"}));
+    k.u32("expert_count", req_int(c, {"num_local_experts", "num_experts"}));
+}
+json phimoe_to_config(const GGUFFile& f);
 
 // ---- Gemma ---------------------------------------------------------------------------------
 
@@ -557,6 +579,49 @@ std::vector<TensorRule> qwen2moe_rules() {
     return r;
 }
 
+// OLMoE: Llama names without a dense FFN, Q/K norms over the whole projection, experts under
+// mlp.experts (no permutation: llama.cpp runs it with NEOX RoPE, as HF's rotate-half).
+std::vector<TensorRule> olmoe_rules() {
+    std::vector<TensorRule> r = llama_like_rules(false);
+    r.erase(r.end() - 3, r.end());
+    const std::vector<TensorRule> moe = {
+        {"model.layers.{bid}.mlp.gate.weight", "blk.{bid}.ffn_gate_inp.weight"},
+        {"model.layers.{bid}.mlp.experts.{xid}.gate_proj.weight", "blk.{bid}.ffn_gate_exps.weight"},
+        {"model.layers.{bid}.mlp.experts.{xid}.up_proj.weight", "blk.{bid}.ffn_up_exps.weight"},
+        {"model.layers.{bid}.mlp.experts.{xid}.down_proj.weight", "blk.{bid}.ffn_down_exps.weight"},
+    };
+    r.insert(r.end(), moe.begin(), moe.end());
+    return r;
+}
+
+// PhiMoE: separate Q/K/V with biases, LayerNorm weights and biases, an output bias, and Mixtral's
+// block_sparse_moe experts w1 (gate), w2 (down), w3 (up).
+std::vector<TensorRule> phimoe_rules() {
+    return {
+        {"model.embed_tokens.weight", "token_embd.weight"},
+        {"model.norm.weight", "output_norm.weight"},
+        {"model.norm.bias", "output_norm.bias"},
+        {"lm_head.weight", "output.weight"},
+        {"lm_head.bias", "output.bias"},
+        {"model.layers.{bid}.input_layernorm.weight", "blk.{bid}.attn_norm.weight"},
+        {"model.layers.{bid}.input_layernorm.bias", "blk.{bid}.attn_norm.bias"},
+        {"model.layers.{bid}.self_attn.q_proj.weight", "blk.{bid}.attn_q.weight"},
+        {"model.layers.{bid}.self_attn.k_proj.weight", "blk.{bid}.attn_k.weight"},
+        {"model.layers.{bid}.self_attn.v_proj.weight", "blk.{bid}.attn_v.weight"},
+        {"model.layers.{bid}.self_attn.q_proj.bias", "blk.{bid}.attn_q.bias"},
+        {"model.layers.{bid}.self_attn.k_proj.bias", "blk.{bid}.attn_k.bias"},
+        {"model.layers.{bid}.self_attn.v_proj.bias", "blk.{bid}.attn_v.bias"},
+        {"model.layers.{bid}.self_attn.o_proj.weight", "blk.{bid}.attn_output.weight"},
+        {"model.layers.{bid}.self_attn.o_proj.bias", "blk.{bid}.attn_output.bias"},
+        {"model.layers.{bid}.post_attention_layernorm.weight", "blk.{bid}.ffn_norm.weight"},
+        {"model.layers.{bid}.post_attention_layernorm.bias", "blk.{bid}.ffn_norm.bias"},
+        {"model.layers.{bid}.block_sparse_moe.gate.weight", "blk.{bid}.ffn_gate_inp.weight"},
+        {"model.layers.{bid}.block_sparse_moe.experts.{xid}.w1.weight", "blk.{bid}.ffn_gate_exps.weight"},
+        {"model.layers.{bid}.block_sparse_moe.experts.{xid}.w2.weight", "blk.{bid}.ffn_down_exps.weight"},
+        {"model.layers.{bid}.block_sparse_moe.experts.{xid}.w3.weight", "blk.{bid}.ffn_up_exps.weight"},
+    };
+}
+
 std::vector<TensorRule> phi3_rules() {
     return {
         {"model.embed_tokens.weight", "token_embd.weight"},
@@ -696,7 +761,11 @@ const std::vector<ArchSpec>& table() {
         {"Qwen3ForCausalLM", "qwen3", "qwen3", qwen3_to_gguf, qwen3_to_config, llama_like_rules(false), {}, false, false},
         {"Qwen2MoeForCausalLM", "qwen2_moe", "qwen2moe", qwen2moe_to_gguf, qwen2moe_to_config, qwen2moe_rules(),
          {"down", "gate", "up"}, false, false},
+        {"OlmoeForCausalLM", "olmoe", "olmoe", olmoe_to_gguf, olmoe_to_config, olmoe_rules(), {"down", "gate", "up"},
+         false, false},
         {"Phi3ForCausalLM", "phi3", "phi3", phi3_to_gguf, phi3_to_config, phi3_rules(), {}, false, false},
+        {"PhiMoEForCausalLM", "phimoe", "phimoe", phimoe_to_gguf, phimoe_to_config, phimoe_rules(), {"gate", "down", "up"},
+         false, false},
         {"GemmaForCausalLM", "gemma", "gemma", gemma_to_gguf, gemma_to_config, gemma_rules(1), {}, true, false},
         {"Gemma2ForCausalLM", "gemma2", "gemma2", gemma2_to_gguf, gemma2_to_config, gemma_rules(2), {}, true, false},
         {"Gemma3ForCausalLM", "gemma3_text", "gemma3", gemma3_to_gguf, gemma3_to_config, gemma_rules(3), {}, false, false},
@@ -789,20 +858,36 @@ json qwen2moe_to_config(const GGUFFile& f) {
     return c;
 }
 
-json phi3_to_config(const GGUFFile& f) {
-    const ArchSpec& s = spec("phi3");
+json olmoe_to_config(const GGUFFile& f) {
+    const ArchSpec& s = spec("olmoe");
+    require_full_rope(f, s);
+    json c = base_config(f, s);
+    attention_config(f, s, c);  // rms_norm_eps as the file has it; converting back writes 1e-5, as llama.cpp's converter
+    c["hidden_act"] = "silu";
+    c["num_experts"] = u32_key(f, "olmoe.expert_count");
+    c["num_experts_per_tok"] = u32_key(f, "olmoe.expert_used_count");
+    c["norm_topk_prob"] = false;
+    c["attention_bias"] = false;
+    c["clip_qkv"] = nullptr;
+    if (f.find_tensor("blk.0.attn_q.bias")) fail("hf: %s: OLMoE has no attention biases; this file has attn_q.bias", f.path().c_str());
+    return c;
+}
+
+// Phi-3 and PhiMoE: partial rotary factor, the original context, the sliding window, LongRoPE.
+json phi3_like_config(const GGUFFile& f, const ArchSpec& s) {
+    const std::string a = std::string(s.gguf_arch) + ".";
     json c = base_config(f, s);
     attention_config(f, s, c);
-    const uint32_t n_embd = u32_key(f, "phi3.embedding_length"), n_head = u32_key(f, "phi3.attention.head_count");
-    const uint32_t n_rot = f.get_u32("phi3.rope.dimension_count", n_embd / n_head);
+    const uint32_t n_embd = u32_key(f, a + "embedding_length"), n_head = u32_key(f, a + "attention.head_count");
+    const uint32_t n_rot = f.get_u32(a + "rope.dimension_count", n_embd / n_head);
     if (n_rot * n_head != n_embd) {
         c["partial_rotary_factor"] = static_cast<double>(n_rot) * n_head / n_embd;
         if (static_cast<uint32_t>(c["partial_rotary_factor"].get<double>() * n_embd) / n_head != n_rot)
             fail("hf: %s: rope.dimension_count %u has no exact partial_rotary_factor", f.path().c_str(), n_rot);
     }
     c["original_max_position_embeddings"] =
-        f.get_u32("phi3.rope.scaling.original_context_length", f.get_u32("phi3.context_length", 4096));
-    const uint32_t swa = f.get_u32("phi3.attention.sliding_window", 0);
+        f.get_u32(a + "rope.scaling.original_context_length", f.get_u32(a + "context_length", 4096));
+    const uint32_t swa = f.get_u32(a + "attention.sliding_window", 0);
     c["sliding_window"] = swa ? json(swa) : json(nullptr);
     c["hidden_act"] = "silu";
     const GGUFTensorInfo* lf = f.find_tensor("rope_factors_long.weight");
@@ -820,6 +905,20 @@ json phi3_to_config(const GGUFFile& f) {
         }
         c["rope_scaling"] = {{"type", "longrope"}, {"long_factor", rl}, {"short_factor", rs}};
     }
+    return c;
+}
+
+json phi3_to_config(const GGUFFile& f) { return phi3_like_config(f, spec("phi3")); }
+
+json phimoe_to_config(const GGUFFile& f) {
+    const ArchSpec& s = spec("phimoe");
+    json c = phi3_like_config(f, s);
+    c["num_local_experts"] = u32_key(f, "phimoe.expert_count");
+    c["num_experts_per_tok"] = u32_key(f, "phimoe.expert_used_count");
+    c["attention_bias"] = f.find_tensor("blk.0.attn_q.bias") != nullptr;
+    c["lm_head_bias"] = f.find_tensor("output.bias") != nullptr;
+    c["router_jitter_noise"] = 0.0;
+    c["input_jitter_noise"] = 0.0;
     return c;
 }
 

@@ -381,7 +381,8 @@ struct HFConverter {
                                                         num("high_freq_factor", 4.0), orig);
             w.add_tensor_copy("rope_freqs.weight", GGMLType::F32, {static_cast<int64_t>(f.size())}, f32_bytes(f));
         }
-        if (hf_arch == "Phi3ForCausalLM" && (rt == "longrope" || rt == "su") && json_util::find(*rs, "long_factor")) {
+        if ((hf_arch == "Phi3ForCausalLM" || hf_arch == "PhiMoEForCausalLM") && (rt == "longrope" || rt == "su") &&
+            json_util::find(*rs, "long_factor")) {
             const int64_t max_pos = json_util::json_int(cfg, cfg.root, "", "max_position_embeddings");
             const int64_t orig = json_util::json_int(cfg, cfg.root, "", "original_max_position_embeddings");
             const double scale = static_cast<double>(max_pos) / static_cast<double>(orig);
@@ -396,7 +397,7 @@ struct HFConverter {
                 if (!a || !a->is_array() || a->size() != n_pairs)
                     cfg.fail(std::string("rope_scaling.") + which, "expected a list of " + std::to_string(n_pairs) + " numbers");
             }
-            w.set("phi3.rope.scaling.attn_factor", GGUFValue::f32(static_cast<float>(attn)));
+            w.set(std::string(spec->gguf_arch) + ".rope.scaling.attn_factor", GGUFValue::f32(static_cast<float>(attn)));
             for (const char* which : {"long_factor", "short_factor"}) {
                 const json* a = json_util::find(*rs, which);
                 if (!a || !a->is_array()) cfg.fail(std::string("rope_scaling.") + which, "expected an array");
@@ -552,7 +553,8 @@ void gguf_to_hf(const std::string& gguf_path, const std::string& dir) {
             continue;
         }
         if (t.name == "rope_factors_long.weight" || t.name == "rope_factors_short.weight") {
-            if (arch != "phi3") fail("hf: %s: %s is only understood for phi3", gguf_path.c_str(), t.name.c_str());
+            if (arch != "phi3" && arch != "phimoe")
+                fail("hf: %s: %s is only understood for phi3 and phimoe", gguf_path.c_str(), t.name.c_str());
             continue;  // in config.json's rope_scaling (phi3_to_config)
         }
         const TensorRule* rule = nullptr;
@@ -712,7 +714,9 @@ GGUFFile open_hf_dir_as_gguf(const std::string& dir) {
                 break;
             }
         convert_hf_to_gguf(dir, path, type);
-        GGUFFile f = GGUFFile::open(path);
+        // Errors from here on (hyper-parameters, tensor shapes) name the folder, not a file that
+        // is gone by the time they are read.
+        GGUFFile f = GGUFFile::open(path, dir);
         std::remove(path.c_str());  // the mapping keeps the data; nothing is left on disk
         return f;
     } catch (...) {

@@ -238,8 +238,10 @@ ModelTensor get_tensor(const GGUFFile& f, const std::string& name, std::vector<i
         if (required) fail("model: %s: tensor '%s' not found", f.path().c_str(), name.c_str());
         return t;
     }
-    bool ok = info->n_dims == shape.size();
-    for (size_t i = 0; ok && i < shape.size(); ++i) ok = info->ne[i] == shape[i];
+    // Trailing dimensions of 1 do not count, as in llama.cpp's loader: nn.Linear(n_embd, 1)
+    // (Qwen2-MoE's shared-expert gate) is [n_embd, 1] from the converter, [n_embd] elsewhere.
+    bool ok = shape.size() <= 4;
+    for (size_t i = 0; ok && i < 4; ++i) ok = info->ne[i] == (i < shape.size() ? shape[i] : 1);
     if (!ok) {
         std::string want = "[";
         for (size_t i = 0; i < shape.size(); ++i) want += (i ? ", " : "") + std::to_string(shape[i]);

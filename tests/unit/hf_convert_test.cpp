@@ -9,6 +9,10 @@
 //   adjacent-pair RoPE on the GGUF weights give the same attention scores (and the unpermuted
 //   weights do not).
 // * --type q8_0 reproduces llama-quantize's Q8_0 blocks of the reference files byte for byte.
+// * OLMoE and PhiMoE (no reference files) from `slm synth` models: the same round trip, keys in
+//   the converter's order, experts named and stacked as it does them.
+// * A folder that fails to load is named in the error. (Running every reference architecture
+//   from a folder: hf_run_test.cpp.)
 #include "formats/hf_tokenizer.h"
 #include "formats/safetensors.h"
 #include "kernels/kernels.h"
@@ -16,6 +20,7 @@
 #include "slm/error.h"
 #include "slm/gguf.h"
 #include "slm/model.h"
+#include "slm/synth.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
@@ -24,6 +29,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <map>
 #include <random>
@@ -682,6 +688,8 @@ TEST(HFConvert, GraniteAndGemmaFromWrittenFolders) {
         slm::convert_gguf_to_hf(base + "/a.gguf", base + "/again/synth");
         slm::convert_hf_to_gguf(base + "/again/synth", base + "/b.gguf", "auto");
         EXPECT_EQ(slm::test::read_file(base + "/a.gguf"), slm::test::read_file(base + "/b.gguf"));
+        // slm runs both: the folder gives the GGUF's logits.
+        EXPECT_EQ(logits_of(dir, kPrompt), logits_of(base + "/a.gguf", kPrompt));
     }
 }
 
@@ -837,4 +845,141 @@ TEST(HFConvert, Phi3LongRope) {
     slm::convert_gguf_to_hf(base + "/a.gguf", base + "/again/phi3-long");
     slm::convert_hf_to_gguf(base + "/again/phi3-long", base + "/b.gguf", "auto");
     EXPECT_EQ(slm::test::read_file(base + "/a.gguf"), slm::test::read_file(base + "/b.gguf"));
+}
+
+// OLMoE and PhiMoE have no reference files: tiny models from `slm synth` (the tensors and keys
+// llama.cpp loads) go GGUF -> HF -> GGUF with every tensor bit for bit, the keys as the
+// converter writes them, the HF names transformers uses, and the folder runs as the GGUF.
+TEST(HFConvert, OlmoeAndPhimoeFromSynth) {
+    for (const std::string arch : {"olmoe", "phimoe"}) {
+        SCOPED_TRACE(arch);
+        const bool phi = arch == "phimoe";
+        slm::SynthConfig c;
+        c.arch = arch;
+        c.name = "tiny";
+        c.n_embd = 64;
+        c.n_layer = 2;
+        c.n_head = 4;
+        c.n_head_kv = phi ? 2 : 4;
+        c.n_ff = 32;
+        c.n_expert = 4;
+        c.n_expert_used = 2;
+        c.n_ctx_train = 128;
+        c.type = GGMLType::F32;
+        c.tokenizer = stories();
+        c.seed = phi ? 52 : 51;
+        const std::string dir = fresh_dir("tiny-" + arch), base = fs::path(dir).parent_path().string();
+        const std::string src = base + "/synth.gguf";
+        slm::synthesize(c, src);
+        slm::convert_gguf_to_hf(src, dir);
+
+        const json cfg = json::parse(slm::test::read_text(dir + "/config.json"));
+        EXPECT_EQ(cfg["architectures"][0], phi ? "PhiMoEForCausalLM" : "OlmoeForCausalLM");
+        EXPECT_EQ(cfg[phi ? "num_local_experts" : "num_experts"], 4);
+        EXPECT_EQ(cfg["num_experts_per_tok"], 2);
+        EXPECT_EQ(cfg["intermediate_size"], 32);  // the expert width
+        // One HF tensor per expert: expert 3 of the down projection is the GGUF's 4th slice.
+        const GGUFFile a = GGUFFile::open(src);
+        const slm::SafetensorsCheckpoint ck = slm::SafetensorsCheckpoint::open_dir(dir);
+        const std::string down = phi ? "model.layers.1.block_sparse_moe.experts.3.w2.weight"
+                                     : "model.layers.1.mlp.experts.3.down_proj.weight";
+        const slm::SafetensorsTensor* d = ck.find(down);
+        ASSERT_NE(d, nullptr) << down;
+        EXPECT_EQ(d->shape, (std::vector<int64_t>{64, 32}));
+        const GGUFTensorInfo& dx = a.tensor("blk.1.ffn_down_exps.weight");
+        EXPECT_EQ(std::memcmp(d->data, dx.data + 3 * d->nbytes, d->nbytes), 0);
+        if (phi) {
+            EXPECT_NE(ck.find("lm_head.bias"), nullptr);
+            EXPECT_NE(ck.find("model.layers.0.input_layernorm.bias"), nullptr);
+            EXPECT_NE(ck.find("model.layers.0.block_sparse_moe.gate.weight"), nullptr);
+        } else {
+            const slm::SafetensorsTensor* qn = ck.find("model.layers.0.self_attn.q_norm.weight");
+            ASSERT_NE(qn, nullptr);
+            EXPECT_EQ(qn->shape, (std::vector<int64_t>{64}));  // over the whole projection
+            EXPECT_NE(ck.find("model.layers.0.mlp.gate.weight"), nullptr);
+        }
+
+        const std::string back = base + "/back.gguf";
+        slm::convert_hf_to_gguf(dir, back, "auto");
+        const GGUFFile b = GGUFFile::open(back);
+        expect_same_tensors(a, b);
+        const Diff df = key_diff(a, b);
+        EXPECT_EQ(df.changed, (std::set<std::string>{"general.name"}));  // the folder's name
+        // llama.cpp's converter writes neither vocab_size nor (but for Phi) rope.dimension_count;
+        // Phi3MiniModel always writes the original context and the sliding window (0 = none).
+        if (phi) {
+            EXPECT_EQ(df.only_a, (std::set<std::string>{"phimoe.vocab_size"}));
+            EXPECT_EQ(df.only_b, (std::set<std::string>{"general.type", "general.quantization_version",
+                                                       "phimoe.rope.scaling.original_context_length",
+                                                       "phimoe.attention.sliding_window"}));
+        } else {
+            EXPECT_EQ(df.only_a, (std::set<std::string>{"olmoe.vocab_size", "olmoe.rope.dimension_count"}));
+            EXPECT_EQ(df.only_b, (std::set<std::string>{"general.type", "general.quantization_version"}));
+        }
+        // Keys in the order and types of OlmoeModel / PhiMoeModel.set_gguf_parameters.
+        std::vector<std::string> keys;
+        for (const auto& [k, v] : b.kv())
+            if (k.rfind("tokenizer.", 0) != 0) keys.push_back(k + ":" + slm::gguf_type_name(v.type));
+        const std::string p = arch + ".";
+        const std::vector<std::string> want =
+            phi ? std::vector<std::string>{"general.architecture:STRING", "general.type:STRING", "general.name:STRING",
+                                           p + "context_length:UINT32", p + "rope.scaling.original_context_length:UINT32",
+                                           p + "embedding_length:UINT32", p + "feed_forward_length:UINT32",
+                                           p + "block_count:UINT32", p + "attention.head_count:UINT32",
+                                           p + "attention.head_count_kv:UINT32",
+                                           p + "attention.layer_norm_rms_epsilon:FLOAT32",
+                                           p + "rope.dimension_count:UINT32", p + "rope.freq_base:FLOAT32",
+                                           "general.file_type:UINT32", p + "attention.sliding_window:UINT32",
+                                           p + "expert_used_count:UINT32", p + "expert_count:UINT32",
+                                           "general.quantization_version:UINT32"}
+                : std::vector<std::string>{"general.architecture:STRING", "general.type:STRING", "general.name:STRING",
+                                           p + "block_count:UINT32", p + "context_length:UINT32",
+                                           p + "embedding_length:UINT32", p + "feed_forward_length:UINT32",
+                                           p + "attention.head_count:UINT32", p + "attention.head_count_kv:UINT32",
+                                           p + "rope.freq_base:FLOAT32", p + "attention.layer_norm_rms_epsilon:FLOAT32",
+                                           p + "expert_count:UINT32", p + "expert_used_count:UINT32",
+                                           "general.file_type:UINT32", "general.quantization_version:UINT32"};
+        EXPECT_EQ(keys, want);
+        // Stacked experts where a layer's last expert arrives, in the converter's order:
+        // OLMoE down, gate, up; PhiMoE w1 (gate), w2 (down), w3 (up).
+        std::vector<std::string> exps;
+        for (const GGUFTensorInfo& t : b.tensors())
+            if (t.name.rfind("blk.0.", 0) == 0 && t.name.find("_exps") != std::string::npos) exps.push_back(t.name);
+        const std::vector<std::string> want_exps =
+            phi ? std::vector<std::string>{"blk.0.ffn_gate_exps.weight", "blk.0.ffn_down_exps.weight",
+                                           "blk.0.ffn_up_exps.weight"}
+                : std::vector<std::string>{"blk.0.ffn_down_exps.weight", "blk.0.ffn_gate_exps.weight",
+                                           "blk.0.ffn_up_exps.weight"};
+        EXPECT_EQ(exps, want_exps);
+
+        // A second trip repeats the bytes; the folder runs as the GGUF it came from.
+        const std::string dir2 = fresh_dir("tiny-" + arch);
+        slm::convert_gguf_to_hf(back, dir2);
+        const std::string back2 = fs::path(dir2).parent_path().string() + "/back.gguf";
+        slm::convert_hf_to_gguf(dir2, back2, "auto");
+        EXPECT_EQ(slm::test::read_file(back), slm::test::read_file(back2));
+        const std::vector<float> l = logits_of(dir, kPrompt);
+        EXPECT_EQ(l, logits_of(src, kPrompt));
+        float spread = 0;
+        for (size_t i = 1; i < 512; ++i) spread = std::max(spread, std::fabs(l[i] - l[0]));
+        EXPECT_GT(spread, 0.01f) << "flat logits: the test would not see a wrong weight";
+    }
+}
+
+// A folder that converts but does not load: the message names the folder, not the temporary
+// GGUF it was converted to (which is gone by then).
+TEST(HFConvert, FolderLoadErrorsNameTheFolder) {
+    Synth s;
+    s.seed = 61;
+    const std::string dir = fresh_dir("broken-model");
+    s.extra = {{"intermediate_size", 100}};  // the tensors are 96 wide
+    write_synth(dir, s);
+    const std::string e = error_of([&] { slm::Model::load(dir); });
+    EXPECT_NE(e.find(dir + ": tensor 'blk.0.ffn_gate.weight' has shape [64, 96], expected [64, 100]"), std::string::npos) << e;
+    EXPECT_EQ(e.find("slm-hf-"), std::string::npos) << e;
+    // The CLI says the same.
+    const auto r = slm::test::run_cli({"run", "-m", dir, "-p", "x", "-n", "1"});
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.err.find(dir), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("slm-hf-"), std::string::npos) << r.err;
 }
