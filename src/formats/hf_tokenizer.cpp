@@ -195,6 +195,25 @@ struct PreAlias {
     const char* name;
 };
 
+// Whether a pre type maps bytes through bytes_to_unicode (asked of each type once).
+bool byte_encodes(tok::PreType type) {
+    static const std::map<tok::PreType, bool> table = [] {
+        std::map<tok::PreType, bool> m;
+        for (const std::string& name : tok::known_pre_names()) {
+            const tok::PreType t = tok::pre_config(name)->type;
+            if (m.count(t)) continue;
+            try {
+                m[t] = tok::PreTokenizer(t).byte_encode();
+            } catch (const Error&) {
+                m[t] = false;
+            }
+        }
+        return m;
+    }();
+    const auto it = table.find(type);
+    return it != table.end() && it->second;
+}
+
 std::vector<std::string> ordered_pre_names() {
     std::vector<std::string> names;
     for (const char* n : PREFERRED_PRE) names.emplace_back(n);
@@ -214,16 +233,8 @@ std::vector<std::string> match_pre(const PreSpec& spec, std::optional<bool> igno
     for (const std::string& name : ordered_pre_names()) {
         const auto pc = tok::pre_config(name);
         if (!pc) continue;
-        bool byte_encode = true;
-        std::vector<std::string> list;
-        try {
-            tok::PreTokenizer probe(pc->type);  // cheap enough: only on read
-            byte_encode = probe.byte_encode();
-        } catch (const Error&) {
-            continue;
-        }
-        if (!byte_encode) continue;
-        list = tok::PreTokenizer::regex_list(pc->type);
+        if (!byte_encodes(pc->type)) continue;
+        const std::vector<std::string> list = tok::PreTokenizer::regex_list(pc->type);
         if (list == plain || list == cased) found.push_back(name);
     }
     if (found.empty()) {
@@ -251,8 +262,7 @@ json pre_tokenizer_for(const std::string& pre, const std::string& what) {
     if (!pc) fail("%s: %s: unknown tokenizer.ggml.pre '%s'", OP, what.c_str(), pre.c_str());
     std::vector<std::string> res = tok::PreTokenizer::regex_list(pc->type);
     {
-        tok::PreTokenizer probe(pc->type);
-        if (!probe.byte_encode())
+        if (!byte_encodes(pc->type))
             fail("%s: %s: tokenizer.ggml.pre '%s' is not byte-level BPE and has no HF form here", OP, what.c_str(),
                  pre.c_str());
     }
@@ -368,7 +378,8 @@ void read_special(const Sources& s, const std::map<int64_t, AddedToken>& added, 
                   bool range_check) {
     std::map<std::string, std::string> text;  // kind -> token text
     std::optional<bool> add_bos, add_eos;
-    const bool has_tcfg = s.tcfg.has_value();
+    // An empty tokenizer_config.json counts as none, as in llama.cpp ("if not tokenizer_config").
+    const bool has_tcfg = s.tcfg.has_value() && !s.tcfg->root.empty();
     if (has_tcfg) {
         for (const SpecialKind& k : SPECIAL_KINDS)
             if (auto t = special_text(*s.tcfg, s.tcfg->root, std::string(k.name) + "_token")) text[k.name] = *t;
@@ -405,11 +416,13 @@ void read_special(const Sources& s, const std::map<int64_t, AddedToken>& added, 
                 return id->get<std::string>();
             };
             if (auto first = special_id(single->front())) {
+                if (!has_tcfg) text["bos"] = *first;
                 const bool is_bos = (text.count("bos") && *first == text["bos"]) ||
                                     (text.count("cls") && *first == text["cls"]);
                 add_bos = is_bos;
             }
             if (auto last = special_id(single->back())) {
+                if (!has_tcfg) text["eos"] = *last;
                 if (has_tcfg && text.count("eos") && *last != text["eos"]) {
                     // llama.cpp keeps the configured eos as eot (or eom) and takes the template's.
                     if (std::find(kinds.begin(), kinds.end(), "eot") == kinds.end()) {
@@ -420,8 +433,6 @@ void read_special(const Sources& s, const std::map<int64_t, AddedToken>& added, 
                         text["eom"] = text["eos"];
                     }
                     text["eos"] = *last;
-                } else if (has_tcfg && !text.count("eos")) {
-                    // no configured eos: the comparison below fails, as in llama.cpp
                 }
                 add_eos = text.count("eos") && *last == text["eos"];
             }
@@ -1199,6 +1210,11 @@ void write_hf_tokenizer(const VocabData& v, const std::string& chat_template, co
     const HFTokenizer got = read_sources(s, ReadOptions{v.pre, false});
     const json ext = build_extension(v, got.vocab, w, what);
     if (!ext.empty()) w.config[EXT_KEY] = ext;
+    {
+        std::error_code ec;
+        std::filesystem::create_directories(dir, ec);
+        if (ec) fail("%s: %s: cannot create the directory: %s", OP, dir.c_str(), ec.message().c_str());
+    }
     json_util::write_file_atomic(dir + "/tokenizer.json", json_util::dump(w.tokenizer, dir + "/tokenizer.json"));
     json_util::write_file_atomic(dir + "/tokenizer_config.json",
                                  json_util::dump(w.config, dir + "/tokenizer_config.json"));

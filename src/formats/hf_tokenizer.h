@@ -38,7 +38,9 @@ HFTokenizer parse_hf_tokenizer(std::string_view tokenizer_json, std::string_view
 
 // Writes DIR/tokenizer.json and DIR/tokenizer_config.json (each to a temp file, then renamed) so
 // that read_hf_tokenizer gives back the same VocabData and HF `tokenizers` tokenizes like slm.
-// DIR must exist.
+// DIR is created if missing. What the standard HF fields cannot carry (exact SentencePiece scores,
+// token types HF has no word for, ids like UINT32_MAX, an ambiguous pre name) is kept in
+// tokenizer_config.json "slm_gguf", which holds only values the standard fields would not give.
 void write_hf_tokenizer(const VocabData& v, const std::string& chat_template, const std::string& dir);
 
 // VocabData <-> GGUF tokenizer.* keys, with the GGUF types llama.cpp's writer uses (tokens STRING
