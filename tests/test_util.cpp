@@ -105,4 +105,35 @@ RunResult run_cli(const std::vector<std::string>& args, const std::string& stdin
     return r;
 }
 
+std::map<std::string, std::vector<int32_t>> read_vocab_vectors(const std::string& gguf_path) {
+    const std::string inp = read_text(gguf_path + ".inp");
+    std::vector<std::string> outs;
+    {
+        std::istringstream is(read_text(gguf_path + ".out"));
+        for (std::string line; std::getline(is, line);) outs.push_back(line);
+    }
+    const std::string sep = "\n__ggml_vocab_test__\n";
+    std::vector<std::string> ins;
+    for (size_t pos = 0; pos < inp.size();) {
+        const size_t next = inp.find(sep, pos);
+        if (next == std::string::npos) {
+            ins.push_back(inp.substr(pos));
+            break;
+        }
+        ins.push_back(inp.substr(pos, next - pos));
+        pos = next + sep.size();
+    }
+    if (ins.size() != outs.size())
+        throw std::runtime_error(gguf_path + ": " + std::to_string(ins.size()) + " inputs but " +
+                                 std::to_string(outs.size()) + " outputs");
+    std::map<std::string, std::vector<int32_t>> tests;
+    for (size_t i = 0; i < ins.size(); ++i) {
+        std::vector<int32_t> ids;
+        std::istringstream is(outs[i]);
+        for (int32_t id; is >> id;) ids.push_back(id);
+        tests[ins[i]] = ids;
+    }
+    return tests;
+}
+
 } // namespace slm::test

@@ -1,6 +1,7 @@
 // Shared helpers for the tests: where data lives, reading files, running the CLI.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 #include <cstdint>
@@ -17,6 +18,11 @@ std::string temp_dir();                         // a fresh per-process temp dire
 std::vector<uint8_t> read_file(const std::string& path);
 std::string read_text(const std::string& path);
 void write_file(const std::string& path, const std::vector<uint8_t>& bytes);
+
+// llama.cpp's tokenizer test vectors (test-tokenizer-0.cpp's read_tests): `gguf_path`.inp holds
+// inputs split on "\n__ggml_vocab_test__\n" (not stripped), `gguf_path`.out one line of ids per
+// input. Keyed by input, so duplicates collapse. Throws if the counts differ.
+std::map<std::string, std::vector<int32_t>> read_vocab_vectors(const std::string& gguf_path);
 
 struct RunResult {
     int exit_code;

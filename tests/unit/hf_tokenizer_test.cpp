@@ -45,41 +45,8 @@ void write_text(const std::string& path, const std::string& text) {
     out << text;
 }
 
-std::string strip(const std::string& s) {
-    const size_t b = s.find_first_not_of(" \t\n\r\f\v");
-    if (b == std::string::npos) return "";
-    const size_t e = s.find_last_not_of(" \t\n\r\f\v");
-    return s.substr(b, e - b + 1);
-}
-
-// test-tokenizer-0.cpp's format, as tests/unit/tokenizer_test.cpp reads it.
 std::map<std::string, std::vector<int32_t>> read_vectors(const std::string& name) {
-    const std::string inp = slm::test::read_text(vocab_path(name) + ".inp");
-    std::vector<std::string> outs;
-    {
-        std::istringstream is(slm::test::read_text(vocab_path(name) + ".out"));
-        for (std::string line; std::getline(is, line);) outs.push_back(line);
-    }
-    const std::string sep = "\n__ggml_vocab_test__\n";
-    std::vector<std::string> ins;
-    for (size_t pos = 0; pos < inp.size();) {
-        const size_t next = inp.find(sep, pos);
-        if (next == std::string::npos) {
-            ins.push_back(inp.substr(pos));
-            break;
-        }
-        ins.push_back(inp.substr(pos, next - pos));
-        pos = next + sep.size();
-    }
-    EXPECT_EQ(ins.size(), outs.size()) << name;
-    std::map<std::string, std::vector<int32_t>> tests;
-    for (size_t i = 0; i < std::min(ins.size(), outs.size()); ++i) {
-        std::vector<int32_t> ids;
-        std::istringstream is(strip(outs[i]));
-        for (int32_t id; is >> id;) ids.push_back(id);
-        tests[ins[i]] = ids;
-    }
-    return tests;
+    return slm::test::read_vocab_vectors(vocab_path(name));
 }
 
 // Every tokenizer field of VocabData (not name/arch/source, which are the model's).

@@ -50,35 +50,8 @@ std::string strip(const std::string& s) {
     return s.substr(b, e - b + 1);
 }
 
-// test-tokenizer-0.cpp's read_tests: inputs split on "\n__ggml_vocab_test__\n" (not stripped),
-// outputs one line of ids per input (stripped). Keyed by input, so duplicates collapse.
 std::map<std::string, std::vector<int32_t>> read_vectors(const std::string& name) {
-    const std::string inp = slm::test::read_text(vocab_path(name) + ".inp");
-    std::vector<std::string> outs;
-    {
-        std::istringstream is(slm::test::read_text(vocab_path(name) + ".out"));
-        for (std::string line; std::getline(is, line);) outs.push_back(line);
-    }
-    const std::string sep = "\n__ggml_vocab_test__\n";
-    std::vector<std::string> ins;
-    for (size_t pos = 0; pos < inp.size();) {
-        const size_t next = inp.find(sep, pos);
-        if (next == std::string::npos) {
-            ins.push_back(inp.substr(pos));
-            break;
-        }
-        ins.push_back(inp.substr(pos, next - pos));
-        pos = next + sep.size();
-    }
-    EXPECT_EQ(ins.size(), outs.size()) << name;
-    std::map<std::string, std::vector<int32_t>> tests;
-    for (size_t i = 0; i < std::min(ins.size(), outs.size()); ++i) {
-        std::vector<int32_t> ids;
-        std::istringstream is(strip(outs[i]));
-        for (int32_t id; is >> id;) ids.push_back(id);
-        tests[ins[i]] = ids;
-    }
-    return tests;
+    return slm::test::read_vocab_vectors(vocab_path(name));
 }
 
 std::string show(const std::vector<int32_t>& ids) {
