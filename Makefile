@@ -55,7 +55,7 @@ test-neon: deps
 
 test-sanitize: deps
 	@[ -f $(BUILD_ASAN)/CMakeCache.txt ] || cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
+	    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
 	    -DSLM_SANITIZE=ON -DSLM_BUILD_BENCH=OFF
 	cmake --build $(BUILD_ASAN) -j $(JOBS)
 	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \

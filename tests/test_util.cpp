@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fcntl.h>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -30,10 +31,28 @@ std::string model_path(const std::string& rel) { return source_dir() + "/models/
 
 std::string cli_path() { return SLM_CLI_PATH; }
 
+namespace {
+// The directory of this test process, removed when the process exits normally (a test binary that
+// forks removes it only from the process that made it). SLM_KEEP_TEST_TMP=1 keeps it for a post-mortem.
+std::string g_temp_dir;
+pid_t g_temp_owner = 0;
+
+void remove_temp_dir() {
+    if (g_temp_dir.empty() || ::getpid() != g_temp_owner) return;
+    if (const char* k = std::getenv("SLM_KEEP_TEST_TMP"); k && *k && std::string(k) != "0") return;
+    std::error_code ec;
+    std::filesystem::remove_all(g_temp_dir, ec);
+}
+}  // namespace
+
 std::string temp_dir() {
     static std::string dir = [] {
-        std::string tmpl = "/tmp/slm-test-XXXXXX";
-        if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+        const char* base = std::getenv("TMPDIR");
+        std::string tmpl = std::string(base && *base ? base : "/tmp") + "/slm-test-XXXXXX";
+        if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed in " + tmpl);
+        g_temp_dir = tmpl;
+        g_temp_owner = ::getpid();
+        std::atexit(remove_temp_dir);
         return tmpl;
     }();
     return dir;
