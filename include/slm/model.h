@@ -154,6 +154,19 @@ public:
     // part of what it has seen: for it, only n_past 0 (a reset) or the current length is allowed.
     void truncate(uint32_t n_past);
     bool recurrent() const;             // the model keeps a recurrent state (see truncate)
+
+    // Several continuations of the cached prefix [0, n_prefix) in one batched pass, each computed
+    // as if it alone followed the prefix: branch b's tokens take positions n_prefix.. and attend to
+    // the prefix and to their own earlier tokens only. Scoring the choices of a multiple-choice
+    // question this way reads the weights once for all of them. Drops positions >= n_prefix
+    // first and again afterwards (n_past() is n_prefix on return); logits() then holds one row per
+    // token of every branch, branch after branch. Throws slm::Error if the model cannot
+    // (supports_branches() false) or the branches overflow the context (they need n_prefix plus
+    // all their tokens).
+    void eval_branches(uint32_t n_prefix, std::span<const std::vector<int32_t>> branches);
+    // Attention-only models without a sliding window: not Mamba/Jamba (a recurrent state is one
+    // sequence) nor Gemma 2/3 (their windows count positions, which branches do not keep contiguous).
+    bool supports_branches() const;
     const Model& model() const { return *model_; }
 
 private:

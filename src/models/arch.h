@@ -62,6 +62,14 @@ struct SessionState {
     std::vector<float> moe_f32;
     std::vector<int32_t> moe_i32;
     uint32_t n_logit_rows = 0;
+
+    // Branches (Session::eval_branches): several continuations of one cached prefix in a single
+    // forward call. When tok_pos is set, token t of the call has RoPE position tok_pos[t] and
+    // attends to the prefix slots [0, branch_prefix) and to its own branch's slots
+    // [tok_lo[t], n_past + t] only. Null = an ordinary causal batch (positions n_past + t).
+    const uint32_t* tok_pos = nullptr;
+    const uint32_t* tok_lo = nullptr;
+    uint32_t branch_prefix = 0;
 };
 
 // One architecture: its tensors and its forward pass (src/models/<arch>.cpp).

@@ -63,7 +63,7 @@ void rope_cache(SessionState& st, const HParams& hp, uint32_t pos0, uint32_t n_t
     const float theta_scale = std::pow(rf.base, -2.0f / static_cast<float>(n_rot));
     for (uint32_t t = 0; t < n_tokens; ++t) {
         float* c = st.rope_cache.data() + static_cast<size_t>(t) * n_rot;
-        float theta = static_cast<float>(pos0 + t);
+        float theta = static_cast<float>(st.tok_pos ? st.tok_pos[t] : pos0 + t);
         for (uint32_t i0 = 0; i0 < n_rot; i0 += 2) {
             const float ff = freq_factors ? freq_factors[i0 / 2] : 1.0f;
             // rope_yarn with ext_factor 0: a (linearly scaled) rotation, cos and sin times
@@ -223,24 +223,31 @@ static void attention_f16(SessionState& st, const HParams& hp, uint32_t il, cons
             }
             const uint32_t n_kv_max = st.n_past + t1;  // causal: the item's last token sees this many rows
             // With a sliding window, rows before the first token's window are seen by no query
-            // of the item (llama.cpp masks them to -inf, which its kernel skips).
-            const uint32_t lo_min = window_start(st.n_past + t0, p.n_swa);
+            // of the item (llama.cpp masks them to -inf, which its kernel skips). Branches see
+            // the shared prefix, then a gap (other branches), then their own rows.
+            const uint32_t lo_min = st.tok_pos ? 0 : window_start(st.n_past + t0, p.n_swa);
             for (uint32_t j0 = lo_min / kKVTile * kKVTile; j0 < n_kv_max; j0 += kKVTile) {
                 for (uint32_t t = t0; t < t1; ++t) {
                     const uint32_t n_kv = st.n_past + t + 1;
-                    const uint32_t lo = std::max(j0, window_start(st.n_past + t, p.n_swa));
-                    const uint32_t hi = std::min(j0 + kKVTile, n_kv);
-                    if (hi <= lo) continue;  // the tile is past this query, or before its window
-                    const uint32_t n = hi - lo;
-                    kernels::AttnF16Rows rows = rows0;
-                    rows.k = kc + static_cast<size_t>(lo) * nk + static_cast<size_t>(hk) * hd_k;
-                    rows.v = vc + static_cast<size_t>(lo) * nv + static_cast<size_t>(hk) * hd_v;
-                    for (uint32_t h = h0; h < h1; ++h) {
-                        const size_t i = static_cast<size_t>(t - t0) * nh + (h - h0);
-                        kernels::AttnF16State s{Ms[i], Ss[i], acc16 + i * hd_v};
-                        ops.attn_f16(rows, q16 + i * hd_k, n, s, scratch);
-                        Ms[i] = s.M;
-                        Ss[i] = s.S;
+                    const uint32_t own = st.tok_pos ? st.tok_lo[t] : window_start(st.n_past + t, p.n_swa);
+                    const uint32_t n_pre = st.tok_pos ? std::min(st.branch_prefix, own) : 0;
+                    // The visible rows of this tile, in increasing order: [j0, prefix) then [own, n_kv).
+                    const uint32_t ranges[2][2] = {{j0, std::min(j0 + kKVTile, n_pre)},
+                                                   {std::max(j0, own), std::min(j0 + kKVTile, n_kv)}};
+                    for (const auto& r : ranges) {
+                        const uint32_t lo = r[0], hi = r[1];
+                        if (hi <= lo) continue;  // the tile is past this query, or before its window
+                        const uint32_t n = hi - lo;
+                        kernels::AttnF16Rows rows = rows0;
+                        rows.k = kc + static_cast<size_t>(lo) * nk + static_cast<size_t>(hk) * hd_k;
+                        rows.v = vc + static_cast<size_t>(lo) * nv + static_cast<size_t>(hk) * hd_v;
+                        for (uint32_t h = h0; h < h1; ++h) {
+                            const size_t i = static_cast<size_t>(t - t0) * nh + (h - h0);
+                            kernels::AttnF16State s{Ms[i], Ss[i], acc16 + i * hd_v};
+                            ops.attn_f16(rows, q16 + i * hd_k, n, s, scratch);
+                            Ms[i] = s.M;
+                            Ss[i] = s.S;
+                        }
                     }
                 }
             }
@@ -314,14 +321,21 @@ static void attention_f32(SessionState& st, const HParams& hp, uint32_t il, cons
             const uint32_t t = static_cast<uint32_t>(w / n_head), h = static_cast<uint32_t>(w % n_head);
             const uint32_t hk = h / group;
             const uint32_t n_kv = st.n_past + t + 1;  // causal: this token and everything before
-            const uint32_t lo = window_start(st.n_past + t, p.n_swa);
+            // Visible: [0, n_pre) and [own, n_kv); n_pre = 0 unless this is a branch (see SessionState).
+            const uint32_t own = st.tok_pos ? st.tok_lo[t] : window_start(st.n_past + t, p.n_swa);
+            const uint32_t n_pre = st.tok_pos ? std::min(st.branch_prefix, own) : 0;
+            const uint32_t lo = n_pre > 0 ? 0 : own;
             const uint32_t c0 = lo / 16 * 16, c1 = (n_kv + 15) / 16 * 16;  // whole groups of 16
             const float* qh = q + t * q_stride + static_cast<size_t>(h) * hd_k;
             float* o = out + t * o_stride + static_cast<size_t>(h) * hd_v;
             float mx = -INFINITY;
             for (uint32_t j = c0; j < lo; ++j) sc[j] = -INFINITY;
+            if (n_pre > 0)
+                for (uint32_t j = n_pre; j < own; ++j) sc[j] = -INFINITY;  // other branches
             for (uint32_t j = n_kv; j < c1; ++j) sc[j] = -INFINITY;
+            auto visible = [&](uint32_t j) { return j < n_pre || j >= own; };
             for (uint32_t j = lo; j < n_kv; ++j) {
+                if (!visible(j)) continue;
                 float s = kq_dot(hd_k, kc + static_cast<size_t>(j) * nk + static_cast<size_t>(hk) * hd_k, qh);
                 // llama.cpp's graph soft-caps KQ before ggml_soft_max_ext applies the KQ scale.
                 if (softcap != 0.0f) s = std::tanh(s * inv_softcap) * softcap;
@@ -332,8 +346,9 @@ static void attention_f32(SessionState& st, const HParams& hp, uint32_t il, cons
             const float inv = static_cast<float>(1.0 / sum);
             std::fill(lanes, lanes + 16 * static_cast<size_t>(hd_v), 0.0f);
             for (uint32_t j = lo; j < n_kv; ++j)
-                ops.mad_f32(hd_v, lanes + (j % 16) * static_cast<size_t>(hd_v),
-                            vc + static_cast<size_t>(j) * nv + static_cast<size_t>(hk) * hd_v, ex[j] * inv);
+                if (visible(j))
+                    ops.mad_f32(hd_v, lanes + (j % 16) * static_cast<size_t>(hd_v),
+                                vc + static_cast<size_t>(j) * nv + static_cast<size_t>(hk) * hd_v, ex[j] * inv);
             reduce16_rows(lanes, hd_v, o);
         }
     };

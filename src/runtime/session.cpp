@@ -206,4 +206,67 @@ void Session::truncate(uint32_t n_past) {
 
 bool Session::recurrent() const { return recurrent_; }
 
+bool Session::supports_branches() const { return !recurrent_ && model_->hparams().n_swa == 0; }
+
+void Session::eval_branches(uint32_t n_prefix, std::span<const std::vector<int32_t>> branches) {
+    SessionState& st = *st_;
+    const HParams& hp = model_->hparams();
+    if (!supports_branches())
+        fail("session: eval_branches: the model (%s) cannot evaluate branches in one pass (%s); evaluate them one "
+             "after the other", hp.arch.c_str(), recurrent_ ? "it keeps a recurrent state" : "sliding-window attention");
+    if (n_prefix > st.n_past)
+        fail("session: eval_branches: prefix of %u positions but only %u are cached", n_prefix, st.n_past);
+    size_t total = 0;
+    for (size_t b = 0; b < branches.size(); ++b) {
+        if (branches[b].empty()) fail("session: eval_branches: branch %zu is empty", b);
+        total += branches[b].size();
+    }
+    if (total == 0) fail("session: eval_branches: no branches");
+    if (n_prefix + total > st.n_ctx)
+        fail("session: eval_branches: %zu branch tokens after a prefix of %u would overflow the context of %u (raise "
+             "n_ctx)", total, n_prefix, st.n_ctx);
+    std::vector<int32_t> tokens;
+    std::vector<uint32_t> pos, lo;
+    tokens.reserve(total);
+    pos.reserve(total);
+    lo.reserve(total);
+    for (const auto& br : branches) {
+        const uint32_t start = n_prefix + static_cast<uint32_t>(tokens.size());  // the branch's first cache slot
+        for (size_t i = 0; i < br.size(); ++i) {
+            if (br[i] < 0 || static_cast<uint32_t>(br[i]) >= hp.n_vocab)
+                fail("session: eval_branches: token id %d is outside the vocabulary [0, %u)", br[i], hp.n_vocab);
+            tokens.push_back(br[i]);
+            pos.push_back(n_prefix + static_cast<uint32_t>(i));
+            lo.push_back(start);
+        }
+    }
+    truncate(n_prefix);
+    all_logits_.resize(total * hp.n_vocab);
+    const size_t rows = std::min<size_t>(st.n_batch, total);
+    if (st.logits.size() < rows * hp.n_vocab) st.logits.resize(rows * hp.n_vocab);
+    // The branch view lasts for this call only, whatever happens.
+    struct Restore {
+        SessionState& st;
+        uint32_t n_prefix;
+        ~Restore() {
+            st.tok_pos = st.tok_lo = nullptr;
+            st.branch_prefix = 0;
+            st.n_past = n_prefix;
+        }
+    } restore{st, n_prefix};
+    st.branch_prefix = n_prefix;
+    size_t done = 0;
+    while (done < total) {
+        const uint32_t n = static_cast<uint32_t>(std::min<size_t>(st.n_batch, total - done));
+        st.tok_pos = pos.data() + done;
+        st.tok_lo = lo.data() + done;
+        model_->arch().forward(st, tokens.data() + done, n, true);
+        std::memcpy(all_logits_.data() + done * hp.n_vocab, st.logits.data(), size_t(n) * hp.n_vocab * sizeof(float));
+        st.n_past += n;
+        done += n;
+    }
+    n_rows_ = total;
+    last_all_ = true;
+}
+
 } // namespace slm
