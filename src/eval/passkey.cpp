@@ -68,21 +68,29 @@ PasskeyPrompt build_passkey_prompt(const Vocab& vocab, uint32_t target_tokens, d
         fail("passkey: length %u is too short: the instruction, key line and question alone take %zu tokens",
              target_tokens, p0.tokens.size());
     }
-    const PasskeyPrompt p1 = assemble(vocab, depth, key, 1);
-    if (p1.tokens.size() > target_tokens) return p0;
-    // Estimate from one sentence's tokens, then step to the largest count that fits.
-    const size_t unit = std::max<size_t>(1, p1.tokens.size() - std::min(p1.tokens.size(), p0.tokens.size()));
-    uint32_t n = static_cast<uint32_t>(1 + (target_tokens - p1.tokens.size()) / unit);
-    PasskeyPrompt p = assemble(vocab, depth, key, n);
-    while (n > 1 && p.tokens.size() > target_tokens) p = assemble(vocab, depth, key, --n);
-    if (p.tokens.size() > target_tokens) return p1;
-    while (true) {
-        PasskeyPrompt next = assemble(vocab, depth, key, n + 1);
-        if (next.tokens.size() > target_tokens) break;
-        p = std::move(next);
-        ++n;
+    // The largest filler count that fits, by bisection (a few tokenizations even for long
+    // contexts), starting from an estimate of one cycle of sentences' tokens.
+    const PasskeyPrompt pc = assemble(vocab, depth, key, uint32_t(kNFiller));
+    const double per_sentence =
+        std::max(1.0, double(pc.tokens.size()) - double(p0.tokens.size())) / double(kNFiller);
+    uint32_t lo = 0;  // fits
+    PasskeyPrompt best = std::move(p0);
+    uint64_t hi = 0;  // does not fit (0: not found yet)
+    uint64_t n = static_cast<uint64_t>((target_tokens - best.tokens.size()) / per_sentence);
+    while (hi == 0 || hi - lo > 1) {
+        n = std::clamp<uint64_t>(n, uint64_t(lo) + 1, hi ? hi - 1 : uint64_t(target_tokens));
+        PasskeyPrompt p = assemble(vocab, depth, key, static_cast<uint32_t>(n));
+        if (p.tokens.size() <= target_tokens) {
+            lo = static_cast<uint32_t>(n);
+            best = std::move(p);
+            if (hi == 0) n = uint64_t(lo) + 1 + uint64_t((target_tokens - best.tokens.size()) / per_sentence);
+        } else {
+            hi = n;
+        }
+        if (hi != 0) n = lo + (hi - lo) / 2;
+        if (hi == 0 && lo >= target_tokens) break;  // cannot happen: every sentence takes a token
     }
-    return p;
+    return best;
 }
 
 std::string passkey_key(uint64_t seed, uint32_t length, double depth, int trial) {

@@ -814,7 +814,8 @@ std::vector<Doc> load_mmlu(const std::string& path) {
     std::vector<std::string> files;
     for (const fs::directory_entry& e : fs::directory_iterator(path, ec)) {
         const std::string f = e.path().filename().string();
-        if (e.is_regular_file() && (datasets::ends_with(f, ".csv") || datasets::ends_with(f, ".csv.bz2")))
+        std::error_code fec;
+        if (e.is_regular_file(fec) && (datasets::ends_with(f, ".csv") || datasets::ends_with(f, ".csv.bz2")))
             files.push_back(e.path().string());
     }
     if (ec) slm::fail("mmlu: %s: cannot list the folder: %s", path.c_str(), ec.message().c_str());

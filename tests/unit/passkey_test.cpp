@@ -60,7 +60,7 @@ TEST(Passkey, PromptLengthKeyDepthAndQuestion) {
         }
     }
     ASSERT_GT(max_sentence, 3u);
-    for (uint32_t target : {120u, 248u, 504u, 1000u}) {
+    for (uint32_t target : {120u, 248u, 504u, 1000u, 8000u}) {
         for (double depth : {0.0, 0.25, 0.5, 0.75, 1.0}) {
             SCOPED_TRACE(testing::Message() << "target " << target << " depth " << depth);
             const std::string key = passkey_key(7, target, depth, 0);
