@@ -89,8 +89,8 @@ struct PasskeyResult {
     double seconds = 0;
 };
 
-// Runs every (length, depth, trial) on `session` (whose n_ctx bounds the lengths: a longer one is
-// refused before anything runs); a trial's prompt is built for length - n_predict tokens. Trials run in order, each reusing the KV
+// Runs every (length, depth, trial) on `session`, which is reset first (its n_ctx bounds the
+// lengths: a longer one is refused before anything runs); a trial's prompt is built for length - n_predict tokens. Trials run in order, each reusing the KV
 // cache for the tokens its prompt shares with the previous one (a recurrent model, which cannot
 // forget part of its state, re-evaluates from the start). `on_trial` is called after each trial
 // with the trials done and the total.
