@@ -17,6 +17,11 @@ void add_synth(CLI::App& app);     // slm synth: random-weight models of real sh
 void add_bench(CLI::App& app);     // slm bench: speed, time to first token, bandwidth roofline
 void add_template(CLI::App& app);  // slm template: render a conversation with the chat template
 void add_chat(CLI::App& app);      // slm chat: interactive multi-turn chat
+void add_eval(CLI::App& app);      // slm eval: perplexity, KL divergence, benchmark tasks (cmd_eval.cpp)
+// The `slm eval` subcommands, each in its own file, registered on the `eval` app by add_eval.
+void add_eval_perplexity(CLI::App& eval);  // slm eval perplexity (cmd_eval_perplexity.cpp)
+void add_eval_tasks(CLI::App& eval);       // slm eval hellaswag|arc|mmlu|winogrande|gsm8k|custom (cmd_eval_tasks.cpp)
+void add_eval_passkey(CLI::App& eval);     // slm eval passkey (cmd_eval_passkey.cpp)
 
 // The model used when -m is not given: $SLM_MODEL, else the bundled stories260K.
 std::string default_model();
