@@ -129,7 +129,7 @@ PerplexityResult perplexity(std::shared_ptr<const Model> model, std::string_view
                 const size_t j = j0 + static_cast<size_t>(k);
                 const float* row = logits + j * static_cast<size_t>(n_vocab);
                 nll[k] = token_nll(row, n_vocab, tokens[sp.begin + j + 1]);
-                if (writer) quantize_log_probs(row, n_vocab, qrows.data() + k * row_u16);
+                if (writer) quantize_log_probs(row, n_vocab, qrows.data() + k * row_u16, tokens[sp.begin + j + 1]);
             }
         });
         if (writer) writer->write_rows(qrows.data(), n);

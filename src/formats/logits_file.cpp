@@ -11,7 +11,7 @@
 
 namespace slm {
 
-void quantize_log_probs(const float* logits, int32_t n_vocab, uint16_t* row) {
+void quantize_log_probs(const float* logits, int32_t n_vocab, uint16_t* row, int32_t target) {
     float max_logit = logits[0], min_logit = logits[0];
     for (int32_t i = 1; i < n_vocab; ++i) {
         max_logit = std::max(max_logit, logits[i]);
@@ -20,6 +20,11 @@ void quantize_log_probs(const float* logits, int32_t n_vocab, uint16_t* row) {
     // Probabilities below e^-16 of the top one are stored as that floor: they add nothing
     // measurable to a KL divergence, and the floor keeps the 16-bit step at most 16/65535.
     min_logit = std::max(min_logit, max_logit - 16);
+    // ...but never above the scored token: its log-probability gives PPL(base), and text the base
+    // model finds very unlikely (stray Unicode in TinyStories) would otherwise be read back as
+    // e^-16 and make PPL(base) too low (1.2% for stories260K on tinystories_val). The row keeps the
+    // same layout, so llama.cpp reads it as it reads its own.
+    if (target >= 0 && target < n_vocab) min_logit = std::min(min_logit, logits[target]);
     double sum_exp = 0;
     for (int32_t i = 0; i < n_vocab; ++i) sum_exp += std::exp(logits[i] - max_logit);
     const float log_sum_exp = static_cast<float>(std::log(sum_exp));

@@ -17,7 +17,8 @@
 //     float   scale          (max_logit - min_logit) / 65535
 //     float   min_log_prob   log-probability of the smallest logit kept
 //     uint16  q[n_vocab]     log p_i ~= scale * q[i] + min_log_prob  (q = 0 for logits more than
-//                            16 below the maximum, which are clamped to it)
+//                            16 below the maximum, which are clamped to it; slm lowers that floor
+//                            to the scored token's logit when it is lower still, see below)
 //     uint16  pad            only when n_vocab is odd
 //
 // A 16-bit quantized log-probability per vocabulary entry (step at most 16/65535 ~ 2.4e-4 nats)
@@ -45,8 +46,11 @@ inline size_t logits_row_u16(int32_t n_vocab) { return 2 * ((static_cast<size_t>
 // Scored tokens (stored rows) per chunk of n_ctx tokens: the second half, less the last position.
 inline uint32_t logits_rows_per_chunk(uint32_t n_ctx) { return n_ctx - 1 - n_ctx / 2; }
 
-// Quantizes the log-softmax of one row of logits into `row` (logits_row_u16(n_vocab) values).
-void quantize_log_probs(const float* logits, int32_t n_vocab, uint16_t* row);
+// Quantizes the log-softmax of one row of logits into `row` (logits_row_u16(n_vocab) values),
+// as llama-perplexity does, except that the range is widened to keep `target` (the token this row
+// predicts; -1 = none) when it lies more than 16 nats below the top logit, where llama.cpp would
+// store it as that floor.
+void quantize_log_probs(const float* logits, int32_t n_vocab, uint16_t* row, int32_t target = -1);
 
 // Reads a base file; validates the whole layout on open (magic, counts, exact file size, every
 // token id in range) and throws slm::Error naming the file and the field. Nothing is allocated
