@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <unistd.h>
 
 namespace slm::cli {
 
@@ -54,6 +55,11 @@ void run_perplexity(const PplOptions& o, std::shared_ptr<const Model> model, con
     p.save_logits = o.save_logits;
     if (!type_from_name(o.kv_type, &p.kv_type)) fail("--kv-type '%s' is not a type name (f16, f32)", o.kv_type.c_str());
 
+    // The running estimates ("[1]x,[2]y,...", as llama-perplexity) share one line; when stdout and
+    // the progress bar are the same terminal, they are printed at the end instead, so redrawing the
+    // bar does not erase them.
+    const bool defer = ::isatty(1) && ::isatty(2);
+    std::string running;
     std::optional<ProgressBar> bar;
     const PerplexityResult r = perplexity(model, text, p, [&](const PerplexityChunk& c, int n_chunk) {
         if (!bar) {
@@ -61,14 +67,19 @@ void run_perplexity(const PplOptions& o, std::shared_ptr<const Model> model, con
             std::printf("perplexity: %s, %s %u%s, %d %s\n", model_path.c_str(), o.stride ? "window" : "n_ctx", o.n_ctx,
                         o.stride ? strprintf(", stride %u", o.stride).c_str() : "", n_chunk,
                         o.stride ? "windows" : "chunks");
+            std::fflush(stdout);
         }
-        bar->finish();
-        std::printf("[%d]%.4f,", c.index + 1, c.ppl_running);
-        std::fflush(stdout);
+        const std::string item = strprintf("[%d]%.4f,", c.index + 1, c.ppl_running);
+        if (defer) {
+            running += item;
+        } else {
+            std::fputs(item.c_str(), stdout);
+            std::fflush(stdout);
+        }
         bar->update(static_cast<size_t>(c.index + 1));
     });
     if (bar) bar->finish();
-    std::printf("\n");
+    std::printf("%s\n", running.c_str());
     std::printf("Final estimate: PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_se);
     std::printf("bits per byte: %.5f +/- %.5f (%zu tokens scored, %zu bytes, %.3f bytes/token)\n", r.bpb, r.bpb_se,
                 r.n_scored, r.n_bytes, r.n_scored ? static_cast<double>(r.n_bytes) / r.n_scored : 0.0);
