@@ -24,6 +24,13 @@
 // reach, so every token but the first is scored exactly once (with stride == n_ctx the windows do
 // not overlap and, as in that loop, each window's first token is not scored).
 //
+// The base file (save_logits) has llama-perplexity's --kl-divergence-base layout, so either program
+// reads the other's: "_logits_", n_ctx, n_vocab, n_chunk, the chunks' tokens, then per scored token
+// two floats (scale, min_log_prob) and n_vocab uint16 quantized log-probabilities (2 bytes per
+// vocabulary entry per token; layout in src/formats/logits_file.h). The only difference: when the
+// scored token's logit is more than 16 below the top one, slm widens that row's range to keep it,
+// where llama.cpp stores it as the floor (which makes PPL(base) low on text the model finds odd).
+//
 // Bits per byte (as lm-evaluation-harness reports it) = sum NLL / (ln 2 * bytes of the scored
 // tokens' text); it does not depend on the tokenizer, so models with different vocabularies compare.
 #pragma once
