@@ -31,6 +31,11 @@ std::string wikitext() { return source_dir() + "/data/eval/wikitext/wikitext2.te
 // Goldens: llama.cpp's llama-perplexity on the same model and files (llama.cpp prints PPL with 4
 // decimals and its error with 5).
 TEST(PerplexityGolden, TinyStoriesAllChunks) {
+#ifdef SLM_SANITIZED
+    // 1535 chunks take over 5 minutes under ASan; the Release suite runs it, and the WikiText golden
+    // below runs the same code here.
+    GTEST_SKIP() << "too slow under the sanitizers";
+#endif
     PerplexityParams p;
     p.n_ctx = 256;
     const PerplexityResult r = perplexity(model(), read_as_llama(tinystories()), p);
