@@ -83,6 +83,7 @@ struct TaskConfig {
     std::vector<TaskFilter> filter_list;      // generate_until: empty = one "none" filter (the raw text)
     std::string group_by;            // a field whose value splits results into subtasks ("subject")
     int version = 1;                 // metadata.version, shown in the report
+    std::string source_file;         // the task file it came from ("" for presets), named in errors
 };
 
 // Built-in tasks: "hellaswag", "arc_easy", "arc_challenge", "mmlu", "winogrande", "gsm8k", "piqa".

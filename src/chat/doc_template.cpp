@@ -116,9 +116,15 @@ DocTemplate DocTemplate::parse(std::string_view source, std::string name) {
     DocTemplate t;
     t.name_ = std::move(name);
     try {
-        t.prog_ = parse_program(t.name_, source);
+        // lm-eval's Environment: Jinja2's defaults (no trim_blocks / lstrip_blocks) and
+        // keep_trailing_newline, so "...about {{subject}}.\n\n" keeps its blank line
+        LexOptions opt;
+        opt.trim_blocks = false;
+        opt.lstrip_blocks = false;
+        opt.keep_trailing_newline = true;
+        t.prog_ = parse_program(t.name_, source, opt);
     } catch (const SyntaxError& e) {
-        std::string src = normalize_source(source);
+        std::string src = normalize_source(source, true);
         uint32_t line, col;
         line_col(src, e.offset, line, col);
         fail("%s:%u:%u: TemplateSyntaxError: %s", t.name_.c_str(), line, col, e.message.c_str());

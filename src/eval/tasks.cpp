@@ -26,7 +26,7 @@ bool is_template(const std::string& s) {
 
 chat::DocTemplate compile_one(const std::string& src, const std::string& where, const char* key) {
     if (src.empty()) return {};
-    return chat::DocTemplate::parse(src, where + ": " + key);
+    return chat::DocTemplate::parse(src, where + ": key '" + key + "'");
 }
 
 std::string json_text(const nlohmann::json& j) { return j.is_string() ? j.get<std::string>() : j.dump(); }
@@ -96,18 +96,18 @@ std::vector<std::string> doc_choices(const CompiledTask& t, const Doc& doc, cons
         v = t.choice.evaluate(doc);
     } else {
         const std::string s = t.choice.render(doc);
-        fail("%s: doc_to_choice: gives the text '%.60s', not a list (write it as one expression, "
+        fail("%s: key 'doc_to_choice': gives the text '%.60s', not a list (write it as one expression, "
              "\"{{ [a, b] }}\", or name a list field)", where.c_str(), s.c_str());
     }
     if (!v.is_array())
-        fail("%s: doc_to_choice: gives %s, not a list of strings", where.c_str(), v.dump().substr(0, 80).c_str());
+        fail("%s: key 'doc_to_choice': gives %s, not a list of strings", where.c_str(), v.dump().substr(0, 80).c_str());
     std::vector<std::string> out;
     for (const auto& x : v) {
         if (x.is_string()) out.push_back(x.get<std::string>());
         else if (x.is_number()) out.push_back(x.dump());
-        else fail("%s: doc_to_choice: item %s is not a string", where.c_str(), x.dump().substr(0, 80).c_str());
+        else fail("%s: key 'doc_to_choice': item %s is not a string", where.c_str(), x.dump().substr(0, 80).c_str());
     }
-    if (out.empty()) fail("%s: doc_to_choice: gives an empty list", where.c_str());
+    if (out.empty()) fail("%s: key 'doc_to_choice': gives an empty list", where.c_str());
     return out;
 }
 
@@ -122,14 +122,14 @@ int gold_index(const nlohmann::json& target, const std::vector<std::string>& cho
         const std::string s = target.get<std::string>();
         auto it = std::find(choices.begin(), choices.end(), s);
         if (it == choices.end())
-            fail("%s: doc_to_target: '%.60s' is neither an index nor one of the %zu choices", where.c_str(), s.c_str(),
+            fail("%s: key 'doc_to_target': '%.60s' is neither an index nor one of the %zu choices", where.c_str(), s.c_str(),
                  choices.size());
         g = it - choices.begin();
     } else {
-        fail("%s: doc_to_target: gives %s, not an index or a choice", where.c_str(), target.dump().substr(0, 80).c_str());
+        fail("%s: key 'doc_to_target': gives %s, not an index or a choice", where.c_str(), target.dump().substr(0, 80).c_str());
     }
     if (g < 0 || g >= static_cast<long>(choices.size()))
-        fail("%s: doc_to_target: gold %ld is out of range (%zu choices)", where.c_str(), g, choices.size());
+        fail("%s: key 'doc_to_target': gold %ld is out of range (%zu choices)", where.c_str(), g, choices.size());
     return static_cast<int>(g);
 }
 
@@ -362,7 +362,9 @@ TaskResult run_docs(Session& session, const TaskConfig& cfg, const std::vector<D
                     const std::vector<Doc>* fewshot_pool, const TaskRunOptions& opts,
                     const std::function<void(size_t, size_t)>& progress) {
     const auto t0 = std::chrono::steady_clock::now();
-    const std::string where = cfg.task.empty() ? std::string("task") : "task " + cfg.task;
+    const std::string where = !cfg.source_file.empty() ? "task file " + cfg.source_file
+                              : cfg.task.empty()       ? std::string("task")
+                                                       : "task " + cfg.task;
     CompiledTask t = compile_task(cfg, where);
     const int k = opts.num_fewshot >= 0 ? opts.num_fewshot : cfg.num_fewshot;
     const size_t n = opts.limit > 0 ? std::min(opts.limit, docs.size()) : docs.size();
