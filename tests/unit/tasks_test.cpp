@@ -537,3 +537,64 @@ TEST(TaskReport, TableAndJson) {
 }
 
 } // namespace
+
+// ---- the CLI -------------------------------------------------------------------------------------
+
+namespace {
+
+json cli_json(const std::vector<std::string>& args, const std::string& name) {
+    const std::string out = slm::test::temp_dir() + "/" + name + ".json";
+    std::vector<std::string> a = args;
+    a.push_back("--json");
+    a.push_back(out);
+    auto r = slm::test::run_cli(a);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("Tasks"), std::string::npos) << r.out;
+    return json::parse(slm::test::read_text(out));
+}
+
+TEST(TaskCli, ShippedFilesWithLimit) {
+    json j = cli_json({"eval", "arc", "--set", "challenge", "--limit", "5", "-t", "1"}, "arc");
+    EXPECT_EQ(j["results"]["n"], 5);
+    EXPECT_EQ(j["items"].size(), 5u);
+    EXPECT_EQ(j["config"]["task"], "arc_challenge");
+    EXPECT_EQ(j["items"][0]["loglikelihoods"].size(), j["items"][0]["choices"].size());
+    EXPECT_TRUE(j["results"].contains("acc_norm_stderr,none"));
+    EXPECT_LE(j["n_tokens_evaluated"].get<uint64_t>(), j["n_tokens_without_reuse"].get<uint64_t>());
+
+    j = cli_json({"eval", "hellaswag", "--limit", "3", "-t", "1"}, "hs");
+    EXPECT_EQ(j["items"].size(), 3u);
+    EXPECT_EQ(j["items"][0]["choices"].size(), 4u);
+
+    j = cli_json({"eval", "winogrande", "--limit", "4", "-t", "1"}, "wg");
+    EXPECT_EQ(j["items"].size(), 4u);
+    EXPECT_EQ(j["items"][0]["continuations"][0], " always got the easier cases.");
+
+    j = cli_json({"eval", "mmlu", "--limit", "3", "--num-fewshot", "1", "-t", "1"}, "mmlu");
+    EXPECT_EQ(j["items"].size(), 3u);
+    EXPECT_EQ(j["config"]["num_fewshot"], 1);
+    EXPECT_EQ(j["subtasks"]["abstract_algebra"]["n"], 3);
+    EXPECT_EQ(j["categories"]["stem"]["n"], 3);
+
+    j = cli_json({"eval", "custom", "--task-file", slm::test::source_dir() + "/data/tasks/piqa_example.yaml", "-t", "1"},
+                 "custom");
+    EXPECT_EQ(j["items"].size(), 6u);
+    EXPECT_EQ(j["config"]["task"], "piqa_example");
+
+    const std::string gsm = write_temp("cli_gsm.jsonl",
+        "{\"question\": \"What is 2 plus 2?\", \"answer\": \"2 + 2 = 4\\n#### 4\"}\n"
+        "{\"question\": \"What is 3 plus 3?\", \"answer\": \"3 + 3 = 6\\n#### 6\"}\n");
+    j = cli_json({"eval", "gsm8k", "-f", gsm, "--fewshot-file", gsm, "--num-fewshot", "1", "-t", "1"}, "gsm");
+    EXPECT_EQ(j["items"].size(), 2u);
+    EXPECT_TRUE(j["results"].contains("exact_match,strict-match"));
+    EXPECT_TRUE(j["results"].contains("exact_match,flexible-extract"));
+
+    // errors: a clear message and a non-zero exit
+    auto r = slm::test::run_cli({"eval", "custom", "--task-file", "/nonexistent.yaml"});
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.err.find("/nonexistent.yaml: cannot open"), std::string::npos) << r.err;
+    r = slm::test::run_cli({"eval", "arc", "--set", "medium"});
+    EXPECT_NE(r.exit_code, 0);
+}
+
+} // namespace
