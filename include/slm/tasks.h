@@ -98,7 +98,7 @@ TaskConfig load_task_file(const std::string& path);
 TaskConfig parse_task_file(const std::string& text, const std::string& name, const std::string& base_dir = "");
 
 struct TaskRunOptions {
-    size_t limit = 0;          // evaluate only the first `limit` documents (0 = all)
+    size_t limit = 0;          // evaluate only the first `limit` documents of each subtask (0 = all)
     int num_fewshot = -1;      // -1 = the config's
     uint64_t seed = 1234;      // few-shot sampling (lm-eval's default fewshot seed)
     bool kv_reuse = true;      // keep the KV cache of the longest common prefix between requests

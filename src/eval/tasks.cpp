@@ -29,7 +29,7 @@ chat::DocTemplate compile_one(const std::string& src, const std::string& where, 
     return chat::DocTemplate::parse(src, where + ": key '" + key + "'");
 }
 
-std::string json_text(const nlohmann::json& j) { return j.is_string() ? j.get<std::string>() : j.dump(); }
+std::string json_text(const nlohmann::json& j) { return j.is_string() ? j.get<std::string>() : j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
 
 bool is_digits(const std::string& s) {
     if (s.empty()) return false;
@@ -72,7 +72,7 @@ nlohmann::json doc_text(const CompiledTask& t, const Doc& doc) {
     if (t.text.is_expression()) {
         nlohmann::json v = t.text.evaluate(doc);
         if (v.is_number_integer() || v.is_string()) return v;
-        return v.dump();
+        return v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     }
     return t.text.render(doc);
 }
@@ -100,12 +100,12 @@ std::vector<std::string> doc_choices(const CompiledTask& t, const Doc& doc, cons
              "\"{{ [a, b] }}\", or name a list field)", where.c_str(), s.c_str());
     }
     if (!v.is_array())
-        fail("%s: key 'doc_to_choice': gives %s, not a list of strings", where.c_str(), v.dump().substr(0, 80).c_str());
+        fail("%s: key 'doc_to_choice': gives %s, not a list of strings", where.c_str(), v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).substr(0, 80).c_str());
     std::vector<std::string> out;
     for (const auto& x : v) {
         if (x.is_string()) out.push_back(x.get<std::string>());
-        else if (x.is_number()) out.push_back(x.dump());
-        else fail("%s: key 'doc_to_choice': item %s is not a string", where.c_str(), x.dump().substr(0, 80).c_str());
+        else if (x.is_number()) out.push_back(x.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        else fail("%s: key 'doc_to_choice': item %s is not a string", where.c_str(), x.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).substr(0, 80).c_str());
     }
     if (out.empty()) fail("%s: key 'doc_to_choice': gives an empty list", where.c_str());
     return out;
@@ -126,7 +126,7 @@ int gold_index(const nlohmann::json& target, const std::vector<std::string>& cho
                  choices.size());
         g = it - choices.begin();
     } else {
-        fail("%s: key 'doc_to_target': gives %s, not an index or a choice", where.c_str(), target.dump().substr(0, 80).c_str());
+        fail("%s: key 'doc_to_target': gives %s, not an index or a choice", where.c_str(), target.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).substr(0, 80).c_str());
     }
     if (g < 0 || g >= static_cast<long>(choices.size()))
         fail("%s: key 'doc_to_target': gold %ld is out of range (%zu choices)", where.c_str(), g, choices.size());
@@ -367,7 +367,6 @@ TaskResult run_docs(Session& session, const TaskConfig& cfg, const std::vector<D
                                                        : "task " + cfg.task;
     CompiledTask t = compile_task(cfg, where);
     const int k = opts.num_fewshot >= 0 ? opts.num_fewshot : cfg.num_fewshot;
-    const size_t n = opts.limit > 0 ? std::min(opts.limit, docs.size()) : docs.size();
     const std::vector<Doc>& pool = fewshot_pool ? *fewshot_pool : docs;
     const bool same_split = fewshot_pool == nullptr;
 
@@ -381,6 +380,14 @@ TaskResult run_docs(Session& session, const TaskConfig& cfg, const std::vector<D
     if (k > 0)
         for (size_t i = 0; i < pool.size(); ++i) pool_by_group[group_of(pool[i])].push_back(i);
     std::map<std::string, PyRandom> rngs;
+    // --limit counts per subtask, as lm-eval's limit applies to each task of a group (MMLU subjects)
+    std::vector<size_t> order;
+    {
+        std::map<std::string, size_t> taken;
+        for (size_t i = 0; i < docs.size(); ++i)
+            if (opts.limit == 0 || taken[group_of(docs[i])]++ < opts.limit) order.push_back(i);
+    }
+    const size_t n = order.size();
 
     TaskResult res;
     res.task = cfg.task;
@@ -406,7 +413,8 @@ TaskResult run_docs(Session& session, const TaskConfig& cfg, const std::vector<D
     std::vector<TaskFilter> filters = cfg.filter_list;
     if (filters.empty()) filters.push_back({"none", {}});
 
-    for (size_t i = 0; i < n; ++i) {
+    for (size_t oi = 0; oi < n; ++oi) {
+        const size_t i = order[oi];
         const Doc& doc = docs[i];
         const std::string item_where = where + ": document " + std::to_string(i + 1);
         std::vector<const Doc*> shots;
@@ -477,7 +485,7 @@ TaskResult run_docs(Session& session, const TaskConfig& cfg, const std::vector<D
         }
         (void)want_mi;
         items.push_back(std::move(it));
-        if (progress) progress(i + 1, n);
+        if (progress) progress(oi + 1, n);
     }
 
     std::vector<const TaskItem*> all;

@@ -57,7 +57,7 @@ Json yaml_to_json(const YAML::Node& n, const Ctx& c, const std::string& key, int
 
 std::string get_str(const Json& v, const Ctx& c, const std::string& key) {
     if (v.is_string()) return v.get<std::string>();
-    if (v.is_number() || v.is_boolean()) return v.dump();
+    if (v.is_number() || v.is_boolean()) return v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     fail("task file %s: key '%s': expected a string, got %s", c.file.c_str(), key.c_str(), v.type_name());
 }
 
@@ -86,7 +86,7 @@ bool get_bool(const Json& v, const Ctx& c, const std::string& key) {
         if (s == "true" || s == "True" || s == "TRUE" || s == "yes") return true;
         if (s == "false" || s == "False" || s == "FALSE" || s == "no") return false;
     }
-    fail("task file %s: key '%s': expected true or false, got %s", c.file.c_str(), key.c_str(), v.dump().substr(0, 40).c_str());
+    fail("task file %s: key '%s': expected true or false, got %s", c.file.c_str(), key.c_str(), v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).substr(0, 40).c_str());
 }
 
 std::vector<std::string> get_str_list(const Json& v, const Ctx& c, const std::string& key) {
@@ -253,7 +253,12 @@ TaskConfig parse_task_file(const std::string& text, const std::string& name, con
             fail("task file %s:%d:%d: not valid YAML: %s", name.c_str(), e.mark.line + 1, e.mark.column + 1, e.msg.c_str());
         }
     }
-    TaskConfig t = from_json(j, c, base_dir);
+    TaskConfig t;
+    try {
+        t = from_json(j, c, base_dir);
+    } catch (const nlohmann::json::exception& e) {
+        fail("task file %s: %s", name.c_str(), e.what());
+    }
     t.source_file = name;
     // templates are parsed here, so a syntax error names the file before any model is loaded
     const std::pair<const char*, const std::string*> templates[] = {

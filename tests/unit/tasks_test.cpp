@@ -493,6 +493,8 @@ TEST(TaskFiles, MalformedFilesNameFileAndKey) {
     EXPECT_NE(e.find("key 'num_fewshot': 'many' is not an integer"), std::string::npos) << e;
     e = err("doc_to_text: !function utils.doc_to_text\ndoc_to_target: label\ndoc_to_choice: c\n");
     EXPECT_NE(e.find("key 'doc_to_text': Python functions (!function) are not supported"), std::string::npos) << e;
+    e = err(ok + "metric_list:\n  - metric: exact_match\n    ignore_case: \xc9\xc9\n");  // invalid UTF-8 (fuzz)
+    EXPECT_NE(e.find("key 'metric_list.ignore_case': expected true or false"), std::string::npos) << e;
     e = error_of([] { slm::parse_task_file("{\"doc_to_text\": 1,", "bad.json"); });
     EXPECT_NE(e.find("task file bad.json: not valid JSON"), std::string::npos) << e;
     e = error_of([] { slm::load_task_file("/nonexistent/t.yaml"); });
@@ -570,11 +572,15 @@ TEST(TaskCli, ShippedFilesWithLimit) {
     EXPECT_EQ(j["items"].size(), 4u);
     EXPECT_EQ(j["items"][0]["continuations"][0], " always got the easier cases.");
 
-    j = cli_json({"eval", "mmlu", "--limit", "3", "--num-fewshot", "1", "-t", "1"}, "mmlu");
-    EXPECT_EQ(j["items"].size(), 3u);
+    // --limit applies to each subject, as lm-eval's limit to each subtask
+    j = cli_json({"eval", "mmlu", "--limit", "1", "--num-fewshot", "1", "-t", "1"}, "mmlu");
+    EXPECT_EQ(j["items"].size(), 57u);
     EXPECT_EQ(j["config"]["num_fewshot"], 1);
-    EXPECT_EQ(j["subtasks"]["abstract_algebra"]["n"], 3);
-    EXPECT_EQ(j["categories"]["stem"]["n"], 3);
+    EXPECT_EQ(j["subtasks"].size(), 57u);
+    EXPECT_EQ(j["subtasks"]["abstract_algebra"]["n"], 1);
+    EXPECT_EQ(j["categories"]["stem"]["n"], 19);
+    EXPECT_EQ(j["categories"]["humanities"]["n"], 13);
+    EXPECT_EQ(j["results"]["n"], 57);
 
     j = cli_json({"eval", "custom", "--task-file", slm::test::source_dir() + "/data/tasks/piqa_example.yaml", "-t", "1"},
                  "custom");

@@ -117,7 +117,7 @@ void add_one(CLI::App& eval, const std::string& kind, const std::string& help) {
     }
     if (kind == "arc") sub->add_option("--set", o->arc_set, "easy or challenge (default easy)");
     sub->add_option("--fewshot-file", o->fewshot_file, "few-shot examples (same layout; default: the evaluated file, never the item itself)");
-    sub->add_option("--limit", o->limit, "evaluate only the first N items");
+    sub->add_option("--limit", o->limit, "evaluate only the first N items (of each MMLU subject)");
     sub->add_option("--num-fewshot", o->num_fewshot, "examples per prompt (default: the task's)");
     sub->add_option("--seed", o->seed, "few-shot sampling seed (default 1234, as lm-eval)");
     sub->add_option("--json", o->json_out, "write config, metrics and every item's scores to this file");
