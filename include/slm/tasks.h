@@ -152,6 +152,9 @@ struct TaskResult {
     std::vector<TaskItem> items;
     uint64_t n_tokens_evaluated = 0;           // tokens run through the model
     uint64_t n_tokens_without_reuse = 0;       // what evaluating every request from scratch would take
+    // Requests longer than the context, left-truncated as lm-eval does (the context's start is
+    // dropped; a continuation longer than the whole context has only its end scored).
+    uint64_t n_truncated = 0;
     double seconds = 0;
 };
 

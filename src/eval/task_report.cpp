@@ -158,6 +158,7 @@ std::string task_result_json(const TaskConfig& cfg, const TaskRunOptions& opts, 
     if (!r.categories.empty()) j["categories"] = groups(r.categories);
     j["n_tokens_evaluated"] = r.n_tokens_evaluated;
     j["n_tokens_without_reuse"] = r.n_tokens_without_reuse;
+    j["n_truncated_requests"] = r.n_truncated;
     j["seconds"] = r.seconds;
     nlohmann::json items = nlohmann::json::array();
     for (const auto& it : r.items) {

@@ -240,14 +240,17 @@ ChoiceScore Scorer::score(const std::vector<int32_t>& ctx, const std::vector<int
     }
     if (ctx.empty()) fail("task: a request without context tokens");
     const size_t n_ctx = s_.n_ctx();
-    if (cont.size() > n_ctx) fail("task: a continuation of %zu tokens does not fit the context of %zu", cont.size(), n_ctx);
     std::vector<int32_t> full(ctx);
     full.insert(full.end(), cont.begin(), cont.end());
     // model input: everything but the last token, left-truncated to the context (as lm-eval)
     const size_t n_in = full.size() - 1;
     const size_t start = n_in > n_ctx ? n_in - n_ctx : 0;
+    if (start > 0) ++n_truncated;
     std::vector<int32_t> input(full.begin() + static_cast<long>(start), full.end() - 1);
-    const size_t first_row = ctx.size() - 1 - start;  // input position whose logits predict cont[0]
+    // continuation tokens predicted by logits inside the window (all of them unless the
+    // continuation alone is longer than the context: then only its end is scored)
+    const size_t first_cont = start + 1 > ctx.size() ? start + 1 - ctx.size() : 0;
+    const size_t first_row = ctx.size() + first_cont - 1 - start;  // input position predicting cont[first_cont]
     const size_t keep = reuse_prefix(input, first_row);
     s_.eval(std::span<const int32_t>(input).subspan(keep), true);
     kv_ = input;
@@ -256,8 +259,8 @@ ChoiceScore Scorer::score(const std::vector<int32_t>& ctx, const std::vector<int
     std::span<const float> logits = s_.logits();
     const size_t n_vocab = s_.model().hparams().n_vocab;
     r.is_greedy = true;
-    for (size_t i = 0; i < cont.size(); ++i) {
-        const float* row = logits.data() + (first_row + i - keep) * n_vocab;
+    for (size_t i = first_cont; i < cont.size(); ++i) {
+        const float* row = logits.data() + (first_row + (i - first_cont) - keep) * n_vocab;
         float mx = row[0];
         size_t arg = 0;
         for (size_t k = 1; k < n_vocab; ++k)
@@ -538,6 +541,7 @@ TaskResult run_docs(Session& session, const TaskConfig& cfg, const std::vector<D
     }
     res.n_tokens_evaluated = sc.n_evaluated;
     res.n_tokens_without_reuse = sc.n_without_reuse;
+    res.n_truncated = sc.n_truncated;
     if (opts.keep_items) res.items = std::move(items);
     res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return res;

@@ -88,6 +88,7 @@ public:
     ChoiceScore score(const std::string& ctx, const std::string& cont);
     std::string generate(const std::string& ctx, const std::vector<std::string>& until, int max_tokens);
     uint64_t n_evaluated = 0, n_without_reuse = 0;
+    uint64_t n_truncated = 0;  // requests longer than the context, left-truncated
 
 private:
     // Brings the KV cache to hold `tokens[0..n)` with at most `keep_max` reused; returns how many are reused.

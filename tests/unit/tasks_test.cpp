@@ -371,6 +371,47 @@ TEST(TaskScoring, EncodePairMovesTrailingSpaces) {
     EXPECT_NEAR(sc.score("Answer: ", "yes").ll, reference_ll("Answer:", " yes", greedy), 2e-3);
 }
 
+// lm-eval's truncation by hand: the model sees the last n_ctx tokens of (context + continuation)[:-1];
+// the continuation tokens predicted inside that window are scored.
+double window_ll(const std::vector<int32_t>& ctx, const std::vector<int32_t>& cont, size_t n_ctx) {
+    std::vector<int32_t> full(ctx);
+    full.insert(full.end(), cont.begin(), cont.end());
+    std::vector<int32_t> in(full.begin(), full.end() - 1);
+    const size_t start = in.size() > n_ctx ? in.size() - n_ctx : 0;
+    in.erase(in.begin(), in.begin() + static_cast<long>(start));
+    slm::Session s(model(), sopts());
+    s.eval(in, true);
+    auto lg = s.logits();
+    const size_t nv = model()->hparams().n_vocab;
+    double ll = 0;
+    for (size_t pos = ctx.size(); pos < full.size(); ++pos) {
+        if (pos - 1 < start) continue;  // predicted by a token outside the window
+        const float* row = lg.data() + (pos - 1 - start) * nv;
+        double mx = -1e30;
+        for (size_t k = 0; k < nv; ++k) mx = std::max<double>(mx, row[k]);
+        double z = 0;
+        for (size_t k = 0; k < nv; ++k) z += std::exp(row[k] - mx);
+        ll += row[full[pos]] - mx - std::log(z);
+    }
+    return ll;
+}
+
+TEST(TaskScoring, LongRequestsAreLeftTruncated) {
+    slm::SessionOptions small = sopts();
+    small.n_ctx = 16;
+    slm::Session s(model(), small);
+    ev::Scorer sc(s, true);
+    const std::string ctx = "Once upon a time there was a little girl named Lily. She liked to play in the park with her friends";
+    for (const std::string cont : {std::string(" and her dog."),
+                                   std::string(" and her big brown dog who ran after the red ball all day long in the sun")}) {
+        auto [c, k] = sc.encode_pair(ctx, cont);
+        ASSERT_GT(c.size() + k.size(), 17u);
+        const auto got = sc.score(c, k);
+        EXPECT_NEAR(got.ll, window_ll(c, k, 16), 2e-3) << cont;
+    }
+    EXPECT_EQ(sc.n_truncated, 2u);
+}
+
 TEST(TaskScoring, KvReuseGivesTheSameResults) {
     slm::TaskConfig cfg = slm::task_preset("arc_challenge");
     cfg.dataset_path = eval_path("arc/arc_challenge_dev.jsonl");

@@ -100,6 +100,10 @@ void run_eval_task(const std::string& kind, const TaskCliOptions& o) {
                  r.task.c_str(), r.n_items, r.seconds, r.seconds > 0 ? r.n_items / r.seconds : 0.0,
                  static_cast<unsigned long long>(r.n_tokens_evaluated),
                  static_cast<unsigned long long>(r.n_tokens_without_reuse), session.n_threads());
+    if (r.n_truncated > 0)
+        std::fprintf(stderr, "slm: warning: %llu requests were longer than the context of %u tokens and were left-truncated "
+                             "(as lm-eval does); raise -c to score them whole\n",
+                     static_cast<unsigned long long>(r.n_truncated), session.n_ctx());
     if (!o.json_out.empty()) write_atomic(o.json_out, task_result_json(cfg, ro, r));
 }
 
