@@ -400,7 +400,6 @@ TaskResult run_docs(Session& session, const TaskConfig& cfg, const std::vector<D
     Agg agg;
     std::vector<TaskItem> items;
     items.reserve(n);
-    bool want_mi = false;
     std::vector<TaskMetric> metrics = cfg.metric_list;
     if (metrics.empty()) {
         if (cfg.output_type == "multiple_choice") metrics = {task_metric("acc"), task_metric("acc_norm")};
@@ -411,7 +410,6 @@ TaskResult run_docs(Session& session, const TaskConfig& cfg, const std::vector<D
             fail("%s: metric '%s' is not acc, acc_norm or acc_mutual_info (multiple_choice)", where.c_str(), m.metric.c_str());
         if (cfg.output_type == "generate_until" && m.metric != "exact_match")
             fail("%s: metric '%s' is not exact_match (generate_until)", where.c_str(), m.metric.c_str());
-        if (m.metric == "acc_mutual_info") want_mi = true;
     }
     std::vector<TaskFilter> filters = cfg.filter_list;
     if (filters.empty()) filters.push_back({"none", {}});
@@ -486,7 +484,6 @@ TaskResult run_docs(Session& session, const TaskConfig& cfg, const std::vector<D
                 agg.add(m.metric);
             }
         }
-        (void)want_mi;
         items.push_back(std::move(it));
         if (progress) progress(oi + 1, n);
     }

@@ -303,6 +303,8 @@ TEST(TaskPrompts, Gsm8kFewShotFromFile) {
 
 // The continuation's log-probability computed independently: one fresh session over the whole
 // sequence, log-softmax by hand.
+double reference_ll_tokens(const std::vector<int32_t>& whole, size_t nc);
+
 double reference_ll(const std::string& ctx, const std::string& cont, bool& greedy) {
     const auto& v = model()->vocab();
     std::vector<int32_t> whole = v.tokenize(ctx + cont, true, false);
@@ -324,6 +326,24 @@ double reference_ll(const std::string& ctx, const std::string& cont, bool& greed
         for (size_t k = 0; k < nv; ++k) z += std::exp(row[k] - mx);
         ll += row[whole[pos]] - mx - std::log(z);
         if (static_cast<int32_t>(arg) != whole[pos]) greedy = false;
+    }
+    return ll;
+}
+
+double reference_ll_tokens(const std::vector<int32_t>& whole, size_t nc) {
+    slm::Session s(model(), sopts());
+    std::vector<int32_t> in(whole.begin(), whole.end() - 1);
+    s.eval(in, true);
+    auto lg = s.logits();
+    const size_t nv = model()->hparams().n_vocab;
+    double ll = 0;
+    for (size_t pos = nc; pos < whole.size(); ++pos) {
+        const float* row = lg.data() + (pos - 1) * nv;
+        double mx = -1e30;
+        for (size_t k = 0; k < nv; ++k) mx = std::max<double>(mx, row[k]);
+        double z = 0;
+        for (size_t k = 0; k < nv; ++k) z += std::exp(row[k] - mx);
+        ll += row[whole[pos]] - mx - std::log(z);
     }
     return ll;
 }
@@ -491,6 +511,31 @@ TEST(TaskFiles, YamlAndJsonMatchTheBuiltInConfig) {
     slm::TaskConfig ex = slm::load_task_file(slm::test::source_dir() + "/data/tasks/piqa_example.yaml");
     auto rx = slm::run_task(s, ex, {}, nullptr);
     EXPECT_GT(rx.n_items, 0u);
+}
+
+TEST(TaskFiles, AccMutualInfo) {
+    // acc_mutual_info: argmax of ll(choice | question) - ll(choice | nothing), the unconditional
+    // continuation scored after the BOS token alone (lm-eval's prefix token)
+    const std::string data = write_temp("mi_docs.jsonl", kPiqaDocs);
+    slm::TaskConfig cfg = slm::task_preset("piqa");
+    cfg.dataset_path = data;
+    cfg.metric_list = {slm::task_metric("acc_mutual_info")};
+    slm::Session s(model(), sopts());
+    auto r = slm::run_task(s, cfg, {}, nullptr);
+    ASSERT_EQ(r.items.size(), 3u);
+    const auto& v = model()->vocab();
+    for (const auto& it : r.items) {
+        std::vector<double> mi;
+        for (size_t c = 0; c < it.choices.size(); ++c) {
+            bool g;
+            const double cond = reference_ll(it.prompt, " " + it.choices[c], g);
+            std::vector<int32_t> whole = v.tokenize(" " + it.choices[c], false, false);
+            whole.insert(whole.begin(), v.bos());
+            const double uncond = reference_ll_tokens(whole, 1);
+            mi.push_back(cond - uncond);
+        }
+        EXPECT_EQ(it.values.at("acc_mutual_info"), static_cast<int>(ev::argmax_first(mi)) == it.gold ? 1.0 : 0.0);
+    }
 }
 
 TEST(TaskFiles, GenerativeTaskFile) {
