@@ -132,7 +132,10 @@ struct Program {
 };
 
 // Parses a template. Throws SyntaxError (chat/lexer.h) with the message and source offset.
+// `opt`: Hugging Face's settings by default; task templates use plain Jinja2's (see LexOptions).
+struct LexOptions;
 std::shared_ptr<Program> parse_program(std::string name, std::string_view source);
+std::shared_ptr<Program> parse_program(std::string name, std::string_view source, const LexOptions& opt);
 
 // Resolves builtin filters and tests by name (null if unknown).
 FilterFn find_filter(const std::string& name);

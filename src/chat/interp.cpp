@@ -263,7 +263,15 @@ Value Interp::lookup(uint32_t id, const ScopePtr& sc) const {
     return Value::undefined("'" + prog_.names[id] + "' is undefined");
 }
 
+Value Interp::evaluate(const Expr& e) {
+    stack_base_ = static_cast<const char*>(__builtin_frame_address(0));
+    auto root = std::make_shared<Scope>();
+    track(root);
+    return eval(e, root);
+}
+
 void Interp::emit(std::string& out, const Value& v) {
+    if (strict_undefined_ && v.is_undefined()) v.fail_undefined();
     size_t before = out.size();
     append_str(out, v);
     check_size(out.size());

@@ -74,6 +74,11 @@ public:
     long now_usec() const { return now_usec_; }
 
     std::string render();
+    // Evaluates one expression in a fresh top-level scope (doc templates: `{{ [sol1, sol2] }}`).
+    Value evaluate(const Expr& e);
+    // Jinja2's StrictUndefined for output: printing an undefined value raises UndefinedError
+    // instead of printing nothing (lm-evaluation-harness renders its task templates this way).
+    void set_strict_undefined(bool on) { strict_undefined_ = on; }
 
     // ---- services for builtins ----
     Value getattr(const Value& obj, const std::string& name);
@@ -130,6 +135,7 @@ private:
     std::vector<std::weak_ptr<DictObj>> namespaces_;
     std::vector<std::weak_ptr<Scope>> scopes_;
     size_t namespaces_compacted_ = 64, scopes_compacted_ = 64;
+    bool strict_undefined_ = false;
 
     // Nested macro calls, loops and expressions are checked against the C++ stack they use too,
     // besides max_depth, so no template can overflow the stack.

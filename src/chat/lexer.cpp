@@ -11,7 +11,7 @@
 
 namespace slm::chat {
 
-std::string normalize_source(std::string_view source) {
+std::string normalize_source(std::string_view source, bool keep_trailing_newline) {
     std::string s;
     s.reserve(source.size());
     for (size_t i = 0; i < source.size(); ++i) {
@@ -23,7 +23,7 @@ std::string normalize_source(std::string_view source) {
             s += c;
         }
     }
-    if (!s.empty() && s.back() == '\n') s.pop_back();
+    if (!keep_trailing_newline && !s.empty() && s.back() == '\n') s.pop_back();
     return s;
 }
 

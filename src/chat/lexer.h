@@ -24,11 +24,12 @@ struct Token {
 struct LexOptions {
     bool trim_blocks = true;    // drop the first newline after a block tag (Hugging Face sets both)
     bool lstrip_blocks = true;  // drop spaces and tabs before a block tag at the start of a line
+    bool keep_trailing_newline = false;  // Jinja2's default drops one (lm-eval's task templates keep it)
 };
 
 // Source with Jinja2's preprocessing: \r\n and \r become \n, and one trailing newline goes
 // (keep_trailing_newline=False). Token offsets refer to this text.
-std::string normalize_source(std::string_view source);
+std::string normalize_source(std::string_view source, bool keep_trailing_newline = false);
 
 // Tokenizes normalized source. Throws SyntaxError at the offset of the problem.
 std::vector<Token> tokenize(const std::string& src, const LexOptions& opt = {});

@@ -909,9 +909,13 @@ bool valid_utf8(std::string_view s, size_t& bad) {
 } // namespace
 
 std::shared_ptr<Program> parse_program(std::string name, std::string_view source) {
+    return parse_program(std::move(name), source, LexOptions{});
+}
+
+std::shared_ptr<Program> parse_program(std::string name, std::string_view source, const LexOptions& opt) {
     auto prog = std::make_shared<Program>();
     prog->name = std::move(name);
-    prog->source = normalize_source(source);
+    prog->source = normalize_source(source, opt.keep_trailing_newline);
     size_t bad = 0;
     if (!valid_utf8(prog->source, bad)) throw SyntaxError{"invalid UTF-8", bad};
     // Names every render needs, interned first so their ids are fixed.
@@ -919,7 +923,7 @@ std::shared_ptr<Program> parse_program(std::string name, std::string_view source
         prog->ids.emplace(n, static_cast<uint32_t>(prog->names.size()));
         prog->names.push_back(n);
     }
-    Parser p(*prog, tokenize(prog->source));
+    Parser p(*prog, tokenize(prog->source, opt));
     prog->body = p.parse_template();
     return prog;
 }
