@@ -102,6 +102,10 @@ struct TaskRunOptions {
     int num_fewshot = -1;      // -1 = the config's
     uint64_t seed = 1234;      // few-shot sampling (lm-eval's default fewshot seed)
     bool kv_reuse = true;      // keep the KV cache of the longest common prefix between requests
+    // Score the choices of a question in one batched forward pass (Session::eval_branches): the
+    // weights are read once for all of them. Same results; models that cannot branch (Mamba,
+    // Jamba, sliding-window Gemma 2/3) score them one by one.
+    bool batch_choices = true;
     bool keep_items = true;    // fill TaskResult::items
 };
 
@@ -152,6 +156,7 @@ struct TaskResult {
     std::vector<TaskItem> items;
     uint64_t n_tokens_evaluated = 0;           // tokens run through the model
     uint64_t n_tokens_without_reuse = 0;       // what evaluating every request from scratch would take
+    uint64_t n_batched = 0;                    // questions whose choices were scored in one batched pass
     // Requests longer than the context, left-truncated as lm-eval does (the context's start is
     // dropped; a continuation longer than the whole context has only its end scored).
     uint64_t n_truncated = 0;

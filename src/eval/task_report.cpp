@@ -139,7 +139,7 @@ std::string task_result_json(const TaskConfig& cfg, const TaskRunOptions& opts, 
     }
     c["metadata"] = {{"version", cfg.version}};
     j["config"] = c;
-    j["options"] = {{"limit", opts.limit}, {"seed", opts.seed}, {"kv_reuse", opts.kv_reuse}};
+    j["options"] = {{"limit", opts.limit}, {"seed", opts.seed}, {"kv_reuse", opts.kv_reuse}, {"batch_choices", opts.batch_choices}};
     nlohmann::json res = metrics_json(r.metrics);
     res["n"] = r.n_items;
     j["results"] = res;
@@ -158,6 +158,7 @@ std::string task_result_json(const TaskConfig& cfg, const TaskRunOptions& opts, 
     if (!r.categories.empty()) j["categories"] = groups(r.categories);
     j["n_tokens_evaluated"] = r.n_tokens_evaluated;
     j["n_tokens_without_reuse"] = r.n_tokens_without_reuse;
+    j["n_batched_questions"] = r.n_batched;
     j["n_truncated_requests"] = r.n_truncated;
     j["seconds"] = r.seconds;
     nlohmann::json items = nlohmann::json::array();

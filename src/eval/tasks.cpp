@@ -188,7 +188,7 @@ PreparedDoc prepare_doc(const CompiledTask& t, const Doc& doc, const std::vector
 
 // ---- scoring ------------------------------------------------------------------------------------
 
-Scorer::Scorer(Session& s, bool kv_reuse) : s_(s), reuse_(kv_reuse) {
+Scorer::Scorer(Session& s, bool kv_reuse, bool batch) : s_(s), reuse_(kv_reuse), batch_(batch) {
     s_.reset();
 }
 
@@ -256,11 +256,25 @@ ChoiceScore Scorer::score(const std::vector<int32_t>& ctx, const std::vector<int
     kv_ = input;
     n_evaluated += input.size() - keep;
     n_without_reuse += input.size();
-    std::span<const float> logits = s_.logits();
     const size_t n_vocab = s_.model().hparams().n_vocab;
+    ChoiceScore got = score_rows(s_.logits().data() + (first_row - keep) * n_vocab, cont, first_cont);
+    got.n_tokens = r.n_tokens;
+    return got;
+}
+
+ChoiceScore Scorer::score_rows(const float* rows, const std::vector<int32_t>& cont, size_t first) const {
+    ChoiceScore r;
+    r.n_tokens = static_cast<uint32_t>(cont.size());
     r.is_greedy = true;
-    for (size_t i = first_cont; i < cont.size(); ++i) {
-        const float* row = logits.data() + (first_row + (i - first_cont) - keep) * n_vocab;
+    add_rows(r, rows, cont, first, cont.size());
+    return r;
+}
+
+void Scorer::add_rows(ChoiceScore& r, const float* rows, const std::vector<int32_t>& cont, size_t first,
+                      size_t end) const {
+    const size_t n_vocab = s_.model().hparams().n_vocab;
+    for (size_t i = first; i < end; ++i) {
+        const float* row = rows + (i - first) * n_vocab;
         float mx = row[0];
         size_t arg = 0;
         for (size_t k = 1; k < n_vocab; ++k)
@@ -273,12 +287,87 @@ ChoiceScore Scorer::score(const std::vector<int32_t>& ctx, const std::vector<int
         r.ll += static_cast<double>(row[cont[i]]) - mx - std::log(sum);
         if (static_cast<int32_t>(arg) != cont[i]) r.is_greedy = false;
     }
-    return r;
 }
 
 ChoiceScore Scorer::score(const std::string& ctx, const std::string& cont) {
     auto [c, k] = encode_pair(ctx, cont);
     return score(c, k);
+}
+
+std::vector<ChoiceScore> Scorer::score_group(const std::vector<std::pair<std::string, std::string>>& requests) {
+    std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> enc;
+    for (const auto& [ctx, cont] : requests) enc.push_back(encode_pair(ctx, cont));
+    auto one_by_one = [&] {
+        std::vector<ChoiceScore> out;
+        for (const auto& [c, k] : enc) out.push_back(score(c, k));
+        return out;
+    };
+    // Without KV reuse every request is evaluated from scratch (the baseline reuse is measured against).
+    if (!batch_ || !reuse_ || enc.size() < 2 || !s_.supports_branches()) return one_by_one();
+    // Each request's model input is context + continuation but its last token; the row of the
+    // context's last token predicts the first continuation token. The shared prefix is evaluated
+    // once, up to and including that token when every request has the same one there (MMLU's
+    // " A".." D": one pass, no branch at all); the remainders are branches of one batched pass.
+    const size_t n_ctx = s_.n_ctx();
+    std::vector<std::vector<int32_t>> inputs;
+    size_t prefix = SIZE_MAX;
+    for (const auto& [c, k] : enc) {
+        if (c.empty() || k.empty()) return one_by_one();
+        std::vector<int32_t> in(c);
+        in.insert(in.end(), k.begin(), k.end() - 1);
+        if (in.size() > n_ctx) return one_by_one();  // left-truncation: score() handles it
+        prefix = std::min(prefix, c.size());
+        inputs.push_back(std::move(in));
+    }
+    for (const auto& in : inputs) {
+        size_t l = 0;
+        while (l < prefix && l < in.size() && in[l] == inputs[0][l]) ++l;
+        prefix = l;
+    }
+    if (prefix == 0) return one_by_one();
+    size_t total = 0;
+    for (const auto& in : inputs) total += in.size() - prefix;
+    if (prefix + total > n_ctx) return one_by_one();
+
+    const size_t n_vocab = s_.model().hparams().n_vocab;
+    const std::vector<int32_t> shared(inputs[0].begin(), inputs[0].begin() + static_cast<long>(prefix));
+    // The prefix's last row is needed: at least its last token is evaluated.
+    const size_t keep = reuse_prefix(shared, prefix - 1);
+    const float* last = s_.eval(std::span<const int32_t>(shared).subspan(keep));
+    const std::vector<float> last_row(last, last + n_vocab);  // predicts position `prefix`
+    kv_ = shared;
+    std::vector<std::vector<int32_t>> branches;
+    std::vector<size_t> branch_row(inputs.size(), 0);  // first logit row of each request's branch
+    size_t rows = 0;
+    for (size_t b = 0; b < inputs.size(); ++b) {
+        branch_row[b] = rows;
+        if (inputs[b].size() == prefix) continue;  // nothing after the prefix: a one-token continuation
+        branches.emplace_back(inputs[b].begin() + static_cast<long>(prefix), inputs[b].end());
+        rows += branches.back().size();
+    }
+    if (!branches.empty()) s_.eval_branches(static_cast<uint32_t>(prefix), branches);
+    ++n_batched_passes;
+    n_evaluated += prefix - keep + total;
+    for (const auto& in : inputs) n_without_reuse += in.size();
+
+    const float* logits = branches.empty() ? nullptr : s_.logits().data();
+    std::vector<ChoiceScore> out;
+    for (size_t b = 0; b < enc.size(); ++b) {
+        const std::vector<int32_t>& cont = enc[b].second;
+        const size_t first_row = enc[b].first.size() - 1;  // input position predicting cont[0]
+        if (first_row >= prefix) {
+            out.push_back(score_rows(logits + (branch_row[b] + first_row - prefix) * n_vocab, cont, 0));
+            continue;
+        }
+        // cont[0] from the prefix's last row, the rest from the branch (summed in the same order)
+        ChoiceScore r;
+        r.n_tokens = static_cast<uint32_t>(cont.size());
+        r.is_greedy = true;
+        add_rows(r, last_row.data(), cont, 0, 1);
+        if (cont.size() > 1) add_rows(r, logits + branch_row[b] * n_vocab, cont, 1, cont.size());
+        out.push_back(r);
+    }
+    return out;
 }
 
 std::string Scorer::generate(const std::string& ctx, const std::vector<std::string>& until, int max_tokens) {
@@ -396,7 +485,7 @@ TaskResult run_docs(Session& session, const TaskConfig& cfg, const std::vector<D
     res.task = cfg.task;
     res.version = cfg.version;
     res.num_fewshot = k;
-    Scorer sc(session, opts.kv_reuse);
+    Scorer sc(session, opts.kv_reuse, opts.batch_choices);
     Agg agg;
     std::vector<TaskItem> items;
     items.reserve(n);
@@ -460,10 +549,10 @@ TaskResult run_docs(Session& session, const TaskConfig& cfg, const std::vector<D
             it.choices = p.choices;
             it.gold = p.gold;
             std::vector<double> lls;
-            for (const auto& [ctx, cont] : p.requests) {
-                it.continuations.push_back(cont);
-                it.scores.push_back(sc.score(ctx, cont));
-                lls.push_back(it.scores.back().ll);
+            it.scores = sc.score_group(p.requests);
+            for (size_t c = 0; c < p.requests.size(); ++c) {
+                it.continuations.push_back(p.requests[c].second);
+                lls.push_back(it.scores[c].ll);
             }
             ChoicePick pick = pick_choice(lls, p.choices);
             it.pred = static_cast<int>(pick.pred);
@@ -538,6 +627,7 @@ TaskResult run_docs(Session& session, const TaskConfig& cfg, const std::vector<D
     }
     res.n_tokens_evaluated = sc.n_evaluated;
     res.n_tokens_without_reuse = sc.n_without_reuse;
+    res.n_batched = sc.n_batched_passes;
     res.n_truncated = sc.n_truncated;
     if (opts.keep_items) res.items = std::move(items);
     res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

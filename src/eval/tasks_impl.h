@@ -80,12 +80,20 @@ PreparedDoc prepare_doc(const CompiledTask& t, const Doc& doc, const std::vector
 // ---- scoring (tasks.cpp) --------------------------------------------------------------------
 class Scorer {
 public:
-    Scorer(Session& s, bool kv_reuse);
+    // batch: score the choices of a question in one pass (Session::eval_branches) where the model
+    // allows it; the results are those of scoring them one by one.
+    Scorer(Session& s, bool kv_reuse, bool batch = true);
     // lm-eval's _encode_pair: (context tokens, continuation tokens).
     std::pair<std::vector<int32_t>, std::vector<int32_t>> encode_pair(const std::string& ctx,
                                                                       const std::string& cont) const;
     ChoiceScore score(const std::vector<int32_t>& ctx, const std::vector<int32_t>& cont);
     ChoiceScore score(const std::string& ctx, const std::string& cont);
+    // The (context, continuation) requests of one question, as score() of each would give them:
+    // the tokens they all share are evaluated once, then every remainder as one branch of a single
+    // batched pass. Falls back to score() one by one when the model cannot branch, a request
+    // must be left-truncated, or the branches do not fit in the context.
+    std::vector<ChoiceScore> score_group(const std::vector<std::pair<std::string, std::string>>& requests);
+    uint64_t n_batched_passes = 0;  // score_group calls that used one batched pass
     std::string generate(const std::string& ctx, const std::vector<std::string>& until, int max_tokens);
     uint64_t n_evaluated = 0, n_without_reuse = 0;
     uint64_t n_truncated = 0;  // requests longer than the context, left-truncated
@@ -93,8 +101,13 @@ public:
 private:
     // Brings the KV cache to hold `tokens[0..n)` with at most `keep_max` reused; returns how many are reused.
     size_t reuse_prefix(const std::vector<int32_t>& tokens, size_t keep_max);
+    // Log-likelihood and greediness of cont[first..] from logit rows (row i predicts cont[first + i]).
+    ChoiceScore score_rows(const float* rows, const std::vector<int32_t>& cont, size_t first) const;
+    // Adds cont[first..end) to r: rows[i - first] predicts cont[i].
+    void add_rows(ChoiceScore& r, const float* rows, const std::vector<int32_t>& cont, size_t first, size_t end) const;
     Session& s_;
     bool reuse_;
+    bool batch_;
     std::vector<int32_t> kv_;  // tokens whose keys/values the session holds
 };
 

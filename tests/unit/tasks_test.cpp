@@ -449,6 +449,18 @@ TEST(TaskScoring, KvReuseGivesTheSameResults) {
             EXPECT_NEAR(a.items[i].scores[c].ll, b.items[i].scores[c].ll, 2e-3);
     }
     EXPECT_EQ(b.n_tokens_evaluated, b.n_tokens_without_reuse);
+    EXPECT_GE(a.n_batched, 4u);  // choices in one pass, unless they do not fit in the context together
+    EXPECT_EQ(b.n_batched, 0u);  // without reuse every request is evaluated alone
+    // Batched choices give what scoring them one by one gives (bit for bit on the F16 cache).
+    o.kv_reuse = true;
+    o.batch_choices = false;
+    auto c = slm::run_task(s, cfg, o, nullptr);
+    EXPECT_EQ(c.n_batched, 0u);
+    for (size_t i = 0; i < a.items.size(); ++i)
+        for (size_t k = 0; k < a.items[i].scores.size(); ++k) {
+            EXPECT_EQ(a.items[i].scores[k].ll, c.items[i].scores[k].ll) << i << " " << k;
+            EXPECT_EQ(a.items[i].scores[k].is_greedy, c.items[i].scores[k].is_greedy);
+        }
     EXPECT_EQ(a.n_tokens_without_reuse, b.n_tokens_without_reuse);
     EXPECT_LT(a.n_tokens_evaluated * 2, a.n_tokens_without_reuse);  // 4 choices share each context
     // metrics: acc is the mean of the per-item scores, its stderr the sample one
@@ -690,3 +702,34 @@ TEST(TaskCli, ShippedFilesWithLimit) {
 }
 
 } // namespace
+
+TEST(TaskScoring, BatchedChoicesEqualOneByOne) {
+    // WinoGrande: the contexts differ (the option fills the blank), the continuation is shared;
+    // MMLU: one-token continuations, scored from the shared prefix's last row with no branch.
+    struct Case {
+        const char* preset;
+        std::string file;
+    };
+    for (const Case& k : {Case{"winogrande", eval_path("winogrande/winogrande_1.1_dev.jsonl")},
+                          Case{"mmlu", eval_path("mmlu/dev/anatomy_dev.csv")}}) {
+        SCOPED_TRACE(k.preset);
+        slm::TaskConfig cfg = slm::task_preset(k.preset);
+        cfg.dataset_path = k.file;
+        slm::TaskRunOptions o;
+        o.limit = 5;
+        o.num_fewshot = 0;
+        slm::Session s(model(), sopts());
+        const auto a = slm::run_task(s, cfg, o, nullptr);
+        o.batch_choices = false;
+        const auto b = slm::run_task(s, cfg, o, nullptr);
+        EXPECT_EQ(a.n_batched, 5u);
+        EXPECT_EQ(b.n_batched, 0u);
+        ASSERT_EQ(a.items.size(), b.items.size());
+        for (size_t i = 0; i < a.items.size(); ++i)
+            for (size_t c = 0; c < a.items[i].scores.size(); ++c) {
+                EXPECT_EQ(a.items[i].scores[c].ll, b.items[i].scores[c].ll) << i << " " << c;
+                EXPECT_EQ(a.items[i].scores[c].is_greedy, b.items[i].scores[c].is_greedy);
+                EXPECT_EQ(a.items[i].scores[c].n_tokens, b.items[i].scores[c].n_tokens);
+            }
+    }
+}

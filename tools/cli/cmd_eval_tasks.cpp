@@ -29,6 +29,7 @@ struct TaskCliOptions {
     int threads = 0;
     uint32_t n_ctx = 0;
     bool no_kv_reuse = false;
+    bool no_batch = false;
 };
 
 void write_atomic(const std::string& path, const std::string& text) {
@@ -82,6 +83,7 @@ void run_eval_task(const std::string& kind, const TaskCliOptions& o) {
     ro.num_fewshot = o.num_fewshot;
     ro.seed = o.seed;
     ro.kv_reuse = !o.no_kv_reuse;
+    ro.batch_choices = !o.no_batch;
     ro.keep_items = !o.json_out.empty();
     const int shots = ro.num_fewshot >= 0 ? ro.num_fewshot : cfg.num_fewshot;
     if (shots > 0 && cfg.fewshot_path.empty() && kind == "gsm8k")
@@ -96,10 +98,12 @@ void run_eval_task(const std::string& kind, const TaskCliOptions& o) {
         });
     }
     std::printf("%s", format_task_table({r}).c_str());
-    std::fprintf(stderr, "slm: %s: %zu items in %.1f s (%.1f items/s) | %llu tokens evaluated, %llu without KV reuse | %d threads\n",
+    std::fprintf(stderr, "slm: %s: %zu items in %.1f s (%.1f items/s) | %llu tokens evaluated, %llu without KV reuse | "
+                 "%llu questions batched | %d threads\n",
                  r.task.c_str(), r.n_items, r.seconds, r.seconds > 0 ? r.n_items / r.seconds : 0.0,
                  static_cast<unsigned long long>(r.n_tokens_evaluated),
-                 static_cast<unsigned long long>(r.n_tokens_without_reuse), session.n_threads());
+                 static_cast<unsigned long long>(r.n_tokens_without_reuse),
+                 static_cast<unsigned long long>(r.n_batched), session.n_threads());
     if (r.n_truncated > 0)
         std::fprintf(stderr, "slm: warning: %llu requests were longer than the context of %u tokens and were left-truncated "
                              "(as lm-eval does); raise -c to score them whole\n",
@@ -128,6 +132,7 @@ void add_one(CLI::App& eval, const std::string& kind, const std::string& help) {
     sub->add_option("-t,--threads", o->threads, "threads (default: one per physical core)");
     sub->add_option("-c,--ctx-size", o->n_ctx, "context length (default: the model's, at most 4096)");
     sub->add_flag("--no-kv-reuse", o->no_kv_reuse, "evaluate every request from scratch (to measure what reuse saves)");
+    sub->add_flag("--no-batch", o->no_batch, "score the choices of a question one by one instead of in one batched pass");
     sub->callback([kind, o]() { run_eval_task(kind, *o); });
 }
 
