@@ -5,6 +5,8 @@
 // vectors grow with the items actually present.
 #include "formats/datasets.h"
 #include "formats/datasets_parse.h"
+#include "formats/json_util.h"
+#include "tokenizers/unicode.h"
 
 #include "slm/error.h"
 
@@ -77,21 +79,7 @@ bool is_blank(std::string_view s) {
 // Parses one JSON value. nlohmann's parser recurses once per nesting level, so deep input is
 // refused first: a hostile line cannot overflow the stack.
 json parse_json(std::string_view text, const std::string& where) {
-    size_t depth = 0;
-    bool in_str = false, esc = false;
-    for (char c : text) {
-        if (in_str) {
-            if (esc) esc = false;
-            else if (c == '\\') esc = true;
-            else if (c == '"') in_str = false;
-        } else if (c == '"') {
-            in_str = true;
-        } else if (c == '[' || c == '{') {
-            if (++depth > 256) slm::fail("%s: JSON nested more than 256 levels deep", where.c_str());
-        } else if ((c == ']' || c == '}') && depth > 0) {
-            --depth;
-        }
-    }
+    if (json_util::nesting_depth(text) > 256) slm::fail("%s: JSON nested more than 256 levels deep", where.c_str());
     try {
         return json::parse(text.begin(), text.end());
     } catch (const json::exception& e) {  // parse_error, out_of_range for huge numbers
@@ -395,37 +383,12 @@ std::string decompress_bz2(std::string_view data, const std::string& name, size_
 }
 
 void check_utf8(std::string_view text, const std::string& name, const char* op) {
-    const auto* p = reinterpret_cast<const uint8_t*>(text.data());
-    const size_t n = text.size();
-    size_t i = 0;
-    while (i < n) {
-        const uint8_t b = p[i];
-        if (b < 0x80) {
-            ++i;
-            continue;
-        }
-        size_t len = 0;
-        uint8_t lo = 0x80, hi = 0xBF;  // allowed range of the second byte (no overlongs, surrogates)
-        if (b >= 0xC2 && b <= 0xDF) {
-            len = 2;
-        } else if (b >= 0xE0 && b <= 0xEF) {
-            len = 3;
-            if (b == 0xE0) lo = 0xA0;
-            if (b == 0xED) hi = 0x9F;
-        } else if (b >= 0xF0 && b <= 0xF4) {
-            len = 4;
-            if (b == 0xF0) lo = 0x90;
-            if (b == 0xF4) hi = 0x8F;
-        }
-        bool ok = len != 0 && i + len <= n && p[i + 1] >= lo && p[i + 1] <= hi;
-        for (size_t k = 2; ok && k < len; ++k) ok = (p[i + k] & 0xC0) == 0x80;
-        if (!ok) {
-            const size_t line_start = text.rfind('\n', i) == std::string_view::npos ? 0 : text.rfind('\n', i) + 1;
-            slm::fail("%s: %s: line %zu: invalid UTF-8 (byte 0x%02X at column %zu)", op, name.c_str(),
-                      line_of(text, i), b, i - line_start + 1);
-        }
-        i += len;
-    }
+    const size_t i = tok::utf8_invalid_at(text);
+    if (i == std::string_view::npos) return;
+    const size_t nl = text.rfind('\n', i);
+    const size_t line_start = nl == std::string_view::npos ? 0 : nl + 1;
+    slm::fail("%s: %s: line %zu: invalid UTF-8 (byte 0x%02X at column %zu)", op, name.c_str(), line_of(text, i),
+              static_cast<uint8_t>(text[i]), i - line_start + 1);
 }
 
 // ---- generic layouts ------------------------------------------------------------------------------

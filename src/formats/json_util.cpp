@@ -23,6 +23,25 @@ JsonFile JsonFile::read(const std::string& path, const std::string& op) {
     return parse(ss.str(), path, op);
 }
 
+size_t nesting_depth(std::string_view text) {
+    size_t depth = 0, max_depth = 0;
+    bool in_str = false, esc = false;
+    for (char c : text) {
+        if (in_str) {
+            if (esc) esc = false;
+            else if (c == '\\') esc = true;
+            else if (c == '"') in_str = false;
+        } else if (c == '"') {
+            in_str = true;
+        } else if (c == '[' || c == '{') {
+            max_depth = std::max(max_depth, ++depth);
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            --depth;
+        }
+    }
+    return max_depth;
+}
+
 JsonFile JsonFile::parse(std::string_view text, const std::string& name, const std::string& op) {
     JsonFile f;
     f.path = name;
@@ -30,21 +49,7 @@ JsonFile JsonFile::parse(std::string_view text, const std::string& name, const s
     try {
         // Nesting depth is bounded by nlohmann's recursive parser only by the stack; refuse deep
         // input before parsing so a hostile file cannot overflow it.
-        size_t depth = 0, max_depth = 0;
-        bool in_str = false, esc = false;
-        for (char c : text) {
-            if (in_str) {
-                if (esc) esc = false;
-                else if (c == '\\') esc = true;
-                else if (c == '"') in_str = false;
-            } else if (c == '"') {
-                in_str = true;
-            } else if (c == '[' || c == '{') {
-                max_depth = std::max(max_depth, ++depth);
-            } else if ((c == ']' || c == '}') && depth > 0) {
-                --depth;
-            }
-        }
+        const size_t max_depth = nesting_depth(text);
         if (max_depth > 512) slm::fail("%s: %s: JSON nested %zu levels deep (limit 512)", op.c_str(), name.c_str(), max_depth);
         f.root = json::parse(text.begin(), text.end());
     } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers too large

@@ -33,6 +33,10 @@ struct JsonFile {
     [[noreturn]] void fail(const std::string& field, const std::string& what) const;
 };
 
+// The deepest nesting of arrays and objects in JSON text (brackets inside strings not counted),
+// found without parsing: nlohmann's parser recurses per level, so deep input is refused first.
+size_t nesting_depth(std::string_view text);
+
 // The JSON type of a value for messages: "string", "integer", "number", "object", ...
 const char* type_name(const json& v);
 

@@ -68,7 +68,7 @@ std::string cpt_to_utf8(uint32_t cpt) {
     return s;
 }
 
-bool is_valid_utf8(std::string_view s) {
+size_t utf8_invalid_at(std::string_view s) {
     const auto* p = reinterpret_cast<const uint8_t*>(s.data());
     const size_t n = s.size();
     size_t i = 0;
@@ -90,15 +90,17 @@ bool is_valid_utf8(std::string_view s) {
             if (b == 0xF0) lo = 0x90;
             if (b == 0xF4) hi = 0x8F;
         } else {
-            return false;
+            return i;
         }
-        if (i + len > n || p[i + 1] < lo || p[i + 1] > hi) return false;
+        if (i + len > n || p[i + 1] < lo || p[i + 1] > hi) return i;
         for (size_t k = 2; k < len; ++k)
-            if ((p[i + k] & 0xC0) != 0x80) return false;
+            if ((p[i + k] & 0xC0) != 0x80) return i;
         i += len;
     }
-    return true;
+    return std::string_view::npos;
 }
+
+bool is_valid_utf8(std::string_view s) { return utf8_invalid_at(s) == std::string_view::npos; }
 
 namespace {
 

@@ -32,6 +32,9 @@ std::string cpt_to_utf8(uint32_t cpt);
 
 // True for well-formed UTF-8 (no overlongs, surrogates or values past U+10FFFF).
 bool is_valid_utf8(std::string_view s);
+// Offset of the first byte that does not start a well-formed UTF-8 sequence (overlong forms,
+// surrogates and code points past U+10FFFF are not), or std::string_view::npos if there is none.
+size_t utf8_invalid_at(std::string_view s);
 
 // The general category of a code point as llama.cpp's unicode_cpt_flags groups it (\p{N}, \p{L},
 // \p{Z}, \p{M}, \p{P}, \p{S}, \p{C}), plus its White_Space property.
