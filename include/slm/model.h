@@ -132,6 +132,26 @@ struct SessionOptions {
 class ThreadPool;
 struct SessionState;
 
+// What a Session's matrix products saw, for calibration (importance matrices, GPTQ/SparseGPT
+// Hessians, AWQ and Wanda statistics): one event per input matrix, after the products. Several
+// weights read the same input at once (Q/K/V, FFN gate/up); an expert of a stacked MoE tensor is
+// named "<tensor>[e]". Called on the thread that runs eval(), never concurrently.
+struct MatmulEvent {
+    static constexpr int kMaxWeights = 8;
+    const float* x = nullptr;       // n_tokens rows of n_in floats
+    int64_t n_in = 0;
+    uint32_t n_tokens = 0;
+    int n_weights = 0;
+    const std::string* names[kMaxWeights] = {};  // GGUF tensor names
+    const float* y[kMaxWeights] = {};            // n_tokens rows of n_out[i] floats
+    int64_t n_out[kMaxWeights] = {};
+};
+class MatmulObserver {
+public:
+    virtual ~MatmulObserver() = default;
+    virtual void on_matmul(const MatmulEvent& e) = 0;
+};
+
 class Session {
 public:
     Session(std::shared_ptr<const Model> model, const SessionOptions& opts);
@@ -168,6 +188,11 @@ public:
     // sequence) nor Gemma 2/3 (their windows count positions, which branches do not keep contiguous).
     bool supports_branches() const;
     const Model& model() const { return *model_; }
+    // Calls o->on_matmul for every matrix product of later evals (nullptr: none). The observer
+    // must outlive its use; it costs nothing when unset.
+    void set_matmul_observer(MatmulObserver* o);
+    // The thread pool evals run on (calibration statistics reuse it between evals).
+    ThreadPool& thread_pool();
 
 private:
     std::shared_ptr<const Model> model_;

@@ -70,6 +70,8 @@ struct SessionState {
     const uint32_t* tok_pos = nullptr;
     const uint32_t* tok_lo = nullptr;
     uint32_t branch_prefix = 0;
+
+    MatmulObserver* observer = nullptr;  // Session::set_matmul_observer
 };
 
 // One architecture: its tensors and its forward pass (src/models/<arch>.cpp).

@@ -34,6 +34,17 @@ void rms_norm(const float* x, const float* w, float* y, uint32_t n_tokens, int64
 void matmul(SessionState& st, const ModelTensor& w, const float* x, float* y, uint32_t n_tokens) {
     const kernels::MatMulOut out{w.data, w.type, w.n_out(), y, w.repacked};
     kernels::mul_mat_multi(&out, 1, w.n_in(), x, n_tokens, st.pool.get(), st.mm_scratch);
+    if (st.observer) {
+        MatmulEvent e;
+        e.x = x;
+        e.n_in = w.n_in();
+        e.n_tokens = n_tokens;
+        e.n_weights = 1;
+        e.names[0] = &w.name;
+        e.y[0] = y;
+        e.n_out[0] = w.n_out();
+        st.observer->on_matmul(e);
+    }
 }
 
 void get_rows(const ModelTensor& emb, const int32_t* tokens, uint32_t n_tokens, float* out) {
@@ -424,8 +435,8 @@ namespace slm::blocks {
 
 void matmul_multi(SessionState& st, std::initializer_list<const ModelTensor*> ws, const float* x,
                   std::initializer_list<float*> ys, uint32_t n_tokens) {
-    kernels::MatMulOut outs[8];
-    if (ws.size() != ys.size() || ws.size() > 8) fail("matmul_multi: %zu weights for %zu outputs", ws.size(), ys.size());
+    kernels::MatMulOut outs[MatmulEvent::kMaxWeights];
+    if (ws.size() != ys.size() || ws.size() > MatmulEvent::kMaxWeights) fail("matmul_multi: %zu weights for %zu outputs", ws.size(), ys.size());
     int n = 0;
     int64_t n_in = -1;
     auto y = ys.begin();
@@ -437,6 +448,22 @@ void matmul_multi(SessionState& st, std::initializer_list<const ModelTensor*> ws
         outs[n++] = {w->data, w->type, w->n_out(), *y++, w->repacked};
     }
     kernels::mul_mat_multi(outs, n, n_in, x, n_tokens, st.pool.get(), st.mm_scratch);
+    if (st.observer) {
+        MatmulEvent e;
+        e.x = x;
+        e.n_in = n_in;
+        e.n_tokens = n_tokens;
+        e.n_weights = n;
+        int i = 0;
+        auto yo = ys.begin();
+        for (const ModelTensor* w : ws) {
+            e.names[i] = &w->name;
+            e.y[i] = *yo++;
+            e.n_out[i] = w->n_out();
+            ++i;
+        }
+        st.observer->on_matmul(e);
+    }
 }
 
 } // namespace slm::blocks

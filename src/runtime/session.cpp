@@ -188,6 +188,8 @@ std::span<const float> Session::logits() const {
 uint32_t Session::n_past() const { return st_->n_past; }
 uint32_t Session::n_ctx() const { return st_->n_ctx; }
 int Session::n_threads() const { return st_->pool->size(); }
+void Session::set_matmul_observer(MatmulObserver* o) { st_->observer = o; }
+ThreadPool& Session::thread_pool() { return *st_->pool; }
 void Session::reset() {
     st_->n_past = 0;
     for (auto& r : st_->r_state) std::fill(r.begin(), r.end(), 0.0f);
