@@ -9,6 +9,7 @@
 # Each fuzzer starts from a writable copy of tests/fuzz/corpus/<name>/ (name without "fuzz_") in a
 # temp dir, with tests/fuzz/corpus/<name>.dict if present. Crash inputs are kept in
 # BUILD_DIR/fuzz-artifacts/<fuzzer>/; reproduce one with `BUILD_DIR/bin/fuzz_gguf FILE`.
+# Runs FUZZ_JOBS fuzzers at a time (default: the number of cores).
 # Exits non-zero if any fuzzer crashed, leaked, timed out or ran out of memory.
 set -euo pipefail
 
@@ -34,10 +35,9 @@ export ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=0${ASAN_OPTIONS:+:
 work=$(mktemp -d "${TMPDIR:-/tmp}/slm-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-failed=0
-summary=()
-for exe in "${fuzzers[@]}"; do
-    [[ -x $exe && -f $exe ]] || continue
+# One fuzzer; its summary line goes to $work/<name>.result, its exit code to <name>.rc.
+fuzz_one() {
+    local exe=$1 fuzzer name max_len corpus artifacts log rc execs rate cov
     fuzzer=$(basename "$exe")
     name=${fuzzer#fuzz_}
     case $name in
@@ -52,8 +52,8 @@ for exe in "${fuzzers[@]}"; do
     if [[ -d $here/corpus/$name ]]; then
         cp -R "$here/corpus/$name/." "$corpus/"
     fi
-    args=(-max_total_time="$secs" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048
-          -print_final_stats=1 -artifact_prefix="$artifacts/")
+    local args=(-max_total_time="$secs" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048
+                -print_final_stats=1 -artifact_prefix="$artifacts/")
     if [[ -f $here/corpus/$name.dict ]]; then
         args+=(-dict="$here/corpus/$name.dict")
     fi
@@ -66,18 +66,36 @@ for exe in "${fuzzers[@]}"; do
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n1)
     cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -n1 || true)
-    crashes=("$artifacts"/*)
+    if [[ $rc -ne 0 ]]; then
+        echo "$fuzzer: FAILED (exit $rc)" > "$work/$name.result"
+    else
+        echo "$fuzzer: ok, ${execs:-?} executions, ${rate:-?} exec/s, ${cov:-cov: ?}" > "$work/$name.result"
+    fi
+    echo "$rc" > "$work/$name.rc"
+}
+
+# As many fuzzers at once as there are cores (FUZZ_JOBS overrides): each is one process.
+par=${FUZZ_JOBS:-$(nproc)}
+for exe in "${fuzzers[@]}"; do
+    [[ -x $exe && -f $exe ]] || continue
+    while (( $(jobs -rp | wc -l) >= par )); do wait -n || true; done
+    fuzz_one "$exe" &
+done
+wait
+
+failed=0
+echo "== summary"
+for exe in "${fuzzers[@]}"; do
+    [[ -x $exe && -f $exe ]] || continue
+    fuzzer=$(basename "$exe")
+    name=${fuzzer#fuzz_}
+    rc=$(cat "$work/$name.rc" 2>/dev/null || echo 1)
+    cat "$work/$name.result" 2>/dev/null || echo "$fuzzer: FAILED (no result)"
     if [[ $rc -ne 0 ]]; then
         failed=1
         echo "!! $fuzzer failed (exit $rc). End of its log:"
-        tail -n 60 "$log"
-        for c in "${crashes[@]}"; do echo "!! input kept: $c"; done
-        summary+=("$fuzzer: FAILED (exit $rc)")
-    else
-        summary+=("$fuzzer: ok, ${execs:-?} executions, ${rate:-?} exec/s, ${cov:-cov: ?}")
+        tail -n 60 "$work/$name.log" 2>/dev/null || true
+        for c in "$build/fuzz-artifacts/$fuzzer"/*; do echo "!! input kept: $c"; done
     fi
 done
-
-echo "== summary"
-printf '%s\n' "${summary[@]}"
 exit "$failed"
