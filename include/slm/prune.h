@@ -64,8 +64,9 @@ void sparsegpt(float* w, int64_t n_out, int64_t n_in, const float* hessian, floa
                const SparseGptParams& sp, ThreadPool* pool);
 
 // OWL (Yin et al. 2023) per-layer sparsities: outlier ratio D_l = share of |W|*||X|| entries of
-// layer l above m * the layer's mean; sparsity_l = target - (scaled D_l - mean), the scaled D
-// spanning [0, 2 lambda] so every layer is within target +- lambda and the mean is the target.
+// layer l above m * the layer's mean; D is scaled to span [0, 2 lambda] and
+// sparsity_l = target - (scaled D_l - mean(scaled D)): more outliers, fewer weights pruned; the
+// mean is the target and the layers span 2 lambda (as the paper's code; clamped to [0, 0.99]).
 std::vector<double> owl_sparsities(const std::vector<double>& outlier_ratio, double target, double lambda);
 
 } // namespace prune
@@ -76,7 +77,7 @@ struct PruneParams {
     float sparsity = 0.5f;              // [0, 1)
     std::string pattern = "unstructured";
     std::string profile = "uniform";    // uniform | owl
-    float owl_lambda = 0.08f;           // OWL's lambda (the paper's 0.08)
+    float owl_lambda = 0.08f;           // OWL's lambda (the paper's 0.08): layers span 2 lambda
     float owl_m = 5.0f;                 // OWL's outlier threshold M (the paper's 5)
     bool include_output = false;        // also prune output.weight
     prune::SparseGptParams sparsegpt;

@@ -94,7 +94,7 @@ void add_prune(CLI::App& app) {
                     "unstructured (default) | N:M: N weights kept of every M along each row's input (2:4, 4:8)");
     sub->add_option("--sparsity-profile", o->p.profile,
                     "uniform (every matrix the same) | owl (per-layer from outlier ratios, mean = --sparsity)");
-    sub->add_option("--owl-lambda", o->p.owl_lambda, "OWL: per-layer sparsities within target +- lambda (0.08)");
+    sub->add_option("--owl-lambda", o->p.owl_lambda, "OWL: per-layer sparsities span 2 lambda around the target (0.08)");
     sub->add_option("--owl-m", o->p.owl_m, "OWL: outlier = |W|*||X|| above M times the layer mean (5)");
     sub->add_flag("--include-output", o->p.include_output, "Also prune output.weight (skipped by default)");
     sub->add_option("--damp", o->p.sparsegpt.damp, "SparseGPT: damping, fraction of mean(diag(H)) (0.01)");
