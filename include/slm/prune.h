@@ -14,6 +14,7 @@
 //   slm.prune.sparsity   f32     target fraction of zeros (unstructured / N:M)
 //   slm.prune.pattern    string  unstructured | N:M (N kept of every M along the input dimension)
 //   slm.prune.profile    string  uniform | owl
+//   slm.prune.sequential bool    calibrated layer by layer on the partly pruned model
 //   slm.prune.structured string  heads | ffn | layers (structured only)
 //   slm.prune.ratio      f32     fraction of KV groups / FFN channels / layers removed (structured)
 //   slm.prune.removed    u32 array  removed KV groups per kept layer, or removed layers' old indices
@@ -80,6 +81,9 @@ struct PruneParams {
     float owl_lambda = 0.08f;           // OWL's lambda (the paper's 0.08): layers span 2 lambda
     float owl_m = 5.0f;                 // OWL's outlier threshold M (the paper's 5)
     bool include_output = false;        // also prune output.weight
+    // Wanda / SparseGPT: calibrate layer by layer on the model pruned so far (as the papers'
+    // code); costs one calibration pass per layer. Off: one pass on the dense model.
+    bool sequential = false;
     prune::SparseGptParams sparsegpt;
     // Structured (replaces the above when set).
     std::string structured;             // "" | heads | ffn | layers

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <set>
@@ -158,7 +159,10 @@ PruneResult prune_unstructured(const std::string& in, const std::string& out, co
     if (mats.empty()) fail("prune: %s: no F32/F16/BF16 projection matrices to prune", in.c_str());
 
     // Calibration, when the method or the profile needs it.
-    const bool need_stats = p.method != "magnitude" || p.profile == "owl";
+    // Magnitude needs no statistics (OWL's outlier ratios excepted); sequential calibration
+    // only matters to the methods that read activations.
+    const bool sequential = p.sequential && p.method != "magnitude";
+    const bool need_stats = (p.method != "magnitude" && !sequential) || p.profile == "owl";
     std::unique_ptr<ActivationStats> stats;
     std::unique_ptr<ThreadPool> pool = std::make_unique<ThreadPool>(default_threads(p.n_threads));
     std::string calib_source;
@@ -167,7 +171,7 @@ PruneResult prune_unstructured(const std::string& in, const std::string& out, co
         std::set<std::string> names;
         for (const auto* t : mats) names.insert(t->name);
         ActivationStats::Options so;
-        so.hessian = p.method == "sparsegpt";
+        so.hessian = p.method == "sparsegpt" && !sequential;
         so.want = [names](const std::string& n) { return names.count(n) != 0; };
         so.pool = pool.get();
         stats = std::make_unique<ActivationStats>(so);
@@ -208,24 +212,15 @@ PruneResult prune_unstructured(const std::string& in, const std::string& out, co
         res.layer_target = prune::owl_sparsities(ratio, p.sparsity, p.owl_lambda);
     }
 
-    GGUFWriter w;
-    w.copy_kv_from(f);
     std::vector<int64_t> layer_zero(static_cast<size_t>(n_layer), 0), layer_n(static_cast<size_t>(n_layer), 0);
+    std::map<std::string, std::vector<uint8_t>> pruned;  // name -> new bytes (same type)
     size_t done = 0;
-    for (const GGUFTensorInfo& t : f.tensors()) {
-        res.bytes_in += t.nbytes;
-        res.bytes_out += t.nbytes;
-        const bool is_mat = std::find(mats.begin(), mats.end(), &t) != mats.end();
-        if (!is_mat) {
-            w.add_tensor(t.name, t.type, t.shape(), t.data, t.nbytes);
-            continue;
-        }
+    auto prune_one = [&](const GGUFTensorInfo& t, const InputStats* s) {
         const int l = layer_of(t.name);
         const double target = l >= 0 ? res.layer_target[l] : p.sparsity;
         const int64_t n_in = t.ne[0], n_out = t.ne[1];
         std::vector<float> v = tensor_values(t);
         const std::vector<float> orig = v;
-        const InputStats* s = stats_of(t);
         if (p.method == "magnitude") {
             prune::magnitude(v.data(), n_out, n_in, static_cast<float>(target), pat);
         } else if (p.method == "wanda") {
@@ -277,15 +272,67 @@ PruneResult prune_unstructured(const std::string& in, const std::string& out, co
             p.log(line);
         }
         res.matrices.push_back(ml);
-        w.add_tensor_copy(t.name, t.type, t.shape(), values_to_bytes(v, t.type));
+        pruned[t.name] = values_to_bytes(v, t.type);
         if (p.progress) p.progress(++done, mats.size(), "tensors");
+    };
+    // The input model with every matrix pruned so far.
+    auto writer = [&]() {
+        GGUFWriter w;
+        w.copy_kv_from(f);
+        for (const GGUFTensorInfo& t : f.tensors()) {
+            auto it = pruned.find(t.name);
+            if (it == pruned.end()) w.add_tensor(t.name, t.type, t.shape(), t.data, t.nbytes);
+            else w.add_tensor(t.name, t.type, t.shape(), it->second.data(), it->second.size());
+        }
+        return w;
+    };
+    if (!sequential) {
+        for (const auto* t : mats) prune_one(*t, stats_of(*t));
+    } else {
+        // Layer by layer, as the Wanda and SparseGPT references: each layer's statistics come
+        // from a model whose earlier layers are already pruned, so later layers see (and
+        // compensate for) the inputs they will really get.
+        const std::string tmp = out + ".seq.tmp.gguf";
+        for (int l = 0; l <= n_layer; ++l) {
+            const int group = l < n_layer ? l : -1;  // -1: output.weight, after every block
+            std::set<std::string> names;
+            for (const auto* t : mats)
+                if (layer_of(t->name) == group) names.insert(t->name);
+            if (names.empty()) continue;
+            std::unique_ptr<ActivationStats> st;
+            {
+                writer().write(tmp);
+                std::shared_ptr<const Model> model = Model::load(tmp);
+                ActivationStats::Options so;
+                so.hessian = p.method == "sparsegpt";
+                so.want = [names](const std::string& n) { return names.count(n) != 0; };
+                so.pool = pool.get();
+                st = std::make_unique<ActivationStats>(so);
+                PruneParams quiet = p;
+                quiet.log = nullptr;
+                run_prune_calibration(model, quiet, *st, &calib_source);
+                st->finish();
+            }
+            std::remove(tmp.c_str());
+            for (const auto* t : mats) {
+                if (!names.count(t->name)) continue;
+                const InputStats* s = st->find(t->name);
+                if (!s || s->n_in != t->ne[0])
+                    fail("prune: %s: tensor '%s' was not seen by the calibration run", in.c_str(), t->name.c_str());
+                prune_one(*t, s);
+            }
+        }
     }
+    for (const GGUFTensorInfo& t : f.tensors()) res.bytes_in += t.nbytes;
+    res.bytes_out = res.bytes_in;
     res.layer_sparsity.resize(static_cast<size_t>(n_layer));
     for (int l = 0; l < n_layer; ++l) res.layer_sparsity[l] = layer_n[l] ? double(layer_zero[l]) / layer_n[l] : 0.0;
+    GGUFWriter w = writer();
     w.set("slm.prune.method", GGUFValue::string(p.method));
     w.set("slm.prune.sparsity", GGUFValue::f32(p.sparsity));
     w.set("slm.prune.pattern", GGUFValue::string(pat.str()));
     w.set("slm.prune.profile", GGUFValue::string(p.profile));
+    w.set("slm.prune.sequential", GGUFValue::boolean(sequential));
     if (!calib_source.empty()) w.set("slm.prune.calib", GGUFValue::string(calib_source));
     w.write(out);
     return res;

@@ -97,6 +97,8 @@ void add_prune(CLI::App& app) {
     sub->add_option("--owl-lambda", o->p.owl_lambda, "OWL: per-layer sparsities span 2 lambda around the target (0.08)");
     sub->add_option("--owl-m", o->p.owl_m, "OWL: outlier = |W|*||X|| above M times the layer mean (5)");
     sub->add_flag("--include-output", o->p.include_output, "Also prune output.weight (skipped by default)");
+    sub->add_flag("--sequential", o->p.sequential,
+                  "Wanda/SparseGPT: calibrate layer by layer on the partly pruned model (one pass per layer)");
     sub->add_option("--damp", o->p.sparsegpt.damp, "SparseGPT: damping, fraction of mean(diag(H)) (0.01)");
     sub->add_option("--block", o->p.sparsegpt.block, "SparseGPT: columns per block (128)");
     sub->add_option("--structured", o->p.structured,
