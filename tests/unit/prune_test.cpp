@@ -268,6 +268,24 @@ TEST(Prune, WholeModelNMAndUnstructured) {
     }
 }
 
+TEST(Prune, SequentialCalibrationSeesThePrunedEarlierLayers) {
+    // Layer 0 reads the same inputs either way, so it is pruned identically; later layers see
+    // the pruned layer 0's outputs and get other masks.
+    const std::string dir = test::temp_dir();
+    PruneParams p = params("wanda", "unstructured");
+    prune_model(stories(), dir + "/one.gguf", p);
+    p.sequential = true;
+    const PruneResult r = prune_model(stories(), dir + "/seq.gguf", p);
+    EXPECT_EQ(r.matrices.size(), 35u);
+    const GGUFFile a = GGUFFile::open(dir + "/one.gguf"), b = GGUFFile::open(dir + "/seq.gguf");
+    EXPECT_TRUE(b.get_bool("slm.prune.sequential", false));
+    for (const char* n : {"blk.0.attn_q.weight", "blk.0.ffn_down.weight"})
+        EXPECT_EQ(std::memcmp(a.tensor(n).data, b.tensor(n).data, a.tensor(n).nbytes), 0) << n;
+    const auto& x = a.tensor("blk.3.ffn_down.weight");
+    EXPECT_NE(std::memcmp(x.data, b.tensor(x.name).data, x.nbytes), 0);
+    EXPECT_FALSE(std::ifstream(dir + "/seq.gguf.seq.tmp.gguf").good());  // the per-layer model is gone
+}
+
 TEST(Prune, OwlProfileKeepsTheMeanAndReports) {
     PruneParams p = params("wanda", "unstructured");
     p.profile = "owl";
