@@ -359,6 +359,11 @@ TEST(PruneCli, RunsAndFailsClearly) {
     EXPECT_NE(r.out.find("per-layer sparsity"), std::string::npos) << r.out;
     EXPECT_NE(r.err.find("blk.0.attn_q.weight"), std::string::npos) << r.err;  // per-matrix log
     EXPECT_EQ(GGUFFile::open(dir + "/w.gguf").get_str("slm.prune.pattern"), "2:4");
+    r = test::run_cli({"prune", stories(), dir + "/l.gguf", "--structured", "layers", "--ratio", "0.4", "-f",
+                       calib_text(), "--calib-samples", "4", "--calib-ctx", "64", "-q"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("structured layers, ratio 0.4: 3 layers"), std::string::npos) << r.out;
+    EXPECT_EQ(GGUFFile::open(dir + "/l.gguf").get_u32("llama.block_count"), 3u);
     struct Case {
         std::vector<std::string> args;
         const char* needle;
