@@ -190,6 +190,42 @@ TEST(Prune, SparseGptHasTheLowestOutputError) {
     }
 }
 
+TEST(Prune, SparseGptUpdateIsTheOptimalReconstruction) {
+    // Removing only the first column, the OBS update is the exact least-squares optimum:
+    // w'_K = w_K + H_KK^-1 H_K0 w_0, minimizing (w - w')^T H (w - w') with w'_0 = 0.
+    const int64_t n = 8, n_tok = 64;
+    const std::vector<float> x = correlated_inputs(n_tok, n, 9);
+    const std::vector<float> h = gram(x, n_tok, n);
+    std::vector<float> w = {1e-3f, 0.8f, -1.1f, 0.5f, 1.3f, -0.7f, 0.9f, 1.2f};
+    const std::vector<float> w0 = w;
+    prune::sparsegpt(w.data(), 1, n, h.data(), 0.0f, parse_sparsity_pattern("7:8"), {1e-9f, 128}, nullptr);
+    ASSERT_EQ(w[0], 0.0f);
+    // Solve H_KK d = H_K0 w_0 by Gaussian elimination (double).
+    const int k = n - 1;
+    std::vector<double> a(k * (k + 1));
+    for (int i = 0; i < k; ++i) {
+        for (int j = 0; j < k; ++j) a[i * (k + 1) + j] = h[(i + 1) * n + j + 1];
+        a[i * (k + 1) + k] = double(h[(i + 1) * n]) * w0[0];
+    }
+    for (int c = 0; c < k; ++c)
+        for (int r = c + 1; r < k; ++r) {
+            const double f = a[r * (k + 1) + c] / a[c * (k + 1) + c];
+            for (int j = c; j <= k; ++j) a[r * (k + 1) + j] -= f * a[c * (k + 1) + j];
+        }
+    std::vector<double> d(k);
+    for (int r = k - 1; r >= 0; --r) {
+        double v = a[r * (k + 1) + k];
+        for (int j = r + 1; j < k; ++j) v -= a[r * (k + 1) + j] * d[j];
+        d[r] = v / a[r * (k + 1) + r];
+    }
+    double largest = 0;
+    for (int i = 0; i < k; ++i) {
+        EXPECT_NEAR(w[i + 1], w0[i + 1] + d[i], 1e-6) << i;
+        largest = std::max(largest, std::fabs(d[i]));
+    }
+    EXPECT_GT(largest, 1e-4);  // the update is far larger than the tolerance
+}
+
 TEST(Prune, OwlSparsitiesFollowOutliersAndKeepTheMean) {
     // Scaled ratios {0, 2 lambda}: mean lambda, so the layers get target + lambda and target - lambda.
     std::vector<double> s = prune::owl_sparsities({0.0, 1.0}, 0.5, 0.08);
