@@ -120,6 +120,9 @@ void check_params(const PruneParams& p, SparsityPattern pat) {
         fail("prune: field 'method' is '%s'; expected magnitude, wanda or sparsegpt", p.method.c_str());
     if (!(p.sparsity >= 0.0f && p.sparsity < 1.0f))
         fail("prune: field 'sparsity' is %g, not in [0, 1)", static_cast<double>(p.sparsity));
+    if (p.ratio != 0.0f)
+        fail("prune: field 'ratio' (%g) applies to structured pruning only: add --structured heads|ffn|layers",
+             static_cast<double>(p.ratio));
     if (p.profile != "uniform" && p.profile != "owl")
         fail("prune: field 'sparsity-profile' is '%s'; expected uniform or owl", p.profile.c_str());
     if (p.profile == "owl" && pat.nm())

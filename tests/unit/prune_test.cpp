@@ -411,6 +411,7 @@ TEST(PruneCli, RunsAndFailsClearly) {
         {{"--pattern", "4:8"}, "'pattern'"},  // ffn_down rows of 172 weights
         {{"--structured", "heads", "--ratio", "1", "-f", calib_text()}, "'ratio'"},
         {{"--structured", "experts", "--ratio", "0.5"}, "'structured'"},
+        {{"--ratio", "0.5"}, "'ratio'"},  // without --structured
     };
     for (const Case& c : cases) {
         std::vector<std::string> args = {"prune", stories(), dir + "/bad.gguf"};
