@@ -64,22 +64,23 @@ int layer_of(const std::string& name) {
 }
 
 void run_prune_calibration(const std::shared_ptr<const Model>& model, const PruneParams& p, MatmulObserver& obs,
-                           std::string* source) {
-    CalibOptions co;
-    co.text_file = p.calib_text;
-    co.token_file = p.calib_tokens;
-    co.n_samples = p.calib_samples;
-    co.n_ctx = p.calib_ctx;
-    if (co.text_file.empty() && co.token_file.empty())
-        fail("prune: method '%s'%s needs calibration data: give -f TEXT (or --calib-tokens)",
-             p.structured.empty() ? p.method.c_str() : ("structured " + p.structured).c_str(),
-             p.profile == "owl" ? " with the owl profile" : "");
-    const CalibSet set = load_calibration(*model, co);
-    if (source) *source = set.source;
-    if (p.log)
-        p.log(strprintf("calibration: %zu samples of %zu tokens (%llu tokens) from %s", set.samples.size(),
-                        set.samples.empty() ? size_t{0} : set.samples[0].size(),
-                        static_cast<unsigned long long>(set.n_tokens), set.source.c_str()));
+                           CalibSet& set) {
+    if (set.samples.empty()) {
+        CalibOptions co;
+        co.text_file = p.calib_text;
+        co.token_file = p.calib_tokens;
+        co.n_samples = p.calib_samples;
+        co.n_ctx = p.calib_ctx;
+        if (co.text_file.empty() && co.token_file.empty())
+            fail("prune: method '%s'%s needs calibration data: give -f TEXT (or --calib-tokens)",
+                 p.structured.empty() ? p.method.c_str() : ("structured " + p.structured).c_str(),
+                 p.profile == "owl" ? " with the owl profile" : "");
+        set = load_calibration(*model, co);
+        if (p.log)
+            p.log(strprintf("calibration: %zu samples of %zu tokens (%llu tokens) from %s", set.samples.size(),
+                            set.samples.empty() ? size_t{0} : set.samples[0].size(),
+                            static_cast<unsigned long long>(set.n_tokens), set.source.c_str()));
+    }
     run_calibration(model, set, obs, p.n_threads, [&](size_t d, size_t t) {
         if (p.progress) p.progress(d, t, "calibration");
     });
@@ -168,7 +169,7 @@ PruneResult prune_unstructured(const std::string& in, const std::string& out, co
     const bool need_stats = (p.method != "magnitude" && !sequential) || p.profile == "owl";
     std::unique_ptr<ActivationStats> stats;
     std::unique_ptr<ThreadPool> pool = std::make_unique<ThreadPool>(default_threads(p.n_threads));
-    std::string calib_source;
+    CalibSet calib;
     if (need_stats) {
         std::shared_ptr<const Model> model = Model::load(in);
         std::set<std::string> names;
@@ -178,7 +179,7 @@ PruneResult prune_unstructured(const std::string& in, const std::string& out, co
         so.want = [names](const std::string& n) { return names.count(n) != 0; };
         so.pool = pool.get();
         stats = std::make_unique<ActivationStats>(so);
-        run_prune_calibration(model, p, *stats, &calib_source);
+        run_prune_calibration(model, p, *stats, calib);
         stats->finish();
     }
     auto stats_of = [&](const GGUFTensorInfo& t) -> const InputStats* {
@@ -311,9 +312,7 @@ PruneResult prune_unstructured(const std::string& in, const std::string& out, co
                 so.want = [names](const std::string& n) { return names.count(n) != 0; };
                 so.pool = pool.get();
                 st = std::make_unique<ActivationStats>(so);
-                PruneParams quiet = p;
-                quiet.log = nullptr;
-                run_prune_calibration(model, quiet, *st, &calib_source);
+                run_prune_calibration(model, p, *st, calib);
                 st->finish();
             }
             std::remove(tmp.c_str());
@@ -336,7 +335,7 @@ PruneResult prune_unstructured(const std::string& in, const std::string& out, co
     w.set("slm.prune.pattern", GGUFValue::string(pat.str()));
     w.set("slm.prune.profile", GGUFValue::string(p.profile));
     w.set("slm.prune.sequential", GGUFValue::boolean(sequential));
-    if (!calib_source.empty()) w.set("slm.prune.calib", GGUFValue::string(calib_source));
+    if (!calib.source.empty()) w.set("slm.prune.calib", GGUFValue::string(calib.source));
     w.write(out);
     return res;
 }

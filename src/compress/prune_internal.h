@@ -18,9 +18,11 @@ std::vector<float> tensor_values(const GGUFTensorInfo& t);
 std::vector<uint8_t> values_to_bytes(const std::vector<float>& v, GGMLType type);
 // "blk.12.attn_q.weight" -> 12; -1 for a name outside the blocks.
 int layer_of(const std::string& name);
-// Loads the model for calibration and runs the calibration set through it with `obs`.
+struct CalibSet;
+// Runs the calibration set through the model with `obs`. The set is read (and tokenized) from
+// p's files into *set when it is empty, else reused.
 void run_prune_calibration(const std::shared_ptr<const Model>& model, const PruneParams& p, MatmulObserver& obs,
-                           std::string* source);
+                           CalibSet& set);
 // Structured pruning (structured.cpp).
 PruneResult prune_structured(const std::string& in, const std::string& out, const PruneParams& p);
 

@@ -181,7 +181,7 @@ PruneResult prune_structured(const std::string& in, const std::string& out, cons
     const HParams& hp = model->hparams();
     const uint32_t L = hp.n_layer;
     PruneResult res;
-    std::string calib_source;
+    CalibSet calib;
     std::unique_ptr<ThreadPool> pool =
         std::make_unique<ThreadPool>(p.n_threads > 0 ? p.n_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
 
@@ -195,7 +195,7 @@ PruneResult prune_structured(const std::string& in, const std::string& out, cons
         so.want = [](const std::string& n) { return ends_with(n, ".attn_output.weight"); };
         so.pool = pool.get();
         ActivationStats stats(so);
-        run_prune_calibration(model, p, stats, &calib_source);
+        run_prune_calibration(model, p, stats, calib);
         stats.finish();
         for (uint32_t l = 0; l < L; ++l) {
             const uint32_t nh = hp.n_head_l(l), nkv = hp.n_head_kv_l(l);
@@ -240,7 +240,7 @@ PruneResult prune_structured(const std::string& in, const std::string& out, cons
         ActivationStats::Options so;
         so.want = [](const std::string& n) { return ends_with(n, ".ffn_down.weight"); };
         ActivationStats stats(so);
-        run_prune_calibration(model, p, stats, &calib_source);
+        run_prune_calibration(model, p, stats, calib);
         stats.finish();
         for (uint32_t l = 0; l < L; ++l) {
             const uint32_t nff = hp.n_ff_l(l);
@@ -265,7 +265,7 @@ PruneResult prune_structured(const std::string& in, const std::string& out, cons
         }
     } else {
         BlockInfluence bi(f, L, hp.n_embd, hp.tied_output);
-        run_prune_calibration(model, p, bi, &calib_source);
+        run_prune_calibration(model, p, bi, calib);
         const std::vector<double> infl = bi.influence();
         res.scores = infl;
         const int64_t n_remove = std::min<int64_t>(L - 1, std::llround(L * double(p.ratio)));
@@ -332,7 +332,7 @@ PruneResult prune_structured(const std::string& in, const std::string& out, cons
     w.set("slm.prune.structured", GGUFValue::string(mode));
     w.set("slm.prune.ratio", GGUFValue::f32(p.ratio));
     w.set("slm.prune.removed", GGUFValue::u32_array(removed));
-    if (!calib_source.empty()) w.set("slm.prune.calib", GGUFValue::string(calib_source));
+    if (!calib.source.empty()) w.set("slm.prune.calib", GGUFValue::string(calib.source));
 
     size_t done = 0, total = f.tensors().size();
     for (const GGUFTensorInfo& t : f.tensors()) {
