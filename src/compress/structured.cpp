@@ -308,6 +308,9 @@ PruneResult prune_structured(const std::string& in, const std::string& out, cons
             w.set(a + "attention.value_length", GGUFValue::u32(hp.n_embd_head_v));
         if (!f.has(a + "rope.dimension_count") && hp.uses_rope)
             w.set(a + "rope.dimension_count", GGUFValue::u32(hp.n_rot));
+        if (arch == "gemma2" || arch == "gemma3")
+            res.notes.push_back("gemma2/gemma3 27B take the attention scale from n_embd / n_head (llama.cpp has no "
+                                "key for it): with fewer heads those models compute a different scale");
     } else if (mode == "ffn") {
         w.set(a + "feed_forward_length", per_layer_value(res.n_ff));
     } else {
