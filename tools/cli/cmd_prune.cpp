@@ -52,7 +52,8 @@ void run_prune(PruneOptions& o) {
     const PruneResult r = prune_model(o.input, o.output, o.p);
     bar.reset();
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    for (const std::string& n : r.notes) std::fprintf(stderr, "note: %s\n", n.c_str());
+    if (!o.quiet)
+        for (const std::string& n : r.notes) std::fprintf(stderr, "note: %s\n", n.c_str());
     if (o.p.structured.empty()) {
         int64_t z = 0, n = 0;
         for (const auto& m : r.matrices) z += m.n_zero, n += m.n_elements;
@@ -110,7 +111,7 @@ void add_prune(CLI::App& app) {
     sub->add_option("--calib-samples", o->p.calib_samples, "Calibration samples (32)");
     sub->add_option("--calib-ctx", o->p.calib_ctx, "Tokens per calibration sample (128; 0 = min(512, training context))");
     sub->add_option("-t,--threads", o->p.n_threads, "Threads (0 = one per core)")->check(CLI::Range(0, 256));
-    sub->add_flag("-q,--quiet", o->quiet, "No per-matrix log");
+    sub->add_flag("-q,--quiet", o->quiet, "No per-matrix log or notes");
     sub->callback([o]() { run_prune(*o); });
 }
 
