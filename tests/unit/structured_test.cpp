@@ -6,6 +6,7 @@
 #include "slm/gguf.h"
 #include "slm/model.h"
 #include "slm/prune.h"
+#include "slm/synth.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
@@ -24,12 +25,23 @@ namespace {
 
 std::string stories() { return test::model_path("stories260K/stories260K.gguf"); }
 std::string calib_text() { return test::source_dir() + "/data/calib/tinystories_train_1k.txt"; }
+// The first 32 KB (whole lines) of the calibration text, enough for the few samples a test
+// takes: tokenizing all 0.9 MB on every prune call would dominate the tests' time.
+std::string small_calib() {
+    static const std::string path = [] {
+        const std::string text = test::read_text(calib_text());
+        const std::string out = test::temp_dir() + "/calib32k.txt";
+        std::ofstream(out) << text.substr(0, text.find('\n', 32768));
+        return out;
+    }();
+    return path;
+}
 
 PruneParams params(const std::string& mode, float ratio) {
     PruneParams p;
     p.structured = mode;
     p.ratio = ratio;
-    p.calib_text = calib_text();
+    p.calib_text = small_calib();
     p.calib_samples = 8;
     p.calib_ctx = 64;
     p.n_threads = 1;  // spinning workers on a loaded 2-core machine only slow it down
@@ -247,6 +259,66 @@ TEST(Structured, ExportsToHuggingFaceAndRunsTheSame) {
     const std::vector<float> a = logits_of(dir + "/hf.gguf"), b = logits_of(dir + "/hf");
     ASSERT_EQ(a.size(), b.size());
     for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-4f) << i;
+}
+
+TEST(Structured, GemmaF16WithTiedOutput) {
+    // Another layout: Gemma (GeGLU, tied output read through token_embd, head size 16 != n_embd /
+    // n_head), F16 weights, a different tokenizer.
+    const std::string dir = test::temp_dir();
+    SynthConfig c;
+    c.arch = "gemma";
+    c.n_embd = 64;
+    c.n_layer = 3;
+    c.n_head = 4;
+    c.n_head_kv = 2;
+    c.head_dim = 16;
+    c.n_ff = 128;
+    c.n_ctx_train = 256;
+    c.tied_embeddings = true;
+    c.type = GGMLType::F16;
+    c.tokenizer = test::source_dir() + "/tests/data/vocab/ggml-vocab-llama-spm.gguf";
+    const std::string in = dir + "/gemma.gguf";
+    synthesize(c, in);
+    PruneParams p = params("heads", 0.5f);
+    p.calib_samples = 4;
+    const PruneResult h = prune_model(in, dir + "/h.gguf", p);
+    EXPECT_EQ(h.n_head, std::vector<uint32_t>(3, 2));
+    EXPECT_EQ(h.n_head_kv, std::vector<uint32_t>(3, 1));
+    auto m = Model::load(dir + "/h.gguf");
+    EXPECT_EQ(m->hparams().n_head, 2u);
+    EXPECT_EQ(m->hparams().n_embd_head_k, 16u);
+    EXPECT_EQ(m->file().tensor("blk.0.attn_q.weight").type, GGMLType::F16);
+    for (float v : logits_of(dir + "/h.gguf")) ASSERT_TRUE(std::isfinite(v));
+    p.structured = "ffn";
+    p.ratio = 0.5f;
+    EXPECT_EQ(prune_model(in, dir + "/f.gguf", p).n_ff, std::vector<uint32_t>(3, 64));  // 64: a multiple of 32
+    for (float v : logits_of(dir + "/f.gguf")) ASSERT_TRUE(std::isfinite(v));
+    p.structured = "layers";
+    p.ratio = 0.34f;
+    EXPECT_EQ(prune_model(in, dir + "/l.gguf", p).n_layer, 2u);
+    for (float v : logits_of(dir + "/l.gguf")) ASSERT_TRUE(std::isfinite(v));
+    p.structured = "heads";
+    p.ratio = 0.0f;
+    prune_model(in, dir + "/id.gguf", p);
+    EXPECT_EQ(logits_of(dir + "/id.gguf"), logits_of(in));
+    // Unstructured 2:4 keeps F16.
+    PruneParams u;
+    u.method = "wanda";
+    u.pattern = "2:4";
+    u.calib_text = p.calib_text;
+    u.calib_samples = 4;
+    u.calib_ctx = 64;
+    u.n_threads = 1;
+    prune_model(in, dir + "/u.gguf", u);
+    const GGUFFile f = GGUFFile::open(dir + "/u.gguf");
+    const GGUFTensorInfo& t = f.tensor("blk.1.ffn_down.weight");
+    ASSERT_EQ(t.type, GGMLType::F16);
+    const uint16_t* v = reinterpret_cast<const uint16_t*>(t.data);
+    for (int64_t g = 0; g < t.nelements(); g += 4) {
+        int nz = 0;
+        for (int i = 0; i < 4; ++i) nz += (v[g + i] & 0x7fff) != 0;
+        ASSERT_EQ(nz, 2) << g;
+    }
 }
 
 TEST(Structured, BadInputsAreClearErrors) {
