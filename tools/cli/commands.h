@@ -17,6 +17,7 @@ void add_synth(CLI::App& app);     // slm synth: random-weight models of real sh
 void add_bench(CLI::App& app);     // slm bench: speed, time to first token, bandwidth roofline
 void add_template(CLI::App& app);  // slm template: render a conversation with the chat template
 void add_chat(CLI::App& app);      // slm chat: interactive multi-turn chat
+void add_prune(CLI::App& app);     // slm prune: magnitude / Wanda / SparseGPT, N:M, structured (cmd_prune.cpp)
 void add_eval(CLI::App& app);      // slm eval: perplexity, KL divergence, benchmark tasks (cmd_eval.cpp)
 // The `slm eval` subcommands, each in its own file, registered on the `eval` app by add_eval.
 void add_eval_perplexity(CLI::App& eval);  // slm eval perplexity (cmd_eval_perplexity.cpp)
