@@ -122,7 +122,26 @@ AwqScales awq_search_scales(const std::vector<AwqLinear>& linears, const InputSt
 
     AwqScales best;
     best.s.assign(static_cast<size_t>(n), 1.0f);
-    best.loss_before = awq_loss(linears, x, nullptr, pool);
+    // Each linear's error relative to its own round-to-nearest error: summed raw, the widest or
+    // largest-weighted linear (attn_q) would decide alone, trading a smaller q error for a larger
+    // k or v error (on stories260K that made the model worse).
+    std::vector<double> base(linears.size());
+    for (size_t i = 0; i < linears.size(); ++i) {
+        base[i] = awq_loss({linears[i]}, x, nullptr, pool);
+        best.loss_before += base[i];
+    }
+    auto objective = [&](const float* sv, double* raw) {
+        double obj = 0.0;
+        *raw = 0.0;
+        for (size_t i = 0; i < linears.size(); ++i) {
+            const double l = awq_loss({linears[i]}, x, sv, pool);
+            *raw += l;
+            obj += base[i] > 0.0 ? l / base[i] : 0.0;
+        }
+        return obj;
+    };
+    double best_obj = 0.0;
+    for (double b : base) best_obj += b > 0.0 ? 1.0 : 0.0;
     best.loss_after = best.loss_before;
     std::vector<float> s(static_cast<size_t>(n));
     for (int duo = 0; duo < 2; ++duo) {
@@ -139,8 +158,10 @@ AwqScales awq_search_scales(const std::vector<AwqLinear>& linears, const InputSt
             }
             const double norm = std::sqrt(mx * mn);
             for (auto& v : s) v = static_cast<float>(v / norm);
-            const double loss = awq_loss(linears, x, s.data(), pool);
-            if (loss < best.loss_after) {
+            double loss = 0.0;
+            const double obj = objective(s.data(), &loss);
+            if (obj < best_obj) {
+                best_obj = obj;
                 best.loss_after = loss;
                 best.s = s;
                 best.alpha = static_cast<float>(alpha);
@@ -304,8 +325,15 @@ public:
         if (sc.identity) {
             log_.push_back(fmt("%s: s = 1 (no candidate beat it), loss %.4g", label.c_str(), sc.loss_before));
         } else {
-            log_.push_back(fmt("%s: alpha %.2f%s, loss %.4g -> %.4g", label.c_str(), sc.alpha,
-                               sc.duo ? " (x^a / w^(1-a))" : " (x^a)", sc.loss_before, sc.loss_after));
+            std::string per;
+            for (const AwqLinear& L : linears) {
+                const std::string shortname =
+                    L.name.rfind("blk.", 0) == 0 ? L.name.substr(L.name.find('.', 4) + 1) : L.name;
+                per += fmt(" %s %.3g->%.3g", shortname.c_str(), awq_loss({L}, *x, nullptr, pool_),
+                           awq_loss({L}, *x, sc.s.data(), pool_));
+            }
+            log_.push_back(fmt("%s: alpha %.2f%s, loss %.4g -> %.4g (%s)", label.c_str(), sc.alpha,
+                               sc.duo ? " (x^a / w^(1-a))" : " (x^a)", sc.loss_before, sc.loss_after, per.c_str() + 1));
             const float* s = sc.s.data();
             if (norm) {
                 for (int64_t j = 0; j < n; ++j) norm->v[j] /= s[j];
@@ -410,6 +438,12 @@ public:
                 log_.push_back(tag + "ffn_up->ffn_down: no gated FFN; skipped");
             }
         }
+        // output_norm -> output.weight: llm-awq leaves the LM head in 16 bits, but a GGUF
+        // quantizes it too. Not with tied embeddings: token_embd is also looked up.
+        if (has("output.weight") && has("output_norm.weight"))
+            pair("output_in", "output_norm.weight", "", 0, {"output.weight"});
+        else
+            log_.push_back("output_in: no separate output.weight (tied embeddings); skipped");
         return finish();
     }
 

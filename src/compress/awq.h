@@ -17,14 +17,18 @@
 //
 // Candidates: for alpha in {0, 1/n, ..., (n-1)/n} both published forms, llm-awq's
 // s = x_mean^alpha and AutoAWQ's s = x_mean^alpha / w_mean^(1-alpha), each normalized by
-// sqrt(max s * min s); and s = 1. The least loss wins, so a pair is never made worse than
-// unscaled (on the calibration data), and each pair gets whichever form suits it.
+// sqrt(max s * min s); and s = 1. The winner has the least sum over the linears of each one's
+// error relative to its own unscaled error (summed raw, attn_q, the widest, decided alone and
+// traded k and v errors for its own, which made stories260K worse), so a pair is never made
+// worse than unscaled on the calibration data, and each pair gets whichever form suits it.
 //
 // Pairs per layer of llama-family files (llama, qwen2, qwen3, phi3, gemma, gemma2, gemma3,
 // granite, openelm): attn_norm -> {attn_q, attn_k, attn_v | attn_qkv}; attn_v -> attn_output
 // when v's output width equals attn_output's input (no GQA sharing; as llm-awq, skipped
 // otherwise, and for a fused attn_qkv); ffn_norm -> {ffn_gate, ffn_up} (Phi-3's fused
-// ffn_up); ffn_up -> ffn_down (for Phi-3 the up half of the fused ffn_up). Other
+// ffn_up); ffn_up -> ffn_down (for Phi-3 the up half of the fused ffn_up); and, once per
+// model, output_norm -> output.weight (llm-awq keeps the LM head in 16 bits, a GGUF quantizes
+// it; not with tied embeddings, since token_embd is also looked up). Other
 // architectures, and pairs whose tensors or statistics are missing, are skipped with a log line.
 //
 // Clipping (AwqParams::clip, llm-awq's auto_clip): after scaling, for every linear except
