@@ -9,7 +9,10 @@
 // 2-D weight gets the type, except rows that are not whole blocks (stories260K's ffn_down, 172
 // wide) which stay F16. token_embd is looked up, not multiplied, so it has no Hessian: every
 // method rounds it to nearest, and the "embd only" row shows how much KLD that alone costs.
-// AWQ (as llm-awq) does not scale output.weight; GPTQ quantizes it with its input's Hessian.
+// GPTQ quantizes output.weight with its input's Hessian; AWQ scales it through output_norm.
+// Rows: RTN (quantize_ref), GPTQ (in order / act-order / layer-sequential: each layer's
+// Hessians from the model whose earlier layers are quantized), AWQ with and without clipping
+// then RTN, and AWQ (no clip) then GPTQ on the scaled model, calibrated again.
 #include "compress/awq.h"
 #include "compress/calib.h"
 #include "compress/gptq.h"
@@ -26,6 +29,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include <unistd.h>
@@ -57,7 +62,7 @@ std::vector<float> f32_of(const GGUFTensorInfo& t) {
     return {p, p + t.nelements()};
 }
 
-enum class Method { F32Embd, Rtn, Gptq, GptqAct, Awq, AwqNoClip };
+enum class Method { F32Embd, Rtn, Gptq, GptqAct, GptqSeq, Awq, AwqNoClip, AwqGptq };
 
 struct Job {
     const char* label;
@@ -97,6 +102,67 @@ void write_model(const GGUFFile& f, GGMLType type, Method m, const compress::Act
         w.add_tensor_copy(t.name, qt, t.shape(), std::move(bytes));
     }
     w.write(path);
+}
+
+struct Quantized {
+    GGMLType type;
+    std::vector<uint8_t> bytes;
+};
+
+// The file with the tensors of `q` in place of the F32 originals.
+void write_tensors(const GGUFFile& f, const std::map<std::string, Quantized>& q, const std::string& path) {
+    GGUFWriter w;
+    w.copy_kv_from(f);
+    for (const GGUFTensorInfo& t : f.tensors()) {
+        auto it = q.find(t.name);
+        if (it != q.end())
+            w.add_tensor(t.name, it->second.type, t.shape(), it->second.bytes.data(), it->second.bytes.size());
+        else
+            w.add_tensor(t.name, t.type, t.shape(), t.data, t.nbytes);
+    }
+    w.write(path);
+}
+
+// GPTQ as the paper runs it: layer by layer, each layer's Hessians taken from the model whose
+// earlier layers are already quantized, so a layer also compensates what the earlier ones lost.
+void write_gptq_sequential(const GGUFFile& f, GGMLType type, const compress::CalibSet& set, int threads,
+                           ThreadPool& pool, const std::string& dir, const std::string& path) {
+    std::map<std::string, Quantized> q;
+    for (const GGUFTensorInfo& t : f.tensors()) {
+        if (!is_matrix(t)) continue;
+        const GGMLType qt = type_for(t, type);
+        if (qt != GGMLType::F16 && t.name != "token_embd.weight") continue;
+        Quantized z{qt, std::vector<uint8_t>(row_size(qt, t.ne[0]) * static_cast<size_t>(t.nrows()))};
+        kernels::ref_traits(qt)->quantize_ref(reinterpret_cast<const float*>(t.data), z.bytes.data(), t.nelements());
+        q[t.name] = std::move(z);
+    }
+    const std::string arch = f.get_str("general.architecture");
+    const uint32_t n_layer = f.get_u32(arch + ".block_count");
+    for (uint32_t il = 0; il <= n_layer; ++il) {
+        const std::string prefix = il < n_layer ? "blk." + std::to_string(il) + "." : "output.weight";
+        std::set<std::string> names;
+        for (const GGUFTensorInfo& t : f.tensors())
+            if (is_matrix(t) && t.name.rfind(prefix, 0) == 0 && !q.count(t.name)) names.insert(t.name);
+        if (names.empty()) continue;
+        const std::string tmp = dir + "/partial.gguf";
+        write_tensors(f, q, tmp);
+        compress::ActivationStats::Options so;
+        so.hessian = true;
+        so.pool = &pool;
+        so.want = [&](const std::string& n) { return names.count(n) > 0; };
+        compress::ActivationStats stats(so);
+        compress::run_calibration(Model::load(tmp), set, stats, threads, nullptr);
+        stats.finish();
+        for (const std::string& n : names) {
+            const GGUFTensorInfo& t = f.tensor(n);
+            const compress::InputStats* s = stats.find(n);
+            if (!s) fail("compress_report: no calibration statistics for %s", n.c_str());
+            const GGMLType qt = type_for(t, type);
+            q[n] = {qt, compress::gptq_quantize(n, reinterpret_cast<const float*>(t.data), t.nrows(), t.ne[0],
+                                                s->hessian.data(), s->n_rows, qt, nullptr, {}, &pool)};
+        }
+    }
+    write_tensors(f, q, path);
 }
 
 } // namespace
@@ -176,21 +242,43 @@ int main(int argc, char** argv) {
 
         std::printf("| type | method | KLD | ± | vs RTN | PPL | same top |\n|---|---|---|---|---|---|---|\n");
         const Job jobs[] = {{"embd only", Method::F32Embd}, {"RTN", Method::Rtn},         {"GPTQ", Method::Gptq},
-                            {"GPTQ act-order", Method::GptqAct}, {"AWQ+RTN", Method::Awq}, {"AWQ (no clip)+RTN", Method::AwqNoClip}};
+                            {"GPTQ act-order", Method::GptqAct}, {"GPTQ layer-sequential", Method::GptqSeq}, {"AWQ+RTN", Method::Awq}, {"AWQ (no clip)+RTN", Method::AwqNoClip},
+                            {"AWQ (no clip)+GPTQ", Method::AwqGptq}};
         for (GGMLType type : types) {
             const GGUFFile* ff = &f;
             auto type_of = [&](const std::string& name) { return type_for(ff->tensor(name), type); };
             double rtn = 0.0;
             for (const Job& j : jobs) {
                 compress::AwqResult awq;
-                const bool is_awq = j.m == Method::Awq || j.m == Method::AwqNoClip;
+                const bool is_awq = j.m == Method::Awq || j.m == Method::AwqNoClip || j.m == Method::AwqGptq;
                 if (is_awq) {
                     compress::AwqParams ap;
-                    ap.clip = j.m == Method::Awq;
+                    ap.clip = j.m == Method::Awq;  // GPTQ picks its own grids: no clipping before it
                     awq = compress::awq_search(f, stats, type_of, ap, &pool);
                 }
                 const std::string path = dir + "/model.gguf";
-                write_model(f, type, j.m, stats, is_awq ? &awq : nullptr, pool, path);
+                if (j.m == Method::AwqGptq) {
+                    // The scaled F32 model, calibrated again (its scaled linears read scaled inputs).
+                    std::map<std::string, Quantized> scaled;
+                    for (const auto& [name, v] : awq.tensors) {
+                        std::vector<uint8_t> b(v.size() * sizeof(float));
+                        std::memcpy(b.data(), v.data(), b.size());
+                        scaled[name] = {GGMLType::F32, std::move(b)};
+                    }
+                    const std::string awq_path = dir + "/awq_f32.gguf";
+                    write_tensors(f, scaled, awq_path);
+                    const GGUFFile g = GGUFFile::open(awq_path);
+                    compress::ActivationStats::Options so2;
+                    so2.hessian = true;
+                    so2.pool = &pool;
+                    compress::ActivationStats stats2(so2);
+                    compress::run_calibration(Model::load(awq_path), set, stats2, threads, nullptr);
+                    stats2.finish();
+                    write_model(g, type, Method::Gptq, stats2, nullptr, pool, path);
+                } else if (j.m == Method::GptqSeq)
+                    write_gptq_sequential(f, type, set, threads, pool, dir, path);
+                else
+                    write_model(f, type, j.m, stats, is_awq ? &awq : nullptr, pool, path);
                 KLDivergenceParams kp;
                 kp.base_path = base;
                 kp.n_threads = threads;
