@@ -1174,4 +1174,10 @@ void fill_traits_kquants(TypeTraits* table, int n_table) {
     }
 }
 
+// ---- importance-weighted quantizers (llama-quantize --imatrix) ---------------------------------
+
+bool has_imatrix_quantizer(GGMLType) { return false; }
+
+bool quantize_row_imatrix(GGMLType, const float*, void*, int64_t, const float*) { return false; }
+
 } // namespace slm::kernels::ref
