@@ -69,9 +69,10 @@ compress::MixModel mix_model(const GGUFFile& f) {
 
 bool is_quantized(GGMLType t) { return type_info(t).blck_size > 1; }
 
-// One row: importance-weighted when qw is given and the type has such a quantizer.
+// One row as ggml_quantize_chunk does it: importance-weighted when qw is given, else the
+// reference quantizer (IQ4_NL has a search of its own even without importances).
 void quantize_row(GGMLType t, const kernels::TypeTraits* tt, const float* x, void* y, int64_t n, const float* qw) {
-    if (qw && kernels::ref::quantize_row_imatrix(t, x, y, n, qw)) return;
+    if (kernels::ref::quantize_row_imatrix(t, x, y, n, qw)) return;
     tt->quantize_ref(x, y, n);
 }
 
