@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <thread>
 
 namespace slm {
@@ -182,11 +183,51 @@ QuantizeResult quantize_model(const std::string& in, const std::string& out, con
         }
         plan.push_back(pl);
     }
-    if (p.method != "rtn")
-        fail("quantize: --method %s: calibration-based quantization is not available in this build yet",
-             p.method.c_str());
-    (void)&compress::gptq_quantize;
-    (void)&compress::awq_search;
+    // GPTQ / AWQ: calibrate on the text, then GPTQ per weight (with its X^T X), or AWQ's scaled
+    // weights and folded norms replacing the file's values before rounding.
+    ThreadPool pool(resolve_threads(p.n_threads));
+    std::unique_ptr<compress::ActivationStats> stats;
+    compress::AwqResult awq;
+    if (p.method != "rtn") {
+        if (p.calib_text.empty() == p.calib_tokens.empty())
+            fail("quantize: --method %s needs calibration data: -f TEXT or --calib-tokens FILE", p.method.c_str());
+        std::map<std::string, GGMLType> planned;
+        for (const Plan& pl : plan) planned[pl.t->name] = pl.c.type;
+        const std::shared_ptr<const Model> model = Model::load(in);
+        compress::CalibOptions co;
+        co.text_file = p.calib_text;
+        co.token_file = p.calib_tokens;
+        co.n_samples = p.calib_samples;
+        co.n_ctx = p.calib_ctx;
+        const compress::CalibSet set = compress::load_calibration(*model, co);
+        compress::ActivationStats::Options so;
+        so.hessian = true;
+        so.pool = &pool;
+        // only the matrices that will be rounded to a block type
+        so.want = [&planned](const std::string& n) {
+            std::string base = n.substr(0, n.find('['));
+            auto it = planned.find(base);
+            return it != planned.end() && is_quantized(it->second);
+        };
+        stats = std::make_unique<compress::ActivationStats>(so);
+        compress::run_calibration(model, set, *stats, p.n_threads, nullptr);
+        stats->finish();
+        if (p.method == "awq") {
+            awq = compress::awq_search(
+                f, *stats,
+                [&planned](const std::string& n) {
+                    auto it = planned.find(n);
+                    return it == planned.end() ? GGMLType::F32 : it->second;
+                },
+                compress::AwqParams{}, &pool);
+            for (const std::string& line : awq.log) warn("awq: " + line);
+            for (const auto& [name, v] : awq.tensors) {
+                const GGUFTensorInfo* t = f.find_tensor(name);
+                if (!t || v.size() != static_cast<size_t>(t->nelements()))
+                    fail("quantize: awq returned %zu values for tensor '%s'", v.size(), name.c_str());
+            }
+        }
+    }
 
     GGUFWriter w;
     w.copy_kv_from(f);
@@ -211,13 +252,14 @@ QuantizeResult quantize_model(const std::string& in, const std::string& out, con
         if (im.chunk_count > 0) set_u32("quantize.imatrix.chunks_count", im.chunk_count);
     }
     res.ftype = ft.ftype;
+    // a tensor written as it is in the input (same type, values not changed by AWQ)
+    auto copied = [&](const Plan& pl) { return pl.c.type == pl.t->type && !awq.tensors.count(pl.t->name); };
     for (const Plan& pl : plan) {
         const GGUFTensorInfo& t = *pl.t;
         const size_t nbytes = row_size(pl.c.type, t.ne[0]) * static_cast<size_t>(t.nrows());
-        w.add_tensor(t.name, pl.c.type, t.shape(), pl.c.type == t.type ? t.data : nullptr, nbytes);
+        w.add_tensor(t.name, pl.c.type, t.shape(), copied(pl) ? t.data : nullptr, nbytes);
     }
 
-    ThreadPool pool(resolve_threads(p.n_threads));
     std::vector<float> f32;
     std::vector<uint8_t> buf;
     size_t next = 0;  // plan index of the next tensor written
@@ -242,13 +284,15 @@ QuantizeResult quantize_model(const std::string& in, const std::string& out, con
     auto data_of = [&](size_t wi) -> const void* {
         // write_streamed asks only for tensors added without data, in order; report the ones
         // copied as they are on the way.
-        while (next < plan.size() && plan[next].c.type == plan[next].t->type) report(next++);
+        while (next < plan.size() && copied(plan[next])) report(next++);
         if (next != wi || next >= plan.size()) fail("quantize: internal error: tensor order");
         const Plan& pl = plan[next];
         const GGUFTensorInfo& t = *pl.t;
         const int64_t n = t.nelements(), n_per_row = t.ne[0], nrows = t.nrows();
         const float* x;
-        if (t.type == GGMLType::F32) {
+        if (auto it = awq.tensors.find(t.name); it != awq.tensors.end()) {
+            x = it->second.data();
+        } else if (t.type == GGMLType::F32) {
             x = reinterpret_cast<const float*>(t.data);
         } else {
             f32.resize(static_cast<size_t>(n));
@@ -262,10 +306,38 @@ QuantizeResult quantize_model(const std::string& in, const std::string& out, con
             if (is_quantized(t.type)) warn("requantizing " + t.name + " from " + type_name(t.type));
         }
         const kernels::TypeTraits* dst = kernels::ref_traits(pl.c.type);
+        if (pl.c.type == GGMLType::F32) {  // AWQ's new values of a tensor that stays F32 (a norm)
+            report(next++);
+            return x;
+        }
         const size_t out_row = row_size(pl.c.type, n_per_row);
         buf.resize(out_row * static_cast<size_t>(nrows));
         const int64_t ne1 = t.ne[1], ne2 = t.ne[2];
         const float* qw = pl.qw ? pl.qw->data() : nullptr;
+        if (p.method == "gptq" && is_quantized(pl.c.type)) {
+            // each ne[2] slice (an expert) is its own matrix with its own X^T X
+            const int64_t n_mat = nrows / ne1;
+            bool done = true;
+            for (int64_t e = 0; e < n_mat && done; ++e) {
+                const std::string key = n_mat > 1 ? t.name + "[" + std::to_string(e) + "]" : t.name;
+                const compress::InputStats* st = stats->find(key);
+                if (!st || st->hessian.empty()) {
+                    done = false;
+                    break;
+                }
+                const std::vector<uint8_t> q = compress::gptq_quantize(
+                    t.name, x + e * ne1 * n_per_row, ne1, n_per_row, st->hessian.data(), st->n_rows, pl.c.type,
+                    qw ? qw + (e % ne2) * n_per_row : nullptr, compress::GptqParams{}, &pool);
+                if (q.size() != out_row * static_cast<size_t>(ne1))
+                    fail("quantize: gptq returned %zu bytes for tensor '%s'", q.size(), t.name.c_str());
+                std::memcpy(buf.data() + static_cast<size_t>(e * ne1) * out_row, q.data(), q.size());
+            }
+            if (done) {
+                report(next++);
+                return buf.data();
+            }
+            warn("gptq: no calibration statistics for " + t.name + "; rounded to nearest");
+        }
         pool.parallel_for(nrows, [&](int64_t b, int64_t e, int) {
             for (int64_t r = b; r < e; ++r) {
                 // each expert (ne[2] slice) has its own importances

@@ -630,6 +630,13 @@ TEST(Quantize, BadInputsAreClearErrors) {
     p.imatrix_file = im;
     EXPECT_NE(error_of([&] { quantize_model(model, out, p); }).find("blk.0.attn_q.weight"), std::string::npos);
     EXPECT_FALSE(std::ifstream(out + ".tmp").good());
+    // calibrated methods need calibration data; unknown methods are refused
+    p = QuantizeParams{};
+    p.type = "Q4_0";
+    p.method = "gptq";
+    EXPECT_NE(error_of([&] { quantize_model(model, out, p); }).find("-f TEXT"), std::string::npos);
+    p.method = "magic";
+    EXPECT_NE(error_of([&] { quantize_model(model, out, p); }).find("magic"), std::string::npos);
 }
 
 TEST(QuantizeCli, QuantizesAndReportsErrors) {
