@@ -67,7 +67,6 @@ void run_quantize(const QuantizeOptions& o) {
     p.calib_ctx = o.ctx;
 
     const auto t0 = std::chrono::steady_clock::now();
-    ProgressBar bar("tensors", 0);
     std::unique_ptr<ProgressBar> pb;
     const QuantizeResult r = quantize_model(
         a[0], a[1], p,
