@@ -591,6 +591,38 @@ TEST(Quantize, CalibrateThenQuantizeWithImatrix) {
     EXPECT_EQ(n_imatrix, 10);  // gate and up
 }
 
+TEST(Quantize, CalibrateMoeHasRowsPerExpert) {
+    SLM_REQUIRE_SHARED();
+    // the random qwen2moe of ../shared: 4 experts of width 128, 2 used per token, 2 layers
+    const std::string model = shared_path("reference/archs/qwen2moe/qwen2moe.f32.gguf");
+    const std::string im = temp_dir() + "/moe.imatrix.gguf";
+    CalibrateParams c;
+    c.model = model;
+    c.text_file = source_dir() + "/data/calib/tinystories_train_1k.txt";
+    c.n_samples = 3;
+    c.n_ctx = 32;
+    c.output = im;
+    calibrate_imatrix(c);
+    const GGUFFile f = GGUFFile::open(im);
+    EXPECT_EQ(f.tensor("blk.1.ffn_down_exps.weight.in_sum2").shape(), (std::vector<int64_t>{128, 4}));
+    EXPECT_EQ(f.tensor("blk.1.ffn_gate_exps.weight.in_sum2").shape(), (std::vector<int64_t>{256, 4}));
+    const cq::Imatrix m = cq::read_imatrix(im);
+    for (const char* w : {"blk.0.ffn_gate_exps.weight", "blk.1.ffn_down_exps.weight"}) {
+        float routed = 0;
+        for (float n : m.entries.at(w).counts) routed += n;
+        EXPECT_EQ(routed, 3 * 32 * 2) << w;  // every token goes to 2 experts
+    }
+    EXPECT_EQ(m.entries.at("blk.0.attn_q.weight").counts, std::vector<float>{96});
+    // and quantizing with it uses each expert's own row (imatrix size n_in * n_expert)
+    QuantizeParams p;
+    p.type = "Q4_0";
+    p.imatrix_file = im;
+    const QuantizeResult r = quantize_model(model, temp_dir() + "/moe.q4_0.gguf", p);
+    bool exps = false;
+    for (const QuantizedTensor& t : r.tensors) exps |= t.name == "blk.0.ffn_up_exps.weight" && t.imatrix;
+    EXPECT_TRUE(exps);
+}
+
 std::string error_of(const std::function<void()>& f) {
     try {
         f();
