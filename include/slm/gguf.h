@@ -17,6 +17,7 @@
 #include "slm/types.h"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -163,6 +164,10 @@ public:
 
     // Writes the whole file to `path` + ".tmp" then renames, so `path` is whole or untouched.
     void write(const std::string& path) const;
+    // The same for tensors added with data == nullptr (any others are written from their data):
+    // tensor i's bytes come from data_of(i), called once per such tensor in file order, so a
+    // big file is produced one tensor at a time; the pointer must stay valid until the next call.
+    void write_streamed(const std::string& path, const std::function<const void*(size_t)>& data_of) const;
     // Serializes to memory (for tests).
     std::vector<uint8_t> to_bytes() const;
 
@@ -182,7 +187,7 @@ private:
     uint64_t alignment_ = 32;
     std::vector<std::pair<std::string, GGUFValue>> kv_;
     std::vector<Tensor> tensors_;
-    template <class Sink> void emit(Sink& out) const;
+    template <class Sink> void emit(Sink& out, const std::function<const void*(size_t)>* data_of = nullptr) const;
 };
 
 } // namespace slm

@@ -16,6 +16,7 @@
 // The same config and seed give identical bytes, whatever the thread count.
 #pragma once
 
+#include "slm/quantize.h"
 #include "slm/types.h"
 
 #include <cstdint>
@@ -150,30 +151,12 @@ struct SynthTensor {
 std::vector<SynthTensor> synth_tensors(const SynthConfig& cfg);
 uint64_t synth_param_count(const SynthConfig& cfg);  // sum of nelements over synth_tensors
 
-// The type llama-quantize gives a tensor with rows of n_per_row elements when `want` needs a
-// row length that is a multiple of its block: K-quants fall back as llama.cpp's
-// llama_tensor_get_type does (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K/IQ4_XS ->
-// IQ4_NL, TQ1_0/TQ2_0 -> Q4_0),
-// then to F16 if even that block does not divide the row. Where llama-quantize would abort
-// (Q4_0, Q8_0, ... with a row that is not a multiple of 32) this picks F16, the type its own
-// fallback ends in. Returns `want` when it fits.
-GGMLType quant_fallback_type(GGMLType want, int64_t n_per_row);
-
-// llama.cpp's general.file_type (enum llama_ftype) for a model mostly of type t: F32 0, F16 1,
-// Q4_0 2, Q4_1 3, Q8_0 7, Q5_0 8, Q5_1 9, Q2_K 10, Q3_K 12 (Q3_K_M), Q4_K 15 (Q4_K_M),
-// Q5_K 17 (Q5_K_M), Q6_K 18, IQ4_NL 25, IQ4_XS 30, BF16 32, TQ1_0 36, TQ2_0 37, the values
-// llama-quantize writes for them.
-// Throws slm::Error for a type that is no file type.
-uint32_t llama_file_type(GGMLType t);
+// quant_fallback_type and llama_file_type: see slm/quantize.h (shared with `slm quantize`).
 
 // The llama.cpp file types synth can write, by llama-quantize's names: "Q4_K_M" -> 15 with
 // default tensor type Q4_K. Aliases as llama-quantize: "Q4_K" is Q4_K_M, "Q3_K" Q3_K_M,
 // "Q5_K" Q5_K_M; plain tensor types (F16, Q8_0, ...) are their own file type.
-struct SynthFileType {
-    const char* name;   // "Q4_K_M"
-    uint32_t ftype;     // 15
-    GGMLType type;      // Q4_K
-};
+using SynthFileType = QuantFileType;
 const std::vector<SynthFileType>& synth_file_types();
 // The entry for a name (case-insensitive), or nullptr.
 const SynthFileType* synth_file_type(const std::string& name);

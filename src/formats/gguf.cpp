@@ -772,7 +772,7 @@ void check_value(const std::string& key, const GGUFValue& v, int depth) {
 
 } // namespace
 
-template <class Sink> void GGUFWriter::emit(Sink& s) const {
+template <class Sink> void GGUFWriter::emit(Sink& s, const std::function<const void*(size_t)>* data_of) const {
     for (const auto& [k, v] : kv_) check_value(k, v, 0);
     s.write("GGUF", 4);
     put_u32(s, version_);
@@ -796,8 +796,12 @@ template <class Sink> void GGUFWriter::emit(Sink& s) const {
     if (tensors_.empty()) return;
     pad_to(s, alignment_);
     // Each tensor is padded to the alignment, the last one included, as llama.cpp writes them.
-    for (const auto& t : tensors_) {
-        s.write(t.data, t.nbytes);
+    for (size_t i = 0; i < tensors_.size(); ++i) {
+        const Tensor& t = tensors_[i];
+        const void* data = t.data;
+        if (!data && data_of) data = (*data_of)(i);
+        if (!data && t.nbytes) fail("gguf writer: tensor '%s' has no data", t.name.c_str());
+        s.write(data, t.nbytes);
         pad_to(s, alignment_);
     }
 }
@@ -809,13 +813,15 @@ std::vector<uint8_t> GGUFWriter::to_bytes() const {
     return out;
 }
 
-void GGUFWriter::write(const std::string& path) const {
+void GGUFWriter::write(const std::string& path) const { write_streamed(path, nullptr); }
+
+void GGUFWriter::write_streamed(const std::string& path, const std::function<const void*(size_t)>& data_of) const {
     std::string tmp = path + ".tmp";
     FILE* f = std::fopen(tmp.c_str(), "wb");
     if (!f) fail("gguf writer: %s: cannot create: %s", tmp.c_str(), std::strerror(errno));
     try {
         FileSink s{f, tmp, 0, {}};
-        emit(s);
+        emit(s, data_of ? &data_of : nullptr);
         s.flush();
         if (std::fflush(f) != 0 || ::fsync(fileno(f)) != 0)
             fail("gguf writer: %s: flush failed: %s", tmp.c_str(), std::strerror(errno));

@@ -5,6 +5,7 @@
 // (row-by-row generation straight into the final type, in parallel, deterministic).
 #include "slm/synth.h"
 
+#include "compress/quant_mix.h"
 #include "core/thread_pool.h"
 #include "kernels/kernels.h"
 #include "slm/error.h"
@@ -414,73 +415,12 @@ bool synth_arch_supported(const std::string& arch) {
 }
 
 // ---- types ----------------------------------------------------------------------------------
+// File types, fallbacks and the mixture live in src/compress/quant_mix.cpp, shared with
+// `slm quantize`; synth describes its model to the same rules.
 
-namespace {
+const std::vector<SynthFileType>& synth_file_types() { return quant_file_types(); }
 
-struct FileType {
-    GGMLType type;
-    uint32_t ftype;
-};
-// enum llama_ftype (llama.h); K-quants as llama-quantize's aliases "Q4_K" -> Q4_K_M etc.
-constexpr FileType kFileTypes[] = {
-    {GGMLType::F32, 0},    {GGMLType::F16, 1},    {GGMLType::Q4_0, 2},   {GGMLType::Q4_1, 3},
-    {GGMLType::Q8_0, 7},   {GGMLType::Q5_0, 8},   {GGMLType::Q5_1, 9},   {GGMLType::Q2_K, 10},
-    {GGMLType::Q3_K, 12},  {GGMLType::Q4_K, 15},  {GGMLType::Q5_K, 17},  {GGMLType::Q6_K, 18},
-    {GGMLType::IQ4_NL, 25}, {GGMLType::IQ4_XS, 30}, {GGMLType::BF16, 32},  {GGMLType::TQ1_0, 36},
-    {GGMLType::TQ2_0, 37},
-};
-
-// The types llama_tensor_get_type has a fallback for (256-element super-blocks).
-bool has_fallback(GGMLType t) {
-    return t == GGMLType::Q2_K || t == GGMLType::Q3_K || t == GGMLType::Q4_K || t == GGMLType::Q5_K ||
-           t == GGMLType::Q6_K || t == GGMLType::IQ4_XS || t == GGMLType::TQ1_0 || t == GGMLType::TQ2_0;
-}
-
-} // namespace
-
-uint32_t llama_file_type(GGMLType t) {
-    for (const FileType& f : kFileTypes)
-        if (f.type == t) return f.ftype;
-    fail("synth: type %s (--type) is not a model weight type llama.cpp writes", type_name(t));
-}
-
-GGMLType quant_fallback_type(GGMLType want, int64_t n_per_row) {
-    const int64_t blk = type_info(want).blck_size;
-    if (blk <= 1 || n_per_row % blk == 0) return want;
-    GGMLType t = GGMLType::F16;
-    if (has_fallback(want)) {
-        switch (want) {
-        case GGMLType::TQ1_0:
-        case GGMLType::TQ2_0: t = GGMLType::Q4_0; break;
-        case GGMLType::Q4_K: t = GGMLType::Q5_0; break;
-        case GGMLType::Q5_K: t = GGMLType::Q5_1; break;
-        case GGMLType::Q6_K: t = GGMLType::Q8_0; break;
-        default: t = GGMLType::IQ4_NL; break;  // Q2_K, Q3_K, IQ4_XS
-        }
-        if (n_per_row % type_info(t).blck_size != 0) t = GGMLType::F16;
-    }
-    return t;
-}
-
-const std::vector<SynthFileType>& synth_file_types() {
-    static const std::vector<SynthFileType> all = {
-        {"F32", 0, GGMLType::F32},       {"F16", 1, GGMLType::F16},       {"BF16", 32, GGMLType::BF16},
-        {"Q4_0", 2, GGMLType::Q4_0},     {"Q4_1", 3, GGMLType::Q4_1},     {"Q5_0", 8, GGMLType::Q5_0},
-        {"Q5_1", 9, GGMLType::Q5_1},     {"Q8_0", 7, GGMLType::Q8_0},     {"Q2_K", 10, GGMLType::Q2_K},
-        {"Q3_K_S", 11, GGMLType::Q3_K},  {"Q3_K_M", 12, GGMLType::Q3_K},  {"Q3_K_L", 13, GGMLType::Q3_K},
-        {"Q3_K", 12, GGMLType::Q3_K},    {"Q4_K_S", 14, GGMLType::Q4_K},  {"Q4_K_M", 15, GGMLType::Q4_K},
-        {"Q4_K", 15, GGMLType::Q4_K},    {"Q5_K_S", 16, GGMLType::Q5_K},  {"Q5_K_M", 17, GGMLType::Q5_K},
-        {"Q5_K", 17, GGMLType::Q5_K},    {"Q6_K", 18, GGMLType::Q6_K},    {"IQ4_NL", 25, GGMLType::IQ4_NL},
-        {"IQ4_XS", 30, GGMLType::IQ4_XS}, {"TQ1_0", 36, GGMLType::TQ1_0}, {"TQ2_0", 37, GGMLType::TQ2_0},
-    };
-    return all;
-}
-
-const SynthFileType* synth_file_type(const std::string& name) {
-    for (const SynthFileType& f : synth_file_types())
-        if (strcasecmp(f.name, name.c_str()) == 0) return &f;
-    return nullptr;
-}
+const SynthFileType* synth_file_type(const std::string& name) { return quant_file_type(name); }
 
 namespace {
 // Whether the file has no output.weight: Gemma always ties.
@@ -493,49 +433,28 @@ GGMLType synth_tensor_type(const SynthConfig& c, const std::string& kind, uint32
     if (is_embd && c.embd_type) return *c.embd_type;
     if (is_output && c.output_type) return *c.output_type;
     const GGMLType t = c.type;
-    const bool quantized = type_info(t).blck_size > 1;
-    if (c.pure || !quantized) return t;
-    enum : uint32_t { Q2_K = 10, Q3_K_M = 12, Q3_K_L = 13, Q4_K_S = 14, Q4_K_M = 15, Q5_K_M = 17,
-                      IQ4_NL = 25, IQ4_XS = 30, TQ1_0 = 36, TQ2_0 = 37 };
-    const uint32_t ft = c.ftype.value_or(llama_file_type(t));
-    const uint32_t n = c.n_layer;
-    const bool more_bits = il < n / 8 || il >= 7 * n / 8 || (static_cast<int64_t>(il) - n / 8) % 3 == 2;
-    const uint32_t n_gqa = c.n_head_kv ? c.n_head / c.n_head_kv : 1;
-    if (is_output || (is_embd && synth_tied(c))) {
-        if (c.n_embd % 256 != 0) return GGMLType::Q8_0;
-        return t == GGMLType::Q8_0 ? t : GGMLType::Q6_K;
-    }
-    if (is_embd) return ft == TQ1_0 || ft == TQ2_0 ? GGMLType::Q4_K : t;
-    if (kind == "attn_v.weight") {
-        if (ft == Q2_K) return n_gqa >= 4 ? GGMLType::Q4_K : GGMLType::Q3_K;
-        if (ft == Q3_K_M) return il < 2 ? GGMLType::Q5_K : GGMLType::Q4_K;
-        if (ft == Q3_K_L) return GGMLType::Q5_K;
-        if ((ft == IQ4_NL || ft == IQ4_XS) && n_gqa >= 4) return GGMLType::Q5_K;
-        if ((ft == Q4_K_M || ft == Q5_K_M) && more_bits) return GGMLType::Q6_K;
-        if (ft == Q4_K_S && il < 4) return GGMLType::Q5_K;
-        return t;
-    }
-    if (kind == "ffn_down.weight") {
-        if (ft == Q2_K) return GGMLType::Q3_K;
-        if (ft == Q3_K_M) return il < n / 16 ? GGMLType::Q5_K : GGMLType::Q4_K;
-        if (ft == Q3_K_L) return GGMLType::Q5_K;
-        if (ft == Q4_K_M) return more_bits ? GGMLType::Q6_K : t;
-        if (il < n / 8 && (ft == IQ4_NL || ft == IQ4_XS)) return GGMLType::Q5_K;
-        if (ft == Q5_K_M && more_bits) return GGMLType::Q6_K;
-        if (ft == Q4_K_S && il < n / 8) return GGMLType::Q5_K;
-        return t;
-    }
-    if (kind == "attn_output.weight") {
-        if (ft == Q2_K) return GGMLType::Q3_K;
-        if (ft == Q3_K_M) return GGMLType::Q4_K;
-        if (ft == Q3_K_L) return GGMLType::Q5_K;
-    }
-    return t;
+    if (c.pure || type_info(t).blck_size <= 1) return t;
+    compress::MixModel m;
+    m.arch = c.arch;
+    m.n_layer = c.n_layer;
+    m.n_head = c.n_head;
+    m.n_head_kv = c.n_head_kv;
+    m.n_expert = c.n_expert;
+    // One attn_v and one ffn_down per layer, met in layer order: llama.cpp's counters are the
+    // layer index.
+    compress::MixCounters k;
+    k.n_attention_wv = static_cast<int>(c.n_layer);
+    k.n_layer = static_cast<int>(c.n_layer);
+    k.i_attention_wv = k.i_ffn_down = k.i_ffn_gate = k.i_ffn_up = static_cast<int>(il);
+    const std::string name = is_output || is_embd ? kind : "blk." + std::to_string(il) + "." + kind;
+    return compress::mix_rule_type(m, c.ftype.value_or(llama_file_type(t)), false, synth_tied(c), t, name,
+                                   c.n_embd, compress::tensor_category(name), k);
 }
 
 std::vector<GGMLType> synth_writable_types() {
     std::vector<GGMLType> out;
-    for (const FileType& f : kFileTypes) {
+    for (const QuantFileType& f : quant_file_types()) {
+        if (std::find(out.begin(), out.end(), f.type) != out.end()) continue;
         const kernels::TypeTraits* tt = kernels::ref_traits(f.type);
         if (tt && tt->quantize_ref) out.push_back(f.type);
     }
@@ -577,6 +496,12 @@ void validate_mamba(const SynthConfig& c) {
     check_range(mamba_dt_rank(c), 1, 1u << 16, "ssm_dt_rank", "--dt-rank");
 }
 
+void check_file_type(GGMLType t, const char* flag) {
+    for (const QuantFileType& f : quant_file_types())
+        if (f.type == t) return;
+    fail("synth: type %s (%s) is not a model weight type llama.cpp writes", type_name(t), flag);
+}
+
 void validate(const SynthConfig& c) {
     if (!synth_arch_supported(c.arch)) {
         if (c.arch == "qwen2" || c.arch == "gemma2" || c.arch == "phi3" || c.arch == "qwen3" || c.arch == "gemma3")
@@ -614,7 +539,7 @@ void validate(const SynthConfig& c) {
     if (!(c.rms_eps > 0.0f && c.rms_eps < 1.0f)) fail("synth: rms_eps (--rms-eps) = %g is out of range (0, 1)", c.rms_eps);
     if (c.rope_llama3_factor < 0.0f || (c.rope_llama3_factor > 0 && !(c.rope_llama3_high_freq > c.rope_llama3_low_freq)))
         fail("synth: llama3 rope scaling needs factor >= 0 and high_freq > low_freq");
-    llama_file_type(c.type);
+    check_file_type(c.type, "--type");
     if (c.ftype) {
         bool ok = false;
         for (const SynthFileType& f : synth_file_types()) ok |= f.ftype == *c.ftype && f.type == c.type;
@@ -625,8 +550,8 @@ void validate(const SynthConfig& c) {
     if (c.arch != "granite" && (c.embedding_scale || c.residual_scale || c.attention_scale || c.logit_scale))
         fail("synth: embedding/residual/attention/logit scales are Granite's; --arch is %s", c.arch.c_str());
     if (c.arch == "gemma" && c.rope_llama3_factor > 0) fail("synth: gemma has no llama3 rope scaling");
-    if (c.embd_type) llama_file_type(*c.embd_type);
-    if (c.output_type) llama_file_type(*c.output_type);
+    if (c.embd_type) check_file_type(*c.embd_type, "--embd-type");
+    if (c.output_type) check_file_type(*c.output_type, "--output-type");
     if (is_moe_arch(c.arch)) {
         // As the loader's bounds (models/moe.cpp).
         check_range(c.n_expert, 1, 4096, "n_expert", "--n-expert");

@@ -17,8 +17,10 @@ void add_synth(CLI::App& app);     // slm synth: random-weight models of real sh
 void add_bench(CLI::App& app);     // slm bench: speed, time to first token, bandwidth roofline
 void add_template(CLI::App& app);  // slm template: render a conversation with the chat template
 void add_chat(CLI::App& app);      // slm chat: interactive multi-turn chat
-void add_prune(CLI::App& app);     // slm prune: magnitude / Wanda / SparseGPT, N:M, structured (cmd_prune.cpp)
 void add_eval(CLI::App& app);      // slm eval: perplexity, KL divergence, benchmark tasks (cmd_eval.cpp)
+void add_quantize(CLI::App& app);  // slm quantize: as llama-quantize, plus GPTQ / AWQ (cmd_quantize.cpp)
+void add_calibrate(CLI::App& app); // slm calibrate: importance matrix (cmd_quantize.cpp)
+void add_prune(CLI::App& app);     // slm prune: magnitude / Wanda / SparseGPT, N:M, structured (cmd_prune.cpp)
 // The `slm eval` subcommands, each in its own file, registered on the `eval` app by add_eval.
 void add_eval_perplexity(CLI::App& eval);  // slm eval perplexity (cmd_eval_perplexity.cpp)
 void add_eval_tasks(CLI::App& eval);       // slm eval hellaswag|arc|mmlu|winogrande|gsm8k|custom (cmd_eval_tasks.cpp)

@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
     slm::cli::add_template(app);
     slm::cli::add_chat(app);
     slm::cli::add_eval(app);
+    slm::cli::add_quantize(app);
+    slm::cli::add_calibrate(app);
     slm::cli::add_prune(app);
     try {
         app.parse(argc, argv);

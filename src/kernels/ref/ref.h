@@ -77,6 +77,13 @@ void quantize_row_iq4_xs_ref(const float* x, void* y, int64_t n);
 void quantize_row_tq1_0_ref(const float* x, void* y, int64_t n);
 void quantize_row_tq2_0_ref(const float* x, void* y, int64_t n);
 
+// Importance-weighted weight quantization: ggml's quantize_<type>(src, dst, 1, n, quant_weights)
+// with quant_weights given (what llama-quantize runs with an imatrix), one row of n elements;
+// qw holds n importances. Returns false, writing nothing, for a type llama.cpp quantizes without
+// them (Q8_0, F16, BF16, TQ1_0, TQ2_0): the caller then uses quantize_ref.
+bool has_imatrix_quantizer(GGMLType t);
+bool quantize_row_imatrix(GGMLType t, const float* x, void* y, int64_t n, const float* qw);
+
 // vec_dot: ggml_vec_dot_*_generic.
 void vec_dot_q2_K_q8_K(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_q3_K_q8_K(int64_t n, float* s, const void* x, const void* y);

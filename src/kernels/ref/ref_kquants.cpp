@@ -222,6 +222,144 @@ float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, ui
     return scale;
 }
 
+// make_qkx3_quants: make_qkx2_quants' search with importance weights (x^2 when none), used by
+// the imatrix quantizers; differs in the all-equal test (max <= min) and the zero L fill.
+float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
+                       uint8_t* Laux, float rmin, float rdelta, int nstep, bool use_mad) {
+    auto wt = [&](int i) { return weights ? weights[i] : x[i] * x[i]; };
+    float min = x[0], max = x[0];
+    float sum_w = wt(0);
+    float sum_x = sum_w * x[0];
+    for (int i = 1; i < n; ++i) {
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
+        const float w = wt(i);
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if (min > 0) min = 0;
+    if (max <= min) {
+        std::memset(L, 0, static_cast<size_t>(n));
+        *the_min = -min;
+        return 0.f;
+    }
+    float iscale = nmax / (max - min);
+    float scale = 1 / iscale;
+    float best_mad = 0;
+    for (int i = 0; i < n; ++i) {
+        const int l = nearest_int(iscale * (x[i] - min));
+        L[i] = static_cast<uint8_t>(max_of(0, min_of(nmax, l)));
+        float diff = scale * L[i] + min - x[i];
+        diff = use_mad ? std::fabs(diff) : diff * diff;
+        best_mad += wt(i) * diff;
+    }
+    if (nstep < 1) {
+        *the_min = -min;
+        return scale;
+    }
+    for (int is = 0; is <= nstep; ++is) {
+        iscale = (rmin + rdelta * is + nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; ++i) {
+            int l = nearest_int(iscale * (x[i] - min));
+            l = max_of(0, min_of(nmax, l));
+            Laux[i] = static_cast<uint8_t>(l);
+            const float w = wt(i);
+            sum_l += w * l;
+            sum_l2 += w * l * l;
+            sum_xl += w * l * x[i];
+        }
+        const float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (D > 0) {
+            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+            if (this_min > 0) {
+                this_min = 0;
+                this_scale = sum_xl / sum_l2;
+            }
+            float mad = 0;
+            for (int i = 0; i < n; ++i) {
+                float diff = this_scale * Laux[i] + this_min - x[i];
+                diff = use_mad ? std::fabs(diff) : diff * diff;
+                mad += wt(i) * diff;
+            }
+            if (mad < best_mad) {
+                for (int i = 0; i < n; ++i) L[i] = Laux[i];
+                best_mad = mad;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    *the_min = -min;
+    return scale;
+}
+
+// make_qp_quants: non-negative values (sub-block scales or mins) to [0, nmax] under weights:
+// 9 trial scales, then up to five passes moving single quants while the weighted fit improves.
+float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* quant_weights) {
+    float max = 0;
+    for (int i = 0; i < n; ++i) max = max_of(max, x[i]);
+    if (max < kGroupMaxEps) {
+        for (int i = 0; i < n; ++i) L[i] = 0;
+        return 0.f;
+    }
+    float iscale = nmax / max;
+    for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(nearest_int(iscale * x[i]));
+    const float scale = 1 / iscale;
+    float best_mse = 0;
+    for (int i = 0; i < n; ++i) {
+        const float diff = x[i] - scale * L[i];
+        best_mse += quant_weights[i] * diff * diff;
+    }
+    for (int is = -4; is <= 4; ++is) {
+        if (is == 0) continue;
+        const float iscale_is = (0.1f * is + nmax) / max;
+        const float scale_is = 1 / iscale_is;
+        float mse = 0;
+        for (int i = 0; i < n; ++i) {
+            const int l = min_of(nmax, nearest_int(iscale_is * x[i]));
+            const float diff = x[i] - scale_is * l;
+            mse += quant_weights[i] * diff * diff;
+        }
+        if (mse < best_mse) {
+            best_mse = mse;
+            iscale = iscale_is;
+        }
+    }
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+        const int l = min_of(nmax, nearest_int(iscale * x[i]));
+        L[i] = static_cast<uint8_t>(l);
+        const float w = quant_weights[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    for (int itry = 0; itry < 5; ++itry) {
+        int n_changed = 0;
+        for (int i = 0; i < n; ++i) {
+            const float w = quant_weights[i];
+            float slx = sumlx - w * x[i] * L[i];
+            float sl2 = suml2 - w * L[i] * L[i];
+            if (slx > 0 && sl2 > 0) {
+                const int new_l = min_of(nmax, nearest_int(x[i] * sl2 / slx));
+                if (new_l != L[i]) {
+                    slx += w * x[i] * new_l;
+                    sl2 += w * new_l * new_l;
+                    if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = static_cast<uint8_t>(new_l);
+                        sumlx = slx;
+                        suml2 = sl2;
+                        ++n_changed;
+                    }
+                }
+            }
+        }
+        if (!n_changed) break;
+    }
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
 // Four 2-bit values per byte, in the order of Q2_K/Q3_K: per 128 elements, byte l holds
 // elements l, l+32, l+64, l+96 in bits 0-1, 2-3, 4-5, 6-7.
 void pack_2bit(const uint8_t* L, uint8_t* qs) {
@@ -304,14 +442,18 @@ int best_index_int8(int n, const int8_t* val, float x) {
     return x - val[mu - 1] < val[mu] - x ? mu - 1 : mu;
 }
 
-// quantize_row_iq4_nl_impl with 16 code-book values and no importance weights (weights x^2):
-// one super-block of super_block_size elements in sub-blocks of 32; ntry > 0 searches
-// 2*ntry+1 scales per sub-block, as IQ4_XS does, ntry = -1 is IQ4_NL's reference.
+// quantize_row_iq4_nl_impl with 16 code-book values: one super-block of super_block_size
+// elements in sub-blocks of 32, fit weighted by x^2, or with importances qw by
+// qw * sqrt(sigma2 + x^2); ntry > 0 searches 2*ntry+1 scales per sub-block, as
+// quantize_iq4_nl / quantize_iq4_xs do, ntry = -1 is quantize_row_iq4_nl_ref.
 void quantize_iq4_impl(int super_block_size, const float* x, uint16_t* dh, uint8_t* q4, uint16_t* scales_h,
-                       uint8_t* scales_l, float* scales, uint8_t* L, int ntry) {
+                       uint8_t* scales_l, float* scales, uint8_t* L, int ntry, const float* qw = nullptr) {
     constexpr int block_size = 32;
     const int8_t* values = kIQ4NLValues;
     float weight[block_size];
+    float sigma2 = 0;
+    for (int j = 0; j < super_block_size; ++j) sigma2 += x[j] * x[j];
+    sigma2 *= 2.f / static_cast<float>(super_block_size);
     std::memset(q4, 0, static_cast<size_t>(super_block_size / 2));
     *dh = float_to_half(0.f);
 
@@ -319,7 +461,11 @@ void quantize_iq4_impl(int super_block_size, const float* x, uint16_t* dh, uint8
     for (int ib = 0; ib < super_block_size / block_size; ++ib) {
         const float* xb = x + ib * block_size;
         uint8_t* Lb = L + ib * block_size;
-        for (int j = 0; j < block_size; ++j) weight[j] = xb[j] * xb[j];
+        if (qw) {
+            for (int j = 0; j < block_size; ++j) weight[j] = qw[ib * block_size + j] * std::sqrt(sigma2 + xb[j] * xb[j]);
+        } else {
+            for (int j = 0; j < block_size; ++j) weight[j] = xb[j] * xb[j];
+        }
         float amax = 0, max = 0;
         for (int j = 0; j < block_size; ++j) {
             const float ax = std::fabs(xb[j]);
@@ -765,14 +911,23 @@ void quantize_row_q5_K_ref(const float* x, void* vy, int64_t n) {
     }
 }
 
-void quantize_row_q6_K_ref(const float* x, void* vy, int64_t n) {
+namespace {
+void quantize_q6_K_rows(const float* x, void* vy, int64_t n, const float* qw);
+} // namespace
+
+void quantize_row_q6_K_ref(const float* x, void* vy, int64_t n) { quantize_q6_K_rows(x, vy, n, nullptr); }
+
+namespace {
+// quantize_row_q6_K_impl: with importances qw each sub-block's fit is weighted by qw alone
+// (ggml leaves its sigma2 variant commented out); without, by x^2 (the _ref).
+void quantize_q6_K_rows(const float* x, void* vy, int64_t n, const float* qw) {
     auto* y = static_cast<BlockQ6_K*>(vy);
     int8_t L[kQK_K];
     float scales[kQK_K / 16];
     for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
         float max_scale = 0, max_abs_scale = 0;
         for (int ib = 0; ib < kQK_K / 16; ++ib) {
-            const float scale = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, nullptr);
+            const float scale = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, qw ? qw + kQK_K * i + 16 * ib : nullptr);
             scales[ib] = scale;
             const float abs_scale = std::fabs(scale);
             if (abs_scale > max_abs_scale) {
@@ -812,6 +967,7 @@ void quantize_row_q6_K_ref(const float* x, void* vy, int64_t n) {
         }
     }
 }
+} // namespace
 
 // quantize_row_q8_K_ref: scale from the element of largest magnitude (the first one, with its
 // sign), iscale = -127/max, nearest_int rounding. ggml leaves bsums unwritten for an all-zero
@@ -1171,6 +1327,292 @@ void fill_traits_kquants(TypeTraits* table, int n_table) {
     for (const TypeTraits& t : all) {
         const auto id = static_cast<int>(t.type);
         if (id < n_table) table[id] = t;
+    }
+}
+
+// ---- importance-weighted quantizers (llama-quantize --imatrix) ---------------------------------
+
+// ggml's quantize_row_<type>_impl with quant_weights (ggml-quants.c). The weight of element j
+// is the importance qw[j] times sqrt(sigma2 + x[j]^2), sigma2 the row's (or super-block's) mean
+// square (twice that for the K-quants), except Q6_K, which uses qw alone.
+
+namespace {
+
+// sum x^2 / n over a row of n.
+float mean_square(const float* x, int64_t n) {
+    float s = 0;
+    for (int64_t j = 0; j < n; ++j) s += x[j] * x[j];
+    return s / static_cast<float>(n);
+}
+
+void q4_0_imatrix(const float* x, BlockQ4_0* y, int64_t n, const float* qw) {
+    float weight[kQK];
+    int8_t L[kQK];
+    const float sigma2 = mean_square(x, n);
+    for (int64_t ib = 0; ib < n / kQK; ++ib) {
+        const float* xb = x + kQK * ib;
+        const float* w = qw + kQK * ib;
+        for (int j = 0; j < kQK; ++j) weight[j] = w[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
+        const float d = make_qx_quants(kQK, 8, xb, L, weight);
+        y[ib].d = float_to_half(d);
+        for (int j = 0; j < 16; ++j) y[ib].qs[j] = static_cast<uint8_t>(L[j] | (L[j + 16] << 4));
+    }
+}
+
+void q5_0_imatrix(const float* x, BlockQ5_0* y, int64_t n, const float* qw) {
+    float weight[kQK];
+    int8_t L[kQK];
+    const float sigma2 = mean_square(x, n);
+    for (int64_t ib = 0; ib < n / kQK; ++ib) {
+        const float* xb = x + kQK * ib;
+        const float* w = qw + kQK * ib;
+        for (int j = 0; j < kQK; ++j) weight[j] = w[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
+        const float d = make_qx_quants(kQK, 16, xb, L, weight);
+        y[ib].d = float_to_half(d);
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; ++j) {
+            const auto x0 = static_cast<uint8_t>(L[j]), x1 = static_cast<uint8_t>(L[j + 16]);
+            y[ib].qs[j] = static_cast<uint8_t>((x0 & 0x0F) | ((x1 & 0x0F) << 4));
+            qh |= ((x0 & 0x10u) >> 4) << j;
+            qh |= ((x1 & 0x10u) >> 4) << (j + 16);
+        }
+        std::memcpy(y[ib].qh, &qh, sizeof qh);
+    }
+}
+
+// Q4_1 (nmax 15) and Q5_1 (nmax 31): asymmetric, make_qkx3_quants.
+template <class Block> void qx_1_imatrix(const float* x, Block* y, int64_t n, const float* qw, int nmax) {
+    float weight[kQK];
+    uint8_t L[kQK], Laux[kQK];
+    const float sigma2 = mean_square(x, n);
+    for (int64_t ib = 0; ib < n / kQK; ++ib) {
+        const float* xb = x + kQK * ib;
+        const float* w = qw + kQK * ib;
+        for (int j = 0; j < kQK; ++j) weight[j] = w[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
+        float min;
+        const float d = make_qkx3_quants(kQK, nmax, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36, false);
+        y[ib].d = float_to_half(d);
+        y[ib].m = float_to_half(-min);
+        if constexpr (sizeof(Block) == sizeof(BlockQ4_1)) {
+            for (int j = 0; j < 16; ++j) y[ib].qs[j] = static_cast<uint8_t>(L[j] | (L[j + 16] << 4));
+        } else {
+            uint32_t qh = 0;
+            for (int j = 0; j < 16; ++j) {
+                const uint8_t x0 = L[j], x1 = L[j + 16];
+                y[ib].qs[j] = static_cast<uint8_t>((x0 & 0x0F) | ((x1 & 0x0F) << 4));
+                qh |= ((x0 & 0x10u) >> 4) << j;
+                qh |= ((x1 & 0x10u) >> 4) << (j + 16);
+            }
+            std::memcpy(y[ib].qh, &qh, sizeof qh);
+        }
+    }
+}
+
+void q2_K_imatrix(const float* x, BlockQ2_K* y, int64_t n, const float* qw) {
+    uint8_t L[kQK_K], Laux[16], Ls[kQK_K / 16], Lm[kQK_K / 16];
+    float mins[kQK_K / 16], scales[kQK_K / 16], sw[kQK_K / 16], weight[16];
+    for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
+        const float sigma2 = mean_square(x, kQK_K);
+        for (int j = 0; j < kQK_K / 16; ++j) {
+            const float* w = qw + kQK_K * i + 16 * j;
+            for (int l = 0; l < 16; ++l) weight[l] = w[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
+            sw[j] = 0;
+            for (int l = 0; l < 16; ++l) sw[j] += weight[l];
+            scales[j] = make_qkx3_quants(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
+        }
+        const float dm = make_qp_quants(kQK_K / 16, 15, scales, Ls, sw);
+        const float mm = make_qp_quants(kQK_K / 16, 15, mins, Lm, sw);
+        y[i].d = float_to_half(dm);
+        y[i].dmin = float_to_half(mm);
+        const float dq = half_to_float(y[i].d), mq = half_to_float(y[i].dmin);
+        for (int j = 0; j < kQK_K / 16; ++j) y[i].scales[j] = static_cast<uint8_t>(Ls[j] | (Lm[j] << 4));
+        for (int j = 0; j < kQK_K / 16; ++j) {
+            const float d = dq * (y[i].scales[j] & 0xF);
+            if (d == 0.0f) continue;
+            const float m = mq * (y[i].scales[j] >> 4);
+            for (int ii = 0; ii < 16; ++ii) {
+                const int l = nearest_int((x[16 * j + ii] + m) / d);
+                L[16 * j + ii] = static_cast<uint8_t>(max_of(0, min_of(3, l)));
+            }
+        }
+        pack_2bit(L, y[i].qs);
+    }
+}
+
+void q3_K_imatrix(const float* x, BlockQ3_K* y, int64_t n, const float* qw) {
+    int8_t L[kQK_K], Ls[kQK_K / 16];
+    float scales[kQK_K / 16], weight[16], sw[kQK_K / 16];
+    for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
+        float sumx2 = 0;
+        for (int j = 0; j < kQK_K; ++j) sumx2 += x[j] * x[j];
+        const float sigma2 = 2 * sumx2 / kQK_K;
+        for (int j = 0; j < kQK_K / 16; ++j) {
+            const float* w = qw + kQK_K * i + 16 * j;
+            for (int l = 0; l < 16; ++l) weight[l] = w[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
+            float sumw = 0;
+            for (int l = 0; l < 16; ++l) sumw += weight[l];
+            sw[j] = sumw;
+            scales[j] = make_qx_quants(16, 4, x + 16 * j, L + 16 * j, weight);
+        }
+        std::memset(y[i].scales, 0, 12);
+        const float d_block = make_qx_quants(kQK_K / 16, 32, scales, Ls, sw);
+        for (int j = 0; j < kQK_K / 16; ++j) {
+            int l = Ls[j];
+            if (j < 8) {
+                y[i].scales[j] = static_cast<uint8_t>(l & 0xF);
+            } else {
+                y[i].scales[j - 8] |= static_cast<uint8_t>((l & 0xF) << 4);
+            }
+            l >>= 4;
+            y[i].scales[j % 4 + 8] |= static_cast<uint8_t>(l << (2 * (j / 4)));
+        }
+        y[i].d = float_to_half(d_block);
+        int8_t sc[16];
+        unpack_q3_K_scales(y[i].scales, sc);
+        for (int j = 0; j < kQK_K / 16; ++j) {
+            const float d = half_to_float(y[i].d) * sc[j];
+            if (d == 0.0f) continue;
+            for (int ii = 0; ii < 16; ++ii) {
+                const int l = nearest_int(x[16 * j + ii] / d);
+                L[16 * j + ii] = static_cast<int8_t>(max_of(-4, min_of(3, l)) + 4);
+            }
+        }
+        std::memset(y[i].hmask, 0, kQK_K / 8);
+        uint8_t Lu[kQK_K];
+        for (int j = 0; j < kQK_K; ++j) {
+            if (L[j] > 3) {
+                y[i].hmask[j % 32] |= static_cast<uint8_t>(1u << (j / 32));
+                L[j] = static_cast<int8_t>(L[j] - 4);
+            }
+            Lu[j] = static_cast<uint8_t>(L[j]);
+        }
+        pack_2bit(Lu, y[i].qs);
+    }
+}
+
+// Q4_K (nmax 15) and Q5_K (nmax 31): sub-block scales and mins by make_qkx3_quants, then
+// themselves quantized to 6 bits by make_qp_quants under the sub-blocks' total weights.
+void k4_imatrix_block(const float* x, const float* qw, int nmax, uint8_t* L, uint16_t* d, uint16_t* dmin,
+                      uint8_t* packed) {
+    uint8_t Laux[32], Ls[kQK_K / 32], Lm[kQK_K / 32];
+    float weights[32], sw[kQK_K / 32], mins[kQK_K / 32], scales[kQK_K / 32];
+    float sum_x2 = 0;
+    for (int l = 0; l < kQK_K; ++l) sum_x2 += x[l] * x[l];
+    const float sigma2 = 2 * sum_x2 / kQK_K;
+    for (int j = 0; j < kQK_K / 32; ++j) {
+        const float* w = qw + 32 * j;
+        for (int l = 0; l < 32; ++l) weights[l] = w[l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
+        float sumw = 0;
+        for (int l = 0; l < 32; ++l) sumw += weights[l];
+        sw[j] = sumw;
+        scales[j] = make_qkx3_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
+    }
+    const float d_block = make_qp_quants(kQK_K / 32, 63, scales, Ls, sw);
+    const float m_block = make_qp_quants(kQK_K / 32, 63, mins, Lm, sw);
+    for (int j = 0; j < kQK_K / 32; ++j)
+        pack_scale_min_k4(j, min_of<uint8_t>(63, Ls[j]), min_of<uint8_t>(63, Lm[j]), packed);
+    *d = float_to_half(d_block);
+    *dmin = float_to_half(m_block);
+    for (int j = 0; j < kQK_K / 32; ++j) {
+        uint8_t sc, m;
+        get_scale_min_k4(j, packed, &sc, &m);
+        const float dl = half_to_float(*d) * sc;
+        if (dl == 0.0f) continue;
+        const float dm = half_to_float(*dmin) * m;
+        for (int ii = 0; ii < 32; ++ii) {
+            const int l = nearest_int((x[32 * j + ii] + dm) / dl);
+            L[32 * j + ii] = static_cast<uint8_t>(max_of(0, min_of(nmax, l)));
+        }
+    }
+}
+
+void q4_K_imatrix(const float* x, BlockQ4_K* y, int64_t n, const float* qw) {
+    uint8_t L[kQK_K];
+    for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
+        std::memset(y[i].scales, 0, sizeof y[i].scales);
+        k4_imatrix_block(x, qw + kQK_K * i, 15, L, &y[i].d, &y[i].dmin, y[i].scales);
+        uint8_t* q = y[i].qs;
+        for (int j = 0; j < kQK_K; j += 64, q += 32)
+            for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
+    }
+}
+
+void q5_K_imatrix(const float* x, BlockQ5_K* y, int64_t n, const float* qw) {
+    uint8_t L[kQK_K];
+    for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
+        std::memset(y[i].scales, 0, sizeof y[i].scales);
+        k4_imatrix_block(x, qw + kQK_K * i, 31, L, &y[i].d, &y[i].dmin, y[i].scales);
+        uint8_t* qh = y[i].qh;
+        uint8_t* ql = y[i].qs;
+        std::memset(qh, 0, kQK_K / 8);
+        uint8_t m1 = 1, m2 = 2;
+        for (int c = 0; c < kQK_K; c += 64, ql += 32) {
+            for (int j = 0; j < 32; ++j) {
+                int l1 = L[c + j], l2 = L[c + j + 32];
+                if (l1 > 15) {
+                    l1 -= 16;
+                    qh[j] |= m1;
+                }
+                if (l2 > 15) {
+                    l2 -= 16;
+                    qh[j] |= m2;
+                }
+                ql[j] = static_cast<uint8_t>(l1 | (l2 << 4));
+            }
+            m1 = static_cast<uint8_t>(m1 << 2);
+            m2 = static_cast<uint8_t>(m2 << 2);
+        }
+    }
+}
+
+} // namespace
+
+bool has_imatrix_quantizer(GGMLType t) {
+    switch (t) {
+    case GGMLType::Q4_0: case GGMLType::Q4_1: case GGMLType::Q5_0: case GGMLType::Q5_1:
+    case GGMLType::Q2_K: case GGMLType::Q3_K: case GGMLType::Q4_K: case GGMLType::Q5_K: case GGMLType::Q6_K:
+    case GGMLType::IQ4_NL: case GGMLType::IQ4_XS:
+        return true;
+    default:
+        return false;
+    }
+}
+
+bool quantize_row_imatrix(GGMLType t, const float* x, void* vy, int64_t n, const float* qw) {
+    // Without importances ggml's quantize_<type> is quantize_row_<type>_ref, except IQ4_NL: its
+    // quantize_iq4_nl searches 15 scales per block where the _ref searches none.
+    if (!qw && t != GGMLType::IQ4_NL) return false;
+    switch (t) {
+    case GGMLType::Q4_0: q4_0_imatrix(x, static_cast<BlockQ4_0*>(vy), n, qw); return true;
+    case GGMLType::Q5_0: q5_0_imatrix(x, static_cast<BlockQ5_0*>(vy), n, qw); return true;
+    case GGMLType::Q4_1: qx_1_imatrix(x, static_cast<BlockQ4_1*>(vy), n, qw, 15); return true;
+    case GGMLType::Q5_1: qx_1_imatrix(x, static_cast<BlockQ5_1*>(vy), n, qw, 31); return true;
+    case GGMLType::Q2_K: q2_K_imatrix(x, static_cast<BlockQ2_K*>(vy), n, qw); return true;
+    case GGMLType::Q3_K: q3_K_imatrix(x, static_cast<BlockQ3_K*>(vy), n, qw); return true;
+    case GGMLType::Q4_K: q4_K_imatrix(x, static_cast<BlockQ4_K*>(vy), n, qw); return true;
+    case GGMLType::Q5_K: q5_K_imatrix(x, static_cast<BlockQ5_K*>(vy), n, qw); return true;
+    case GGMLType::Q6_K: quantize_q6_K_rows(x, vy, n, qw); return true;
+    case GGMLType::IQ4_NL: {
+        auto* y = static_cast<BlockIQ4_NL*>(vy);
+        uint8_t L[kQK];
+        float scale;
+        uint16_t unused_h;
+        for (int64_t ib = 0; ib < n / kQK; ++ib)
+            quantize_iq4_impl(kQK, x + kQK * ib, &y[ib].d, y[ib].qs, &unused_h, nullptr, &scale, L, 7,
+                              qw ? qw + kQK * ib : nullptr);
+        return true;
+    }
+    case GGMLType::IQ4_XS: {
+        auto* y = static_cast<BlockIQ4_XS*>(vy);
+        uint8_t L[kQK_K];
+        float scales[kQK_K / 32];
+        for (int64_t ib = 0; ib < n / kQK_K; ++ib)
+            quantize_iq4_impl(kQK_K, x + kQK_K * ib, &y[ib].d, y[ib].qs, &y[ib].scales_h, y[ib].scales_l, scales, L,
+                              7, qw + kQK_K * ib);
+        return true;
+    }
+    default:
+        return false;
     }
 }
 
