@@ -428,6 +428,9 @@ constexpr FileType kFileTypes[] = {
     {GGMLType::Q3_K, 12},  {GGMLType::Q4_K, 15},  {GGMLType::Q5_K, 17},  {GGMLType::Q6_K, 18},
     {GGMLType::IQ4_NL, 25}, {GGMLType::IQ4_XS, 30}, {GGMLType::BF16, 32},  {GGMLType::TQ1_0, 36},
     {GGMLType::TQ2_0, 37},
+    // slm's 2:4 sparse Q8_0, with a private file type id as private as its tensor type id
+    // (docs/sparse-format.md).
+    {GGMLType::Q8_0_S24, 1024},
 };
 
 // The types llama_tensor_get_type has a fallback for (256-element super-blocks).
@@ -472,6 +475,7 @@ const std::vector<SynthFileType>& synth_file_types() {
         {"Q4_K", 15, GGMLType::Q4_K},    {"Q5_K_S", 16, GGMLType::Q5_K},  {"Q5_K_M", 17, GGMLType::Q5_K},
         {"Q5_K", 17, GGMLType::Q5_K},    {"Q6_K", 18, GGMLType::Q6_K},    {"IQ4_NL", 25, GGMLType::IQ4_NL},
         {"IQ4_XS", 30, GGMLType::IQ4_XS}, {"TQ1_0", 36, GGMLType::TQ1_0}, {"TQ2_0", 37, GGMLType::TQ2_0},
+        {"Q8_0_S24", 1024, GGMLType::Q8_0_S24},
     };
     return all;
 }
@@ -495,6 +499,9 @@ GGMLType synth_tensor_type(const SynthConfig& c, const std::string& kind, uint32
     const GGMLType t = c.type;
     const bool quantized = type_info(t).blck_size > 1;
     if (c.pure || !quantized) return t;
+    // A 2:4 sparse model keeps the token embeddings and the output matrix dense, as `slm prune`
+    // skips them by default: the sparse type is for the layers' linear weights.
+    if (t == GGMLType::Q8_0_S24) return is_output || is_embd ? GGMLType::Q8_0 : t;
     enum : uint32_t { Q2_K = 10, Q3_K_M = 12, Q3_K_L = 13, Q4_K_S = 14, Q4_K_M = 15, Q5_K_M = 17,
                       IQ4_NL = 25, IQ4_XS = 30, TQ1_0 = 36, TQ2_0 = 37 };
     const uint32_t ft = c.ftype.value_or(llama_file_type(t));
