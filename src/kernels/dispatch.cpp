@@ -218,7 +218,10 @@ const RepackTraits* repack_traits_for_isa(const char* isa, GGMLType t) {
         return t == GGMLType::Q4_0 ? &q4_0 : t == GGMLType::Q8_0 ? &q8_0 : nullptr;
     }
 #if defined(SLM_HAVE_X86_KERNELS)
-    if (std::strcmp(isa, "avx512") == 0 && tables().has_avx512) return avx512::repack_traits(t);
+    if (std::strcmp(isa, "avx512") == 0 && tables().has_avx512) {
+        if (t == GGMLType::Q8_0_S24) return cpu_runs_avx512_vbmi2() ? avx512::repack_traits_q8_0_s24() : nullptr;
+        return avx512::repack_traits(t);
+    }
 #endif
     return nullptr;
 }

@@ -12,6 +12,8 @@
 
 namespace slm::kernels {
 
+struct RepackTraits;
+
 struct BlockQ8_0S24 {
     uint16_t d;        // scale, fp16 (as Q8_0's: max |kept| / 127)
     uint8_t mask[4];   // little-endian uint32: bit j = element j of the block is kept
@@ -38,6 +40,10 @@ void quantize_row_q8_0_s24_ref(const float* x, void* y, int64_t n);
 void vec_dot_q8_0_s24_q8_0(int64_t n, float* s, const void* x, const void* y);
 // The kernels of the scalar table (gemm nullptr: mul_mat calls vec_dot).
 TypeTraits traits_q8_0_s24();
+// The repacked layout (repack.h's contract, 16-row groups): block ib of a group is the 16 rows'
+// blocks ib one after another (352 bytes), so a group is one sequential stream in decoding.
+void repack_q8_0_s24_r16(const void* x, void* y, int64_t n, int64_t n_rows, size_t bx);
+void unpack_row_q8_0_s24_r16(const void* x, size_t bx, int64_t row, int64_t n, void* out);
 } // namespace ref
 
 #if defined(SLM_HAVE_X86_KERNELS)
@@ -47,6 +53,7 @@ TypeTraits traits_q8_0_s24();
 namespace avx512 {
 // Needs AVX512_VBMI2 (vpexpandb) on top of the avx512 table's features.
 TypeTraits traits_q8_0_s24();
+const RepackTraits* repack_traits_q8_0_s24();
 }
 #endif
 #if defined(SLM_HAVE_ARM_KERNELS)

@@ -100,6 +100,38 @@ void vec_dot_q8_0_s24_q8_0(int64_t n, float* s, const void* vx, const void* vy) 
     *s = sumf;
 }
 
+// Block ib of a group of 16 rows (352 bytes): the 16 scales (32 bytes), the 16 masks (64 bytes),
+// then each row's 16 kept values XOR 0x80 (unsigned, for vpdpbusd), row by row (256 bytes).
+void repack_q8_0_s24_r16(const void* vx, void* vy, int64_t n, int64_t n_rows, size_t bx) {
+    const auto* x = static_cast<const uint8_t*>(vx);
+    auto* y = static_cast<uint8_t*>(vy);
+    const int64_t nb = n / kQK;
+    for (int64_t g = 0; g < n_rows / 16; ++g) {
+        const uint8_t* src = x + static_cast<size_t>(g) * 16 * bx;
+        uint8_t* dst = y + static_cast<size_t>(g) * 16 * bx;
+        for (int64_t ib = 0; ib < nb; ++ib, dst += 16 * sizeof(BlockQ8_0S24)) {
+            for (int r = 0; r < 16; ++r) {
+                const auto& b = reinterpret_cast<const BlockQ8_0S24*>(src + r * bx)[ib];
+                std::memcpy(dst + 2 * r, &b.d, 2);
+                std::memcpy(dst + 32 + 4 * r, b.mask, 4);
+                for (int k = 0; k < 16; ++k) dst[96 + 16 * r + k] = static_cast<uint8_t>(b.qs[k]) ^ 0x80u;
+            }
+        }
+    }
+}
+
+void unpack_row_q8_0_s24_r16(const void* vx, size_t bx, int64_t row, int64_t n, void* out) {
+    const auto* g = static_cast<const uint8_t*>(vx) + static_cast<size_t>(row / 16) * 16 * bx;
+    const int r = static_cast<int>(row % 16);
+    auto* o = static_cast<BlockQ8_0S24*>(out);
+    for (int64_t ib = 0; ib < n / kQK; ++ib) {
+        const uint8_t* b = g + ib * 16 * sizeof(BlockQ8_0S24);
+        std::memcpy(&o[ib].d, b + 2 * r, 2);
+        std::memcpy(o[ib].mask, b + 32 + 4 * r, 4);
+        for (int k = 0; k < 16; ++k) o[ib].qs[k] = static_cast<int8_t>(b[96 + 16 * r + k] ^ 0x80u);
+    }
+}
+
 TypeTraits traits_q8_0_s24() {
     return {GGMLType::Q8_0_S24, dequantize_row_q8_0_s24, quantize_row_q8_0_s24_ref, vec_dot_q8_0_s24_q8_0,
             GGMLType::Q8_0, quantize_row_q8_0_s24_ref, nullptr};

@@ -159,7 +159,102 @@ void gemm(int64_t n, const void* vx, size_t bx, int64_t nr, const void* vy, size
     }
 }
 
+// ---- 16-row groups (the repacked layout, kernels/sparse.h) ---------------------------------
+// Block ib of a group (352 bytes): the 16 rows' scales, their masks, then their kept values made
+// unsigned (q ^ 0x80), row by row. Decoding a group reads one sequential stream, as the dense
+// row groups do; one conversion serves 16 scales, and two rows share each 512-bit operation
+// (their masks are one 64-bit load, their values one 256-bit load).
+
+constexpr int64_t kGroupRows = kRepackRows;
+constexpr size_t kGroupBlock = kGroupRows * sizeof(Block);  // 352
+constexpr size_t kMasks = 32, kValues = 96;                 // offsets in a group block
+constexpr int kPfAhead = 6;  // group blocks prefetched ahead of the one being summed
+
+void dec_group(int64_t n, const uint8_t* g, const uint8_t* y, float* s) {
+    const int64_t nb = n / kQK;
+    const auto* a = reinterpret_cast<const BlockQ8_0*>(y);
+    constexpr int kPairs = kGroupRows / 2;
+    __m512 acc[kPairs];
+    for (auto& v : acc) v = _mm512_setzero_ps();
+    const __m512i off = _mm512_set1_epi8(static_cast<char>(0x80));
+    // Lane i of pair p takes the scale of row 2p + (i >= 8).
+    __m512i pick[kPairs];
+    for (int p = 0; p < kPairs; ++p)
+        pick[p] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(2 * p)), _mm256_set1_epi32(2 * p + 1), 1);
+    for (int64_t ib = 0; ib < nb; ++ib) {
+        const uint8_t* b = g + ib * kGroupBlock;
+        const char* pf = reinterpret_cast<const char*>(b + kPfAhead * kGroupBlock);
+        for (size_t k = 0; k < kGroupBlock; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
+        const __m256i a256 = load256(a[ib].qs);
+        const __m512i aq = _mm512_inserti64x4(_mm512_castsi256_si512(a256), a256, 1);
+        const __m512i start =
+            _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, aq));
+        const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(load256(b)), _mm512_set1_ps(_cvtsh_ss(a[ib].d)));
+#pragma GCC unroll 8
+        for (int p = 0; p < kPairs; ++p) {
+            uint64_t m;
+            std::memcpy(&m, b + kMasks + 8 * p, 8);
+            const __m512i v = _mm512_zextsi256_si512(load256(b + kValues + 32 * p));
+            const __m512i w = _mm512_mask_expand_epi8(off, _cvtu64_mask64(m), v);
+            const __m512i sum = _mm512_dpbusd_epi32(start, w, aq);
+            acc[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_permutexvar_ps(pick[p], d), acc[p]);
+        }
+    }
+    for (int p = 0; p < kPairs; ++p) {
+        const __m256 lo = _mm512_castps512_ps256(acc[p]), hi = _mm512_extractf32x8_ps(acc[p], 1);
+        for (int h = 0; h < 2; ++h) {
+            const __m256 v = h ? hi : lo;
+            __m128 q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+            q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+            q = _mm_add_ss(q, _mm_movehdup_ps(q));
+            s[2 * p + h] = _mm_cvtss_f32(q);
+        }
+    }
+}
+
+// gemm over groups (x at a group, nr a multiple of 16, groups 16 * bx apart).
+void gemm_groups(int64_t n, const void* vx, size_t bx, int64_t nr, const void* vy, size_t by, int64_t nc, float* s,
+                 size_t ldc) {
+    const auto* x = static_cast<const uint8_t*>(vx);
+    const auto* y = static_cast<const uint8_t*>(vy);
+    const size_t group_bytes = kGroupRows * bx;
+    if (nc < kExpandCols) {
+        for (int64_t c = 0; c < nc; ++c)
+            for (int64_t r0 = 0; r0 < nr; r0 += kGroupRows)
+                dec_group(n, x + (r0 / kGroupRows) * group_bytes, y + c * by, s + c * ldc + r0);
+        return;
+    }
+    // Each group expanded once to dense Q8_0 rows, in the dense 16-row layout, for the dense gemm.
+    static const RepackTraits* const r16 = repack_traits_for_isa("avx512", GGMLType::Q8_0);
+    const int64_t nb = n / kQK;
+    const size_t dense_bx = row_size(GGMLType::Q8_0, n);
+    const size_t bytes = kGroupRows * dense_bx;
+    thread_local std::vector<uint8_t> buf;
+    if (buf.size() < 2 * bytes) buf.resize(2 * bytes);
+    const __m128i flip = _mm_set1_epi8(static_cast<char>(0x80));
+    for (int64_t r0 = 0; r0 < nr; r0 += kGroupRows) {
+        const uint8_t* g = x + (r0 / kGroupRows) * group_bytes;
+        for (int64_t ib = 0; ib < nb; ++ib) {
+            const uint8_t* b = g + ib * kGroupBlock;
+            for (int r = 0; r < kGroupRows; ++r) {
+                auto* dst = reinterpret_cast<BlockQ8_0*>(buf.data() + r * dense_bx) + ib;
+                std::memcpy(&dst->d, b + 2 * r, 2);
+                const __m128i q = _mm_xor_si128(load128(b + kValues + 16 * r), flip);
+                const __m256i w = _mm256_maskz_expand_epi8(_cvtu32_mask32(load_u32(b + kMasks + 4 * r)), _mm256_zextsi128_si256(q));
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst->qs), w);
+            }
+        }
+        r16->repack(buf.data(), buf.data() + bytes, n, kGroupRows, dense_bx);
+        r16->gemm(n, buf.data() + bytes, dense_bx, kGroupRows, y, by, nc, s + r0, ldc);
+    }
+}
+
 } // namespace
+
+const RepackTraits* repack_traits_q8_0_s24() {
+    static const RepackTraits t = {ref::repack_q8_0_s24_r16, gemm_groups, ref::unpack_row_q8_0_s24_r16};
+    return &t;
+}
 
 TypeTraits traits_q8_0_s24() {
     return {GGMLType::Q8_0_S24, ref::dequantize_row_q8_0_s24, ref::quantize_row_q8_0_s24_ref, vec_dot,
