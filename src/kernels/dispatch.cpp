@@ -151,8 +151,7 @@ Tables build_tables() {
     t.has_neon = cpu_runs_neon();
     if (t.has_neon) {
         std::memcpy(t.neon, t.scalar, sizeof t.neon);
-        neon::fill_traits(t.neon, kNumTypes);
-        t.neon[kSlotQ8_0_S24] = neon::traits_q8_0_s24();
+        neon::fill_traits(t.neon, kNumTypes);  // Q8_0_S24 keeps the scalar kernels here
         t.best = t.neon;
         t.best_name = "neon";
     }

@@ -56,10 +56,5 @@ TypeTraits traits_q8_0_s24();
 const RepackTraits* repack_traits_q8_0_s24();
 }
 #endif
-#if defined(SLM_HAVE_ARM_KERNELS)
-namespace neon {
-TypeTraits traits_q8_0_s24();
-}
-#endif
 
 } // namespace slm::kernels

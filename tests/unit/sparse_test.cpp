@@ -389,3 +389,43 @@ TEST(Sparse, ModelEqualsDenseCopy) {
         EXPECT_LE(diff, 1e-4 * mx) << "max |logit| " << mx;
     }
 }
+
+// The model loader refuses a Q8_0_S24 tensor whose mask is not 2:4, naming tensor and block.
+TEST(Sparse, LoaderRefusesABadMask) {
+    const std::string dir = temp_dir();
+    const std::string good = dir + "/good.gguf", bad = dir + "/bad.gguf";
+    SynthConfig c;
+    c.n_embd = 64;
+    c.n_layer = 1;
+    c.n_head = 2;
+    c.n_head_kv = 2;
+    c.n_ff = 96;
+    c.n_ctx_train = 64;
+    c.type = kS24;
+    c.tokenizer = model_path("stories260K/stories260K.gguf");
+    synthesize(c, good);
+    EXPECT_NO_THROW(Model::load(good));
+    {
+        GGUFFile f = GGUFFile::open(good);
+        GGUFWriter w;
+        w.copy_kv_from(f);
+        for (const GGUFTensorInfo& t : f.tensors()) {
+            std::vector<uint8_t> bytes(static_cast<const uint8_t*>(t.data), static_cast<const uint8_t*>(t.data) + t.nbytes);
+            if (t.name == "blk.0.ffn_up.weight") {
+                ASSERT_EQ(t.type, kS24);
+                auto* b = reinterpret_cast<BlockQ8_0S24*>(bytes.data());
+                b[3].mask[1] |= 0x0f;  // a nibble with four kept values
+            }
+            w.add_tensor_copy(t.name, t.type, t.shape(), std::move(bytes));
+        }
+        w.write(bad);
+    }
+    try {
+        Model::load(bad);
+        FAIL() << "a bad mask was accepted";
+    } catch (const Error& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find("blk.0.ffn_up.weight"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("block 3"), std::string::npos) << msg;
+    }
+}
