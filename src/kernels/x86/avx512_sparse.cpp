@@ -212,6 +212,23 @@ void dec_group(int64_t n, const uint8_t* g, const uint8_t* y, float* s) {
     }
 }
 
+// v[j] lane r = dword j of the 16 bytes at p + r*stride, rows 0..15: a 16 x 4 dword transpose.
+// z[g] holds rows g, g+4, g+8, g+12 in its 128-bit lanes, which the unpacks put in row order.
+inline void transpose16(const uint8_t* p, size_t stride, __m512i* v) {
+    __m512i z[4];
+    for (int g = 0; g < 4; ++g) {
+        z[g] = _mm512_inserti32x4(_mm512_castsi128_si512(load128(p + g * stride)), load128(p + (g + 4) * stride), 1);
+        z[g] = _mm512_inserti32x4(z[g], load128(p + (g + 8) * stride), 2);
+        z[g] = _mm512_inserti32x4(z[g], load128(p + (g + 12) * stride), 3);
+    }
+    const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+    const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+    v[0] = _mm512_unpacklo_epi64(t0, t2);
+    v[1] = _mm512_unpackhi_epi64(t0, t2);
+    v[2] = _mm512_unpacklo_epi64(t1, t3);
+    v[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
 // gemm over groups (x at a group, nr a multiple of 16, groups 16 * bx apart).
 void gemm_groups(int64_t n, const void* vx, size_t bx, int64_t nr, const void* vy, size_t by, int64_t nc, float* s,
                  size_t ldc) {
@@ -224,28 +241,34 @@ void gemm_groups(int64_t n, const void* vx, size_t bx, int64_t nr, const void* v
                 dec_group(n, x + (r0 / kGroupRows) * group_bytes, y + c * by, s + c * ldc + r0);
         return;
     }
-    // Each group expanded once to dense Q8_0 rows, in the dense 16-row layout, for the dense gemm.
+    // Each group expanded once, straight into the dense Q8_0 16-row layout (repack.h: per block
+    // the 16 scales, then register j lane r = bytes 4j..4j+3 of row r), for the dense gemm.
     static const RepackTraits* const r16 = repack_traits_for_isa("avx512", GGMLType::Q8_0);
     const int64_t nb = n / kQK;
     const size_t dense_bx = row_size(GGMLType::Q8_0, n);
-    const size_t bytes = kGroupRows * dense_bx;
+    constexpr size_t kDenseGroupBlock = kGroupRows * sizeof(BlockQ8_0);  // 544
     thread_local std::vector<uint8_t> buf;
-    if (buf.size() < 2 * bytes) buf.resize(2 * bytes);
+    if (buf.size() < kGroupRows * dense_bx) buf.resize(kGroupRows * dense_bx);
     const __m128i flip = _mm_set1_epi8(static_cast<char>(0x80));
+    alignas(64) uint8_t rows[kGroupRows][kQK];
     for (int64_t r0 = 0; r0 < nr; r0 += kGroupRows) {
         const uint8_t* g = x + (r0 / kGroupRows) * group_bytes;
         for (int64_t ib = 0; ib < nb; ++ib) {
             const uint8_t* b = g + ib * kGroupBlock;
+            uint8_t* dst = buf.data() + ib * kDenseGroupBlock;
+            std::memcpy(dst, b, 32);  // the scales, same place
             for (int r = 0; r < kGroupRows; ++r) {
-                auto* dst = reinterpret_cast<BlockQ8_0*>(buf.data() + r * dense_bx) + ib;
-                std::memcpy(&dst->d, b + 2 * r, 2);
                 const __m128i q = _mm_xor_si128(load128(b + kValues + 16 * r), flip);
-                const __m256i w = _mm256_maskz_expand_epi8(_cvtu32_mask32(load_u32(b + kMasks + 4 * r)), _mm256_zextsi128_si256(q));
-                _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst->qs), w);
+                const __m256i w =
+                    _mm256_maskz_expand_epi8(_cvtu32_mask32(load_u32(b + kMasks + 4 * r)), _mm256_zextsi128_si256(q));
+                _mm256_store_si256(reinterpret_cast<__m256i*>(rows[r]), w);
             }
+            __m512i v[8];
+            transpose16(rows[0], kQK, v);
+            transpose16(rows[0] + 16, kQK, v + 4);
+            for (int j = 0; j < 8; ++j) _mm512_storeu_si512(dst + 32 + 64 * j, v[j]);
         }
-        r16->repack(buf.data(), buf.data() + bytes, n, kGroupRows, dense_bx);
-        r16->gemm(n, buf.data() + bytes, dense_bx, kGroupRows, y, by, nc, s + r0, ldc);
+        r16->gemm(n, buf.data(), dense_bx, kGroupRows, y, by, nc, s + r0, ldc);
     }
 }
 
