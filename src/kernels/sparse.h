@@ -30,8 +30,8 @@ inline bool s24_mask_valid(uint32_t m) {
     return nibbles == 0x22222222u;
 }
 
-// Checks n_rows rows of n elements (n a multiple of 32) of Q8_0_S24 at `data`; returns the index
-// of the first invalid block, or -1.
+// Checks n_blocks consecutive Q8_0_S24 blocks at `data`; returns the index of the first block
+// whose mask is not 2:4 (s24_mask_valid), or -1. The model loader runs it on every such tensor.
 int64_t s24_first_invalid_block(const void* data, int64_t n_blocks);
 
 namespace ref {

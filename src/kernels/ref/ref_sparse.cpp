@@ -25,8 +25,9 @@ namespace ref {
 namespace {
 
 // The block's 32 int8 values with zeros where nothing is kept. The k-th set bit of the mask
-// takes qs[k] (k < 16; a 17th set bit of an invalid mask reads 0), which is what vpexpandb of
-// the 16 value bytes does, so every ISA agrees on any mask.
+// takes qs[k] (k < 16; a 17th set bit of an invalid mask reads 0, as vpexpandb of the 16 value
+// bytes does). Only valid 2:4 masks have a specified result across ISAs (the AVX2 tables assume
+// four kept values per mask byte); the loader refuses the others.
 inline void expand(const BlockQ8_0S24& b, int8_t out[kQK]) {
     uint32_t m;
     std::memcpy(&m, b.mask, sizeof m);

@@ -25,8 +25,11 @@
 #include <utility>
 #include <vector>
 
+// GCC 12's AVX-512 intrinsics trip its -W(maybe-)uninitialized once inlined (GCC bug 105593).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 namespace slm::kernels::avx512 {
 namespace {
