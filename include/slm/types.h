@@ -14,7 +14,13 @@ enum class GGMLType : uint32_t {
     IQ2_XXS = 16, IQ2_XS = 17, IQ3_XXS = 18, IQ1_S = 19, IQ4_NL = 20, IQ3_S = 21, IQ2_S = 22,
     IQ4_XS = 23, I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28, IQ1_M = 29, BF16 = 30,
     TQ1_0 = 34, TQ2_0 = 35, MXFP4 = 39,
+    // slm's own types, in a private id range (1024 and up) ggml will not reach: llama.cpp
+    // refuses files holding them. See docs/sparse-format.md.
+    Q8_0_S24 = 1024,  // Q8_0 with 2:4 sparsity along each row: 22 bytes per 32 weights
 };
+
+// First id of slm's private tensor types (ggml's ids stay below it).
+constexpr uint32_t kSlmTypeBase = 1024;
 
 struct TypeInfo {
     const char* name;   // "Q4_0"; nullptr for an id no ggml version defines

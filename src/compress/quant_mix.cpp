@@ -27,6 +27,9 @@ constexpr FileType kFileTypes[] = {
     {GGMLType::Q3_K, 12},  {GGMLType::Q4_K, 15},  {GGMLType::Q5_K, 17},  {GGMLType::Q6_K, 18},
     {GGMLType::IQ4_NL, 25}, {GGMLType::IQ4_XS, 30}, {GGMLType::BF16, 32},  {GGMLType::TQ1_0, 36},
     {GGMLType::TQ2_0, 37},
+    // slm's 2:4 sparse Q8_0, with a file type id as private as its tensor type id
+    // (docs/sparse-format.md).
+    {GGMLType::Q8_0_S24, 1024},
 };
 
 } // namespace
@@ -51,6 +54,7 @@ const std::vector<QuantFileType>& quant_file_types() {
         {"Q4_K", 15, GGMLType::Q4_K},    {"Q5_K_S", 16, GGMLType::Q5_K},  {"Q5_K_M", 17, GGMLType::Q5_K},
         {"Q5_K", 17, GGMLType::Q5_K},    {"Q6_K", 18, GGMLType::Q6_K},    {"IQ4_NL", 25, GGMLType::IQ4_NL},
         {"IQ4_XS", 30, GGMLType::IQ4_XS}, {"TQ1_0", 36, GGMLType::TQ1_0}, {"TQ2_0", 37, GGMLType::TQ2_0},
+        {"Q8_0_S24", 1024, GGMLType::Q8_0_S24},
     };
     return all;
 }
@@ -175,6 +179,9 @@ GGMLType mix_rule_type(const MixModel& m, uint32_t ft, bool has_imatrix, bool ti
         return {i_layer, n_layer};
     };
     using TC = TensorCategory;
+    // A 2:4 sparse model keeps the token embeddings and the output matrix dense Q8_0, as
+    // `slm prune` leaves them dense: the sparse type is for the layers' linear weights.
+    if (new_type == GGMLType::Q8_0_S24) return cat == TC::Output || cat == TC::TokenEmbd ? GGMLType::Q8_0 : new_type;
     const bool attn_v_like = cat == TC::AttnV || cat == TC::AttnQKV || cat == TC::AttnKVB;
     if (cat == TC::Output || (tied && cat == TC::TokenEmbd)) {
         if (falcon || ne0 % type_info(new_type).blck_size != 0) return GGMLType::Q8_0;

@@ -45,7 +45,14 @@ static const TypeInfo kTypes[] = {
     /* 39 MXFP4  */ {"MXFP4", 32, 1 + 16},
 };
 
+// slm's private types, from id kSlmTypeBase on (docs/sparse-format.md).
+static const TypeInfo kSlmTypes[] = {
+    /* 1024 Q8_0_S24 */ {"Q8_0_S24", 32, 2 + 4 + 16},
+};
+constexpr uint32_t kNumSlmTypes = sizeof(kSlmTypes) / sizeof(kSlmTypes[0]);
+
 TypeInfo type_info(uint32_t type) {
+    if (type >= kSlmTypeBase && type - kSlmTypeBase < kNumSlmTypes) return kSlmTypes[type - kSlmTypeBase];
     if (type >= sizeof(kTypes) / sizeof(kTypes[0])) return {nullptr, 0, 0};
     return kTypes[type];
 }
@@ -64,6 +71,12 @@ bool type_from_name(const std::string& name, GGMLType* out) {
     for (uint32_t i = 0; i < sizeof(kTypes) / sizeof(kTypes[0]); ++i) {
         if (kTypes[i].name && up == kTypes[i].name) {
             *out = static_cast<GGMLType>(i);
+            return true;
+        }
+    }
+    for (uint32_t i = 0; i < kNumSlmTypes; ++i) {
+        if (up == kSlmTypes[i].name) {
+            *out = static_cast<GGMLType>(kSlmTypeBase + i);
             return true;
         }
     }

@@ -5,6 +5,7 @@
 
 #include "kernels/ref/ref.h"
 #include "kernels/repack.h"
+#include "kernels/sparse.h"
 #include "kernels/vec.h"
 #if defined(SLM_HAVE_X86_KERNELS)
 #include "kernels/x86/x86.h"
@@ -24,12 +25,23 @@ namespace slm::kernels {
 namespace {
 
 constexpr int kNumTypes = 40;  // ggml type ids 0..39 (MXFP4 is the last one types.h knows)
+// slm's private types (kSlmTypeBase and up) follow ggml's in the tables: slot kNumTypes + i.
+constexpr int kNumSlmTypes = 1;  // Q8_0_S24
+constexpr int kNumSlots = kNumTypes + kNumSlmTypes;
+constexpr int kSlotQ8_0_S24 = kNumTypes;
+
+int slot_of(uint32_t id) {
+    if (id < static_cast<uint32_t>(kNumTypes)) return static_cast<int>(id);
+    if (id >= kSlmTypeBase && id - kSlmTypeBase < static_cast<uint32_t>(kNumSlmTypes))
+        return kNumTypes + static_cast<int>(id - kSlmTypeBase);
+    return -1;
+}
 
 struct Tables {
-    TypeTraits scalar[kNumTypes] = {};
-    TypeTraits avx2[kNumTypes] = {};
-    TypeTraits avx512[kNumTypes] = {};
-    TypeTraits neon[kNumTypes] = {};
+    TypeTraits scalar[kNumSlots] = {};
+    TypeTraits avx2[kNumSlots] = {};
+    TypeTraits avx512[kNumSlots] = {};
+    TypeTraits neon[kNumSlots] = {};
     bool has_avx2 = false;
     bool has_avx512 = false;
     bool has_neon = false;
@@ -81,6 +93,17 @@ struct Tables {
 #endif
 }
 
+// AVX512_VBMI2 (vpexpandb), which the Q8_0_S24 kernels need on top of cpu_runs_avx512().
+[[maybe_unused]] bool cpu_runs_avx512_vbmi2() {
+#if defined(SLM_HAVE_X86_KERNELS) && (defined(__x86_64__) || defined(__i386__))
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+    return ecx & (1u << 6);
+#else
+    return false;
+#endif
+}
+
 // AArch64 Advanced SIMD with the dot-product extension (SDOT/UDOT, Armv8.2-A and later).
 [[maybe_unused]] bool cpu_runs_neon() {
 #if defined(SLM_HAVE_ARM_KERNELS) && defined(__aarch64__)
@@ -97,6 +120,7 @@ struct Tables {
 Tables build_tables() {
     Tables t;
     ref::fill_traits(t.scalar, kNumTypes);
+    t.scalar[kSlotQ8_0_S24] = ref::traits_q8_0_s24();
     t.best = t.scalar;
 #if defined(SLM_HAVE_X86_KERNELS)
     // Each ISA's translation unit is built with its own flags, so even its fill function may use
@@ -107,6 +131,7 @@ Tables build_tables() {
         std::memcpy(t.avx2, t.scalar, sizeof t.avx2);
         avx2::fill_traits(t.avx2, kNumTypes);
         avx2::fill_traits_kquants(t.avx2, kNumTypes);
+        t.avx2[kSlotQ8_0_S24] = avx2::traits_q8_0_s24();
         t.best = t.avx2;
         t.best_name = "avx2";
     }
@@ -116,6 +141,8 @@ Tables build_tables() {
         std::memcpy(t.avx512, t.avx2, sizeof t.avx512);
         avx512::fill_traits(t.avx512, kNumTypes);
         avx512::fill_traits_kquants(t.avx512, kNumTypes);
+        // Without VBMI2 the sparse type keeps its AVX2 kernels.
+        if (cpu_runs_avx512_vbmi2()) t.avx512[kSlotQ8_0_S24] = avx512::traits_q8_0_s24();
         t.best = t.avx512;
         t.best_name = "avx512";
     }
@@ -124,7 +151,7 @@ Tables build_tables() {
     t.has_neon = cpu_runs_neon();
     if (t.has_neon) {
         std::memcpy(t.neon, t.scalar, sizeof t.neon);
-        neon::fill_traits(t.neon, kNumTypes);
+        neon::fill_traits(t.neon, kNumTypes);  // Q8_0_S24 keeps the scalar kernels here
         t.best = t.neon;
         t.best_name = "neon";
     }
@@ -147,9 +174,9 @@ const Tables& tables() {
 }
 
 const TypeTraits* lookup(const TypeTraits* table, GGMLType type) {
-    const auto id = static_cast<uint32_t>(type);
-    if (table == nullptr || id >= static_cast<uint32_t>(kNumTypes) || table[id].to_float == nullptr) return nullptr;
-    return &table[id];
+    const int slot = slot_of(static_cast<uint32_t>(type));
+    if (table == nullptr || slot < 0 || table[slot].to_float == nullptr) return nullptr;
+    return &table[slot];
 }
 
 } // namespace
@@ -190,7 +217,10 @@ const RepackTraits* repack_traits_for_isa(const char* isa, GGMLType t) {
         return t == GGMLType::Q4_0 ? &q4_0 : t == GGMLType::Q8_0 ? &q8_0 : nullptr;
     }
 #if defined(SLM_HAVE_X86_KERNELS)
-    if (std::strcmp(isa, "avx512") == 0 && tables().has_avx512) return avx512::repack_traits(t);
+    if (std::strcmp(isa, "avx512") == 0 && tables().has_avx512) {
+        if (t == GGMLType::Q8_0_S24) return cpu_runs_avx512_vbmi2() ? avx512::repack_traits_q8_0_s24() : nullptr;
+        return avx512::repack_traits(t);
+    }
 #endif
     return nullptr;
 }

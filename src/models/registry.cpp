@@ -2,10 +2,12 @@
 #include "models/arch.h"
 
 #include "kernels/kernels.h"
+#include "kernels/sparse.h"
 #include "slm/error.h"
 
 #include <algorithm>
 #include <cinttypes>
+#include <cstring>
 #include <optional>
 
 namespace slm {
@@ -251,6 +253,17 @@ ModelTensor get_tensor(const GGUFFile& f, const std::string& name, std::vector<i
     if (!kernels::traits(info->type))
         fail("model: %s: tensor '%s' has type %s, which slm cannot compute yet", f.path().c_str(), name.c_str(),
              type_name(info->type));
+    // The sparse kernels assume two kept values in every group of four; a file breaking that
+    // would compute garbage silently, so it is refused here (one pass over the masks).
+    if (info->type == GGMLType::Q8_0_S24) {
+        const int64_t bad = kernels::s24_first_invalid_block(info->data, static_cast<int64_t>(info->nbytes / sizeof(kernels::BlockQ8_0S24)));
+        if (bad >= 0) {
+            uint32_t m;
+            std::memcpy(&m, reinterpret_cast<const kernels::BlockQ8_0S24*>(info->data)[bad].mask, sizeof m);
+            fail("model: %s: tensor '%s' (Q8_0_S24) block %lld has mask 0x%08x, not two kept values in every group of four",
+                 f.path().c_str(), name.c_str(), static_cast<long long>(bad), m);
+        }
+    }
     t.name = name;
     t.data = info->data;
     t.type = info->type;
