@@ -132,11 +132,29 @@ done
     echo "Calibration: \`$(basename "$calib")\`; evaluation: \`$(basename "$eval_text")\`, -c $ctx, $chunks chunks."
     echo "KLD and PPL from \`slm eval perplexity --kl-divergence\` against the original; decode from \`slm bench -n 64\`."
     echo
-    echo "| variant | method | target | size (KiB) | PPL | KLD | same top-1 | decode tok/s |"
-    echo "|---|---|---|---:|---:|---:|---:|---:|"
-    awk -F'\t' 'NR > 1 {
-        printf "| %s | %s | %s | %.1f | %.4f ± %.4f | %.6f ± %.6f | %.2f %% | %.0f |\n",
-               $1, $3, $4, $5 / 1024, $6, $7, $8, $9, 100 * $10, $11 }' "$tsv"
+    echo "The last column is the issue's yardstick: a quantization's KLD over round-to-nearest's at the"
+    echo "same target, a pruning's PPL increase over magnitude pruning's at the same pattern."
+    echo
+    echo "| variant | method | target | size (KiB) | PPL | KLD | same top-1 | decode tok/s | vs baseline |"
+    echo "|---|---|---|---:|---:|---:|---:|---:|---:|"
+    awk -F'\t' '
+        NR == 1 { next }
+        { n++; for (i = 1; i <= 11; i++) f[n, i] = $i }
+        $2 == "original" { ppl0 = $6 }
+        $2 == "quantize" && $3 == "rtn" { rtn[$4] = $8 }
+        $2 == "prune" && $3 == "magnitude" { mag[$4] = $6 }
+        END {
+            for (r = 1; r <= n; r++) {
+                vs = "-"
+                if (f[r, 2] == "quantize" && (f[r, 4] in rtn) && rtn[f[r, 4]] > 0)
+                    vs = sprintf("%.2fx KLD", f[r, 8] / rtn[f[r, 4]])
+                if (f[r, 2] == "prune" && (f[r, 4] in mag) && mag[f[r, 4]] > ppl0)
+                    vs = sprintf("%.2fx dPPL", (f[r, 6] - ppl0) / (mag[f[r, 4]] - ppl0))
+                printf "| %s | %s | %s | %.1f | %.4f ± %.4f | %.6f ± %.6f | %.2f %% | %.0f | %s |\n",
+                       f[r, 1], f[r, 3], f[r, 4], f[r, 5] / 1024, f[r, 6], f[r, 7], f[r, 8], f[r, 9],
+                       100 * f[r, 10], f[r, 11], vs
+            }
+        }' "$tsv"
 } > "$out/report.md"
 
 # quality.svg: KLD (log scale) against file size; one colour per method, quantization as
