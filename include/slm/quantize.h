@@ -75,6 +75,12 @@ struct QuantizeParams {
     std::string calib_tokens;          // --calib-tokens FILE
     uint32_t calib_samples = 32;       // --calib-samples
     uint32_t calib_ctx = 128;          // --calib-ctx
+    float gptq_damp = 0.01f;           // --damp: GPTQ adds damp * mean(diag(X^T X)) to the diagonal
+    bool act_order = false;            // --act-order: GPTQ columns by decreasing diag(X^T X)
+    int awq_grid = 20;                 // --awq-grid: AWQ's alpha candidates
+    bool awq_clip = true;              // --no-awq-clip turns off AWQ's clipping search
+    // Called after each calibration sample (done, total) of --method gptq|awq.
+    std::function<void(size_t, size_t)> on_calibration;
 };
 
 // One tensor as it was written (llama-quantize's log line).

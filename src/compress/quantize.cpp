@@ -85,6 +85,10 @@ QuantizeResult quantize_model(const std::string& in, const std::string& out, con
     const QuantFileType& ft = parse_file_type(p.type);
     if (p.method != "rtn" && p.method != "gptq" && p.method != "awq")
         fail("quantize: unknown --method '%s' (rtn, gptq, awq)", p.method.c_str());
+    if (!(p.gptq_damp >= 0.0f && p.gptq_damp <= 1.0f))
+        fail("quantize: field 'gptq_damp' (--damp) is %g, not in [0, 1]", static_cast<double>(p.gptq_damp));
+    if (p.awq_grid < 1 || p.awq_grid > 1000)
+        fail("quantize: field 'awq_grid' (--awq-grid) is %d, not in [1, 1000]", p.awq_grid);
     if (!p.include_weights.empty() && !p.exclude_weights.empty())
         fail("quantize: --include-weights and --exclude-weights cannot be used together");
     if (in == out) fail("quantize: input and output are the same file %s", in.c_str());
@@ -210,16 +214,19 @@ QuantizeResult quantize_model(const std::string& in, const std::string& out, con
             return it != planned.end() && is_quantized(it->second);
         };
         stats = std::make_unique<compress::ActivationStats>(so);
-        compress::run_calibration(model, set, *stats, p.n_threads, nullptr);
+        compress::run_calibration(model, set, *stats, p.n_threads, p.on_calibration);
         stats->finish();
         if (p.method == "awq") {
+            compress::AwqParams awq_params;
+            awq_params.n_grid = p.awq_grid;
+            awq_params.clip = p.awq_clip;
             awq = compress::awq_search(
                 f, *stats,
                 [&planned](const std::string& n) {
                     auto it = planned.find(n);
                     return it == planned.end() ? GGMLType::F32 : it->second;
                 },
-                compress::AwqParams{}, &pool);
+                awq_params, &pool);
             for (const std::string& line : awq.log) warn("awq: " + line);
             for (const auto& [name, v] : awq.tensors) {
                 const GGUFTensorInfo* t = f.find_tensor(name);
@@ -315,6 +322,9 @@ QuantizeResult quantize_model(const std::string& in, const std::string& out, con
         const int64_t ne1 = t.ne[1], ne2 = t.ne[2];
         const float* qw = pl.qw ? pl.qw->data() : nullptr;
         if (p.method == "gptq" && is_quantized(pl.c.type)) {
+            compress::GptqParams gptq_params;
+            gptq_params.damp = p.gptq_damp;
+            gptq_params.act_order = p.act_order;
             // each ne[2] slice (an expert) is its own matrix with its own X^T X
             const int64_t n_mat = nrows / ne1;
             bool done = true;
@@ -327,7 +337,7 @@ QuantizeResult quantize_model(const std::string& in, const std::string& out, con
                 }
                 const std::vector<uint8_t> q = compress::gptq_quantize(
                     t.name, x + e * ne1 * n_per_row, ne1, n_per_row, st->hessian.data(), st->n_rows, pl.c.type,
-                    qw ? qw + (e % ne2) * n_per_row : nullptr, compress::GptqParams{}, &pool);
+                    qw ? qw + (e % ne2) * n_per_row : nullptr, gptq_params, &pool);
                 if (q.size() != out_row * static_cast<size_t>(ne1))
                     fail("quantize: gptq returned %zu bytes for tensor '%s'", q.size(), t.name.c_str());
                 std::memcpy(buf.data() + static_cast<size_t>(e * ne1) * out_row, q.data(), q.size());

@@ -76,7 +76,7 @@ TEST(QuantizeMethods, GptqAndAwqBeatRoundToNearestOnHeldOutText) {
     }
 }
 
-TEST(QuantizeMethods, CalibratedMethodsNeedText) {
+TEST(QuantizeMethods, CalibratedMethodsNeedTextAndSaneSettings) {
     Variants& v = variants();
     QuantizeParams p;
     p.type = "Q4_0";
@@ -84,6 +84,13 @@ TEST(QuantizeMethods, CalibratedMethodsNeedText) {
     EXPECT_THROW(quantize_model(v.f32, v.dir + "/x.gguf", p), Error);
     p.method = "bogus";
     p.calib_text = test::source_dir() + "/data/calib/tinystories_train_1k.txt";
+    EXPECT_THROW(quantize_model(v.f32, v.dir + "/x.gguf", p), Error);
+    p.method = "gptq";
+    p.gptq_damp = -1.0f;
+    EXPECT_THROW(quantize_model(v.f32, v.dir + "/x.gguf", p), Error);
+    p.gptq_damp = 0.01f;
+    p.method = "awq";
+    p.awq_grid = 0;
     EXPECT_THROW(quantize_model(v.f32, v.dir + "/x.gguf", p), Error);
 }
 

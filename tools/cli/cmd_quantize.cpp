@@ -18,7 +18,9 @@ struct QuantizeOptions {
     std::vector<std::string> positional;  // IN OUT TYPE [N_THREADS]
     std::string output_type, embd_type, imatrix, text, tokens, method = "rtn";
     std::vector<std::string> tensor_types, include, exclude;
-    bool pure = false, leave_output = false, allow_requantize = false;
+    bool pure = false, leave_output = false, allow_requantize = false, act_order = false, no_awq_clip = false;
+    float damp = 0.01f;
+    int awq_grid = 20;
     uint32_t samples = 32, ctx = 128;
     int threads = 0;
 };
@@ -65,9 +67,19 @@ void run_quantize(const QuantizeOptions& o) {
     p.calib_tokens = o.tokens;
     p.calib_samples = o.samples;
     p.calib_ctx = o.ctx;
+    p.gptq_damp = o.damp;
+    p.act_order = o.act_order;
+    p.awq_grid = o.awq_grid;
+    p.awq_clip = !o.no_awq_clip;
 
     const auto t0 = std::chrono::steady_clock::now();
     std::unique_ptr<ProgressBar> pb;
+    std::unique_ptr<ProgressBar> calib_pb;
+    p.on_calibration = [&](size_t done, size_t total) {
+        if (!calib_pb) calib_pb = std::make_unique<ProgressBar>("calibration samples", total);
+        calib_pb->update(done);
+        if (done == total) calib_pb->finish();
+    };
     const QuantizeResult r = quantize_model(
         a[0], a[1], p,
         [&](size_t i, size_t n, const QuantizedTensor& t) {
@@ -131,6 +143,11 @@ void add_quantize(CLI::App& app) {
     sub->add_option("--calib-tokens", o->tokens, "Calibration token ids instead of -f");
     sub->add_option("--calib-samples", o->samples, "Calibration samples")->default_val(32);
     sub->add_option("--calib-ctx", o->ctx, "Tokens per calibration sample")->default_val(128);
+    sub->add_option("--damp", o->damp, "GPTQ: damping, this share of mean(diag(X^T X)) added to the diagonal")
+        ->default_val(0.01f);
+    sub->add_flag("--act-order", o->act_order, "GPTQ: columns by decreasing diag(X^T X), block grids fixed first");
+    sub->add_option("--awq-grid", o->awq_grid, "AWQ: alpha candidates searched per scaled input")->default_val(20);
+    sub->add_flag("--no-awq-clip", o->no_awq_clip, "AWQ: skip the clipping-range search (keeps the function exact)");
     sub->add_option("-t,--threads", o->threads, "Threads (default: all cores; also the optional 4th argument)");
     sub->callback([o] { run_quantize(*o); });
 }
