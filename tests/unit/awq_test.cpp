@@ -7,6 +7,7 @@
 #include "slm/gguf.h"
 #include "slm/model.h"
 #include "slm/synth.h"
+#include "calib_text.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
@@ -18,7 +19,7 @@ namespace slm {
 namespace {
 
 std::string stories_path() { return test::model_path("stories260K/stories260K.gguf"); }
-std::string calib_text() { return test::source_dir() + "/data/calib/tinystories_train_1k.txt"; }
+using test::calib_text;
 
 // Q4_0 where the row is whole blocks, F16 otherwise (stories260K's ffn_down), as the goldens.
 std::function<GGMLType(const std::string&)> q4_0_or_f16(const GGUFFile& f) {

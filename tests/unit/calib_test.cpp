@@ -3,6 +3,7 @@
 
 #include "core/thread_pool.h"
 #include "slm/error.h"
+#include "calib_text.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
@@ -15,7 +16,7 @@ namespace slm {
 namespace {
 
 std::shared_ptr<const Model> stories() { return Model::load(test::model_path("stories260K/stories260K.gguf")); }
-std::string calib_text() { return test::source_dir() + "/data/calib/tinystories_train_1k.txt"; }
+using test::calib_text;
 
 // Keeps every input a weight saw, to check the running statistics against.
 struct Recorder : MatmulObserver {

@@ -5,6 +5,7 @@
 #include "slm/error.h"
 #include "slm/gguf.h"
 #include "slm/model.h"
+#include "calib_text.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
@@ -19,18 +20,8 @@ namespace slm {
 namespace {
 
 std::string stories() { return test::model_path("stories260K/stories260K.gguf"); }
-std::string calib_text() { return test::source_dir() + "/data/calib/tinystories_train_1k.txt"; }
-// The first 32 KB (whole lines) of the calibration text, enough for the few samples a test
-// takes: tokenizing all 0.9 MB on every prune call would dominate the tests' time.
-std::string small_calib() {
-    static const std::string path = [] {
-        const std::string text = test::read_text(calib_text());
-        const std::string out = test::temp_dir() + "/calib32k.txt";
-        std::ofstream(out) << text.substr(0, text.find('\n', 32768));
-        return out;
-    }();
-    return path;
-}
+using test::calib_text;
+using test::small_calib;
 
 std::vector<float> random_matrix(int64_t n, uint32_t seed) {
     std::mt19937 rng(seed);

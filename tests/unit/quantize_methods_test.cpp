@@ -5,6 +5,7 @@
 #include "slm/model.h"
 #include "slm/perplexity.h"
 #include "slm/quantize.h"
+#include "calib_text.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
@@ -31,7 +32,7 @@ struct Variants {
         p.method = method;
         p.n_threads = 2;
         if (method != "rtn") {
-            p.calib_text = test::source_dir() + "/data/calib/tinystories_train_1k.txt";
+            p.calib_text = test::calib_text();
             p.calib_samples = 16;
             p.calib_ctx = 128;
         }
@@ -83,7 +84,7 @@ TEST(QuantizeMethods, CalibratedMethodsNeedTextAndSaneSettings) {
     p.method = "gptq";
     EXPECT_THROW(quantize_model(v.f32, v.dir + "/x.gguf", p), Error);
     p.method = "bogus";
-    p.calib_text = test::source_dir() + "/data/calib/tinystories_train_1k.txt";
+    p.calib_text = test::calib_text();
     EXPECT_THROW(quantize_model(v.f32, v.dir + "/x.gguf", p), Error);
     p.method = "gptq";
     p.gptq_damp = -1.0f;

@@ -7,6 +7,7 @@
 #include "slm/error.h"
 #include "slm/gguf.h"
 #include "slm/quantize.h"
+#include "calib_text.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
@@ -546,7 +547,7 @@ TEST(Quantize, CalibrateThenQuantizeWithImatrix) {
     const std::string im = temp_dir() + "/stories.imatrix.gguf";
     CalibrateParams c;
     c.model = model;
-    c.text_file = source_dir() + "/data/calib/tinystories_train_1k.txt";
+    c.text_file = calib_text();
     c.n_samples = 4;
     c.n_ctx = 64;
     c.output = im;
@@ -598,7 +599,7 @@ TEST(Quantize, CalibrateMoeHasRowsPerExpert) {
     const std::string im = temp_dir() + "/moe.imatrix.gguf";
     CalibrateParams c;
     c.model = model;
-    c.text_file = source_dir() + "/data/calib/tinystories_train_1k.txt";
+    c.text_file = calib_text();
     c.n_samples = 3;
     c.n_ctx = 32;
     c.output = im;
@@ -708,7 +709,7 @@ TEST(QuantizeCli, QuantizesAndReportsErrors) {
     EXPECT_NE(r.err.find("--allow-requantize"), std::string::npos) << r.err;
     // calibrate writes an imatrix quantize accepts
     const std::string im = temp_dir() + "/cli.imatrix.gguf";
-    r = run_cli({"calibrate", "-m", model, "-f", source_dir() + "/data/calib/tinystories_train_1k.txt", "-o", im,
+    r = run_cli({"calibrate", "-m", model, "-f", calib_text(), "-o", im,
                  "--calib-samples", "2", "--calib-ctx", "32"});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     r = run_cli({"quantize", "--imatrix", im, model, out, "Q4_K_M"});

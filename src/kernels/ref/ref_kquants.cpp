@@ -771,6 +771,90 @@ void dequantize_row_tq2_0(const void* vx, float* y, int64_t n) {
 
 // ---- quantize_ref -----------------------------------------------------------------------------
 
+namespace {
+
+// The ends every Q2_K..Q5_K quantizer shares, with or without importances: the block's scales
+// are chosen, now each element's level follows from them and is packed. A sub-block whose scale
+// rounded to 0 keeps the levels the scale search left in L, as ggml does.
+
+// Q2_K: level = round((x + m) / d) in [0, 3] with the sub-block's scale and min.
+void q2_K_finish(const float* x, BlockQ2_K& b, uint8_t* L) {
+    const float dq = half_to_float(b.d), mq = half_to_float(b.dmin);
+    for (int j = 0; j < kQK_K / 16; ++j) {
+        const float d = dq * (b.scales[j] & 0xF);
+        if (d == 0.0f) continue;
+        const float m = mq * (b.scales[j] >> 4);
+        for (int ii = 0; ii < 16; ++ii) {
+            const int l = nearest_int((x[16 * j + ii] + m) / d);
+            L[16 * j + ii] = static_cast<uint8_t>(max_of(0, min_of(3, l)));
+        }
+    }
+    pack_2bit(L, b.qs);
+}
+
+// A Q3_K sub-block scale l in [0, 63]: low 4 bits in scales[0..7], high 2 bits in scales[8..11].
+void q3_K_pack_scale(int j, int l, uint8_t* scales) {
+    if (j < 8)
+        scales[j] = static_cast<uint8_t>(l & 0xF);
+    else
+        scales[j - 8] |= static_cast<uint8_t>((l & 0xF) << 4);
+    scales[j % 4 + 8] |= static_cast<uint8_t>((l >> 4) << (2 * (j / 4)));
+}
+
+// Q3_K: level = round(x / d) in [-4, 3]; its high bit goes to bit j/32 of hmask[j % 32].
+void q3_K_finish(const float* x, BlockQ3_K& b, int8_t* L) {
+    int8_t sc[16];
+    unpack_q3_K_scales(b.scales, sc);
+    for (int j = 0; j < kQK_K / 16; ++j) {
+        const float d = half_to_float(b.d) * sc[j];
+        if (d == 0.0f) continue;
+        for (int ii = 0; ii < 16; ++ii) {
+            const int l = nearest_int(x[16 * j + ii] / d);
+            L[16 * j + ii] = static_cast<int8_t>(max_of(-4, min_of(3, l)) + 4);
+        }
+    }
+    std::memset(b.hmask, 0, kQK_K / 8);
+    uint8_t Lu[kQK_K];
+    for (int j = 0; j < kQK_K; ++j) {
+        if (L[j] > 3) {
+            b.hmask[j % 32] |= static_cast<uint8_t>(1u << (j / 32));
+            L[j] = static_cast<int8_t>(L[j] - 4);
+        }
+        Lu[j] = static_cast<uint8_t>(L[j]);
+    }
+    pack_2bit(Lu, b.qs);
+}
+
+// Q4_K: two 4-bit levels per byte, per 64 elements byte l holding l and l + 32.
+void q4_K_pack(const uint8_t* L, uint8_t* q) {
+    for (int j = 0; j < kQK_K; j += 64, q += 32)
+        for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
+}
+
+// Q5_K: Q4_K's nibbles plus the fifth bits in qh, two bits per 64 elements.
+void q5_K_pack(const uint8_t* L, uint8_t* qh, uint8_t* ql) {
+    std::memset(qh, 0, kQK_K / 8);
+    uint8_t m1 = 1, m2 = 2;
+    for (int c = 0; c < kQK_K; c += 64, ql += 32) {
+        for (int j = 0; j < 32; ++j) {
+            int l1 = L[c + j], l2 = L[c + j + 32];
+            if (l1 > 15) {
+                l1 -= 16;
+                qh[j] |= m1;
+            }
+            if (l2 > 15) {
+                l2 -= 16;
+                qh[j] |= m2;
+            }
+            ql[j] = static_cast<uint8_t>(l1 | (l2 << 4));
+        }
+        m1 = static_cast<uint8_t>(m1 << 2);
+        m2 = static_cast<uint8_t>(m2 << 2);
+    }
+}
+
+} // namespace
+
 void quantize_row_q2_K_ref(const float* x, void* vy, int64_t n) {
     auto* y = static_cast<BlockQ2_K*>(vy);
     uint8_t L[kQK_K], Laux[16];
@@ -801,16 +885,7 @@ void quantize_row_q2_K_ref(const float* x, void* vy, int64_t n) {
         } else {
             y[i].dmin = float_to_half(0.f);
         }
-        for (int j = 0; j < kQK_K / 16; ++j) {
-            const float d = half_to_float(y[i].d) * (y[i].scales[j] & 0xF);
-            if (d == 0.0f) continue;
-            const float dm = half_to_float(y[i].dmin) * (y[i].scales[j] >> 4);
-            for (int ii = 0; ii < 16; ++ii) {
-                const int l = nearest_int((x[16 * j + ii] + dm) / d);
-                L[16 * j + ii] = static_cast<uint8_t>(max_of(0, min_of(3, l)));
-            }
-        }
-        pack_2bit(L, y[i].qs);
+        q2_K_finish(x, y[i], L);
     }
 }
 
@@ -833,40 +908,13 @@ void quantize_row_q3_K_ref(const float* x, void* vy, int64_t n) {
             const float iscale = -32.f / max_scale;
             for (int j = 0; j < kQK_K / 16; ++j) {
                 auto l = static_cast<int8_t>(nearest_int(iscale * scales[j]));
-                l = static_cast<int8_t>(max_of<int>(-32, min_of<int>(31, l)) + 32);
-                if (j < 8) {
-                    y[i].scales[j] = l & 0xF;
-                } else {
-                    y[i].scales[j - 8] |= static_cast<uint8_t>((l & 0xF) << 4);
-                }
-                l = static_cast<int8_t>(l >> 4);
-                y[i].scales[j % 4 + 8] |= static_cast<uint8_t>(l << (2 * (j / 4)));
+                q3_K_pack_scale(j, max_of<int>(-32, min_of<int>(31, l)) + 32, y[i].scales);
             }
             y[i].d = float_to_half(1 / iscale);
         } else {
             y[i].d = float_to_half(0.f);
         }
-        int8_t sc[16];
-        unpack_q3_K_scales(y[i].scales, sc);
-        for (int j = 0; j < kQK_K / 16; ++j) {
-            const float d = half_to_float(y[i].d) * sc[j];
-            if (d == 0.0f) continue;
-            for (int ii = 0; ii < 16; ++ii) {
-                const int l = nearest_int(x[16 * j + ii] / d);
-                L[16 * j + ii] = static_cast<int8_t>(max_of(-4, min_of(3, l)) + 4);
-            }
-        }
-        // The high bit of element j goes to bit j/32 of hmask[j % 32].
-        std::memset(y[i].hmask, 0, kQK_K / 8);
-        uint8_t Lu[kQK_K];
-        for (int j = 0; j < kQK_K; ++j) {
-            if (L[j] > 3) {
-                y[i].hmask[j % 32] |= static_cast<uint8_t>(1u << (j / 32));
-                L[j] = static_cast<int8_t>(L[j] - 4);
-            }
-            Lu[j] = static_cast<uint8_t>(L[j]);
-        }
-        pack_2bit(Lu, y[i].qs);
+        q3_K_finish(x, y[i], L);
     }
 }
 
@@ -875,10 +923,7 @@ void quantize_row_q4_K_ref(const float* x, void* vy, int64_t n) {
     uint8_t L[kQK_K];
     for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
         quantize_k4_scales(x, 15, -1.f, 0.1f, 20, L, &y[i].d, &y[i].dmin, y[i].scales);
-        uint8_t* q = y[i].qs;
-        for (int j = 0; j < kQK_K; j += 64, q += 32) {
-            for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
-        }
+        q4_K_pack(L, y[i].qs);
     }
 }
 
@@ -887,27 +932,7 @@ void quantize_row_q5_K_ref(const float* x, void* vy, int64_t n) {
     uint8_t L[kQK_K];
     for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
         quantize_k4_scales(x, 31, -0.5f, 0.1f, 15, L, &y[i].d, &y[i].dmin, y[i].scales);
-        uint8_t* qh = y[i].qh;
-        uint8_t* ql = y[i].qs;
-        std::memset(qh, 0, kQK_K / 8);
-        uint8_t m1 = 1, m2 = 2;
-        for (int c = 0; c < kQK_K; c += 64, ql += 32) {
-            for (int j = 0; j < 32; ++j) {
-                int l1 = L[c + j];
-                if (l1 > 15) {
-                    l1 -= 16;
-                    qh[j] |= m1;
-                }
-                int l2 = L[c + j + 32];
-                if (l2 > 15) {
-                    l2 -= 16;
-                    qh[j] |= m2;
-                }
-                ql[j] = static_cast<uint8_t>(l1 | (l2 << 4));
-            }
-            m1 = static_cast<uint8_t>(m1 << 2);
-            m2 = static_cast<uint8_t>(m2 << 2);
-        }
+        q5_K_pack(L, y[i].qh, y[i].qs);
     }
 }
 
@@ -1424,18 +1449,8 @@ void q2_K_imatrix(const float* x, BlockQ2_K* y, int64_t n, const float* qw) {
         const float mm = make_qp_quants(kQK_K / 16, 15, mins, Lm, sw);
         y[i].d = float_to_half(dm);
         y[i].dmin = float_to_half(mm);
-        const float dq = half_to_float(y[i].d), mq = half_to_float(y[i].dmin);
         for (int j = 0; j < kQK_K / 16; ++j) y[i].scales[j] = static_cast<uint8_t>(Ls[j] | (Lm[j] << 4));
-        for (int j = 0; j < kQK_K / 16; ++j) {
-            const float d = dq * (y[i].scales[j] & 0xF);
-            if (d == 0.0f) continue;
-            const float m = mq * (y[i].scales[j] >> 4);
-            for (int ii = 0; ii < 16; ++ii) {
-                const int l = nearest_int((x[16 * j + ii] + m) / d);
-                L[16 * j + ii] = static_cast<uint8_t>(max_of(0, min_of(3, l)));
-            }
-        }
-        pack_2bit(L, y[i].qs);
+        q2_K_finish(x, y[i], L);
     }
 }
 
@@ -1456,37 +1471,9 @@ void q3_K_imatrix(const float* x, BlockQ3_K* y, int64_t n, const float* qw) {
         }
         std::memset(y[i].scales, 0, 12);
         const float d_block = make_qx_quants(kQK_K / 16, 32, scales, Ls, sw);
-        for (int j = 0; j < kQK_K / 16; ++j) {
-            int l = Ls[j];
-            if (j < 8) {
-                y[i].scales[j] = static_cast<uint8_t>(l & 0xF);
-            } else {
-                y[i].scales[j - 8] |= static_cast<uint8_t>((l & 0xF) << 4);
-            }
-            l >>= 4;
-            y[i].scales[j % 4 + 8] |= static_cast<uint8_t>(l << (2 * (j / 4)));
-        }
+        for (int j = 0; j < kQK_K / 16; ++j) q3_K_pack_scale(j, Ls[j], y[i].scales);
         y[i].d = float_to_half(d_block);
-        int8_t sc[16];
-        unpack_q3_K_scales(y[i].scales, sc);
-        for (int j = 0; j < kQK_K / 16; ++j) {
-            const float d = half_to_float(y[i].d) * sc[j];
-            if (d == 0.0f) continue;
-            for (int ii = 0; ii < 16; ++ii) {
-                const int l = nearest_int(x[16 * j + ii] / d);
-                L[16 * j + ii] = static_cast<int8_t>(max_of(-4, min_of(3, l)) + 4);
-            }
-        }
-        std::memset(y[i].hmask, 0, kQK_K / 8);
-        uint8_t Lu[kQK_K];
-        for (int j = 0; j < kQK_K; ++j) {
-            if (L[j] > 3) {
-                y[i].hmask[j % 32] |= static_cast<uint8_t>(1u << (j / 32));
-                L[j] = static_cast<int8_t>(L[j] - 4);
-            }
-            Lu[j] = static_cast<uint8_t>(L[j]);
-        }
-        pack_2bit(Lu, y[i].qs);
+        q3_K_finish(x, y[i], L);
     }
 }
 
@@ -1531,9 +1518,7 @@ void q4_K_imatrix(const float* x, BlockQ4_K* y, int64_t n, const float* qw) {
     for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
         std::memset(y[i].scales, 0, sizeof y[i].scales);
         k4_imatrix_block(x, qw + kQK_K * i, 15, L, &y[i].d, &y[i].dmin, y[i].scales);
-        uint8_t* q = y[i].qs;
-        for (int j = 0; j < kQK_K; j += 64, q += 32)
-            for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
+        q4_K_pack(L, y[i].qs);
     }
 }
 
@@ -1542,26 +1527,7 @@ void q5_K_imatrix(const float* x, BlockQ5_K* y, int64_t n, const float* qw) {
     for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
         std::memset(y[i].scales, 0, sizeof y[i].scales);
         k4_imatrix_block(x, qw + kQK_K * i, 31, L, &y[i].d, &y[i].dmin, y[i].scales);
-        uint8_t* qh = y[i].qh;
-        uint8_t* ql = y[i].qs;
-        std::memset(qh, 0, kQK_K / 8);
-        uint8_t m1 = 1, m2 = 2;
-        for (int c = 0; c < kQK_K; c += 64, ql += 32) {
-            for (int j = 0; j < 32; ++j) {
-                int l1 = L[c + j], l2 = L[c + j + 32];
-                if (l1 > 15) {
-                    l1 -= 16;
-                    qh[j] |= m1;
-                }
-                if (l2 > 15) {
-                    l2 -= 16;
-                    qh[j] |= m2;
-                }
-                ql[j] = static_cast<uint8_t>(l1 | (l2 << 4));
-            }
-            m1 = static_cast<uint8_t>(m1 << 2);
-            m2 = static_cast<uint8_t>(m2 << 2);
-        }
+        q5_K_pack(L, y[i].qh, y[i].qs);
     }
 }
 
