@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <map>
 
@@ -100,6 +101,38 @@ TEST(Calib, BadSourcesAreRefused) {
     const auto set = compress::load_calibration(*m, o);
     ASSERT_EQ(set.n_available, 3u);  // windows of 2 ids after BOS
     EXPECT_EQ(set.samples.back(), (std::vector<int32_t>{1, 9, 10}));
+
+    // llm.c token shards: a 256 x int32 header (magic, version 1, count), then uint16 ids.
+    auto llmc = [&](const std::string& name, int32_t version, int32_t count, std::vector<uint16_t> ids,
+                    size_t header_bytes = 1024) {
+        std::vector<uint8_t> bytes(1024, 0);
+        const int32_t hdr[3] = {20240520, version, count};
+        std::memcpy(bytes.data(), hdr, sizeof hdr);
+        bytes.resize(header_bytes);
+        for (uint16_t id : ids) {
+            bytes.push_back(static_cast<uint8_t>(id & 0xFF));
+            bytes.push_back(static_cast<uint8_t>(id >> 8));
+        }
+        test::write_file(dir + "/" + name, bytes);
+        return dir + "/" + name;
+    };
+    o.token_file = llmc("good.bin", 1, 6, {5, 6, 7, 8, 9, 10});
+    const auto shard = compress::load_calibration(*m, o);
+    ASSERT_EQ(shard.n_available, 3u);
+    EXPECT_EQ(shard.samples[1], (std::vector<int32_t>{1, 7, 8}));
+    for (const std::string& bad : {llmc("short_header.bin", 1, 0, {}, 100),     // truncated header
+                                   llmc("version.bin", 2, 2, {5, 6}),             // unknown version
+                                   llmc("count.bin", 1, 1000000, {5, 6}),         // count past the end
+                                   llmc("negative.bin", 1, -4, {5, 6}),           // negative count
+                                   llmc("oov.bin", 1, 2, {5, 60000})}) {          // id outside the vocab
+        o.token_file = bad;
+        try {
+            compress::load_calibration(*m, o);
+            ADD_FAILURE() << bad << " was accepted";
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
+        }
+    }
 }
 
 TEST(Calib, StatisticsMatchTheRecordedInputs) {
