@@ -1,0 +1,87 @@
+// avx2_sgemm.cpp - the F32 product (sgemm.h) with AVX2 + FMA, built with the avx2 flags and only
+// returned by sgemm_for_isa when dispatch.cpp has seen AVX2/FMA on this CPU.
+//
+// Micro-kernel: a 6 x 16 tile of C in 12 ymm accumulators (16 registers: 12 + two B vectors +
+// one broadcast of A); per k, two loads of the packed B sliver and six broadcasts of the packed A
+// sliver for 12 FMAs. Tiles with fewer rows use the same code with fewer accumulators; fewer
+// columns use vmaskmov loads and stores of C. Blocking: see sgemm_blocked.h.
+#define SLM_SGEMM_BLOCKED_IMPL
+#include "kernels/sgemm_blocked.h"
+
+#include <immintrin.h>
+
+namespace slm::kernels::avx2 {
+namespace {
+
+struct Kern {
+    static constexpr int64_t MR = 6, NR = 16;
+    // A 16 x 256 sliver of B is 16 KB, half of a 32 KB L1d.
+    static constexpr int64_t KC = 256, MC = 192, NC = 3072;
+
+    // Lanes j with j0 + j < nr on, as vmaskmovps wants them (sign bit set).
+    static __m256i lanes(int64_t nr, int j0) {
+        return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(nr) - j0), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    }
+
+    template <int R>
+    static void rows(int64_t nr, int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool acc) {
+        __m256 c0[R], c1[R];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r)
+            c0[r] = c1[r] = _mm256_setzero_ps();
+        for (int64_t k = 0; k < kc; ++k, a += MR, b += NR) {
+            const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+#pragma GCC unroll 8
+            for (int r = 0; r < R; ++r) {
+                const __m256 ar = _mm256_broadcast_ss(a + r);
+                c0[r] = _mm256_fmadd_ps(ar, b0, c0[r]);
+                c1[r] = _mm256_fmadd_ps(ar, b1, c1[r]);
+            }
+        }
+        if (nr == NR) {
+#pragma GCC unroll 8
+            for (int r = 0; r < R; ++r) {
+                float* cr = c + r * ldc;
+                if (acc) {
+                    c0[r] = _mm256_add_ps(c0[r], _mm256_loadu_ps(cr));
+                    c1[r] = _mm256_add_ps(c1[r], _mm256_loadu_ps(cr + 8));
+                }
+                _mm256_storeu_ps(cr, c0[r]);
+                _mm256_storeu_ps(cr + 8, c1[r]);
+            }
+        } else {
+            const __m256i m0 = lanes(nr, 0), m1 = lanes(nr, 8);
+#pragma GCC unroll 8
+            for (int r = 0; r < R; ++r) {
+                float* cr = c + r * ldc;
+                if (acc) {
+                    c0[r] = _mm256_add_ps(c0[r], _mm256_maskload_ps(cr, m0));
+                    c1[r] = _mm256_add_ps(c1[r], _mm256_maskload_ps(cr + 8, m1));
+                }
+                _mm256_maskstore_ps(cr, m0, c0[r]);
+                _mm256_maskstore_ps(cr + 8, m1, c1[r]);
+            }
+        }
+    }
+
+    static void tile(int64_t mr, int64_t nr, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                     bool acc) {
+        switch (mr) {
+        case 6: rows<6>(nr, kc, a, b, c, ldc, acc); break;
+        case 5: rows<5>(nr, kc, a, b, c, ldc, acc); break;
+        case 4: rows<4>(nr, kc, a, b, c, ldc, acc); break;
+        case 3: rows<3>(nr, kc, a, b, c, ldc, acc); break;
+        case 2: rows<2>(nr, kc, a, b, c, ldc, acc); break;
+        default: rows<1>(nr, kc, a, b, c, ldc, acc); break;
+        }
+    }
+};
+
+} // namespace
+
+void sgemm_blocked(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+                   int64_t ldb, float beta, float* C, int64_t ldc) {
+    sgemm_blocked_impl::gemm<Kern>(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}
+
+} // namespace slm::kernels::avx2

@@ -1,0 +1,94 @@
+// avx512_sgemm.cpp - the F32 product (sgemm.h) with AVX-512F, built with the avx512 flags and only
+// returned by sgemm_for_isa when dispatch.cpp has seen AVX-512 on this CPU.
+//
+// Micro-kernel: a 12 x 32 tile of C in 24 zmm accumulators; per k, two zmm loads of the packed
+// B sliver and twelve broadcasts of the packed A sliver (folded into the FMAs as {1to16} memory
+// operands), i.e. 24 FMAs for 14 loads. Tiles with fewer rows use the same code with fewer
+// accumulators; fewer columns use masked loads and stores of C. Blocking: see sgemm_blocked.h.
+#define SLM_SGEMM_BLOCKED_IMPL
+#include "kernels/sgemm_blocked.h"
+
+#include <immintrin.h>
+
+// GCC 12's AVX-512 intrinsics pass a deliberately undefined `__Y = __Y` operand, which its
+// -W(maybe-)uninitialized flags once the functions are inlined (GCC bug 105593).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace slm::kernels::avx512 {
+namespace {
+
+struct Kern {
+    static constexpr int64_t MR = 12, NR = 32;
+    // A 32 x 128 sliver of B is 16 KB: half of Zen 4's (and most cores') 32 KB L1d.
+    static constexpr int64_t KC = 128, MC = 384, NC = 3072;
+
+    template <int R>
+    static void rows(int64_t nr, int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool acc) {
+        __m512 c0[R], c1[R];
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r)
+            c0[r] = c1[r] = _mm512_setzero_ps();
+        for (int64_t k = 0; k < kc; ++k, a += MR, b += NR) {
+            const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 16
+            for (int r = 0; r < R; ++r) {
+                const __m512 ar = _mm512_set1_ps(a[r]);
+                c0[r] = _mm512_fmadd_ps(ar, b0, c0[r]);
+                c1[r] = _mm512_fmadd_ps(ar, b1, c1[r]);
+            }
+        }
+        if (nr == NR) {
+#pragma GCC unroll 16
+            for (int r = 0; r < R; ++r) {
+                float* cr = c + r * ldc;
+                if (acc) {
+                    c0[r] = _mm512_add_ps(c0[r], _mm512_loadu_ps(cr));
+                    c1[r] = _mm512_add_ps(c1[r], _mm512_loadu_ps(cr + 16));
+                }
+                _mm512_storeu_ps(cr, c0[r]);
+                _mm512_storeu_ps(cr + 16, c1[r]);
+            }
+        } else {
+            const __mmask16 m0 = nr >= 16 ? __mmask16(0xffff) : __mmask16((1u << nr) - 1u);
+            const __mmask16 m1 = nr <= 16 ? __mmask16(0) : __mmask16((1u << (nr - 16)) - 1u);
+#pragma GCC unroll 16
+            for (int r = 0; r < R; ++r) {
+                float* cr = c + r * ldc;
+                if (acc) {
+                    c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, cr));
+                    c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, cr + 16));
+                }
+                _mm512_mask_storeu_ps(cr, m0, c0[r]);
+                _mm512_mask_storeu_ps(cr + 16, m1, c1[r]);
+            }
+        }
+    }
+
+    static void tile(int64_t mr, int64_t nr, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                     bool acc) {
+        switch (mr) {
+        case 12: rows<12>(nr, kc, a, b, c, ldc, acc); break;
+        case 11: rows<11>(nr, kc, a, b, c, ldc, acc); break;
+        case 10: rows<10>(nr, kc, a, b, c, ldc, acc); break;
+        case 9: rows<9>(nr, kc, a, b, c, ldc, acc); break;
+        case 8: rows<8>(nr, kc, a, b, c, ldc, acc); break;
+        case 7: rows<7>(nr, kc, a, b, c, ldc, acc); break;
+        case 6: rows<6>(nr, kc, a, b, c, ldc, acc); break;
+        case 5: rows<5>(nr, kc, a, b, c, ldc, acc); break;
+        case 4: rows<4>(nr, kc, a, b, c, ldc, acc); break;
+        case 3: rows<3>(nr, kc, a, b, c, ldc, acc); break;
+        case 2: rows<2>(nr, kc, a, b, c, ldc, acc); break;
+        default: rows<1>(nr, kc, a, b, c, ldc, acc); break;
+        }
+    }
+};
+
+} // namespace
+
+void sgemm_blocked(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+                   int64_t ldb, float beta, float* C, int64_t ldc) {
+    sgemm_blocked_impl::gemm<Kern>(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}
+
+} // namespace slm::kernels::avx512
