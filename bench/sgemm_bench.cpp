@@ -1,8 +1,11 @@
 // sgemm_bench.cpp - GFLOP/s of the F32 products of training (kernels/sgemm.h) per ISA.
 //
 //   ./build/bench/bench_sgemm                                  every ISA's kernel, 1 thread
-//   ./build/bench/bench_sgemm --benchmark_filter=threaded      sgemm() over a pool of all cores
+//   ./build/bench/bench_sgemm --benchmark_filter=threaded      sgemm() on one thread and on a pool
+//                                                              of all cores, wall-clock time
 //   SLM_ISA=avx2 ./build/bench/bench_sgemm --benchmark_filter=threaded     the same with AVX2
+// The per-ISA kernel figures (sgemm/...) are rates per CPU second: on a shared machine they show
+// what the core does while it runs this process.
 //
 // Shapes are one linear layer of a d x d model on a batch of BT = 1024 tokens:
 //   fwd  Y = X Wᵀ      ta=0 tb=1  M=1024 N=d    K=d
@@ -88,16 +91,19 @@ void bm_kernel(benchmark::State& state, SgemmFn fn, Shape s) {
     set_flops(state, s);
 }
 
-void bm_threaded(benchmark::State& state, Shape s) {
-    static slm::ThreadPool pool(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+// sgemm() on all cores, or (all = false) on the calling thread alone, both timed by the wall
+// clock so that their ratio is the speed-up.
+void bm_threaded(benchmark::State& state, Shape s, bool all) {
+    static slm::ThreadPool all_cores(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+    slm::ThreadPool* pool = all ? &all_cores : nullptr;
     Operands o(s);
     for (auto _ : state) {
-        sgemm(&pool, s.ta, s.tb, s.M, s.N, s.K, o.A.data(), o.lda, o.B.data(), o.ldb, s.beta, o.C.data(), o.ldc);
+        sgemm(pool, s.ta, s.tb, s.M, s.N, s.K, o.A.data(), o.lda, o.B.data(), o.ldb, s.beta, o.C.data(), o.ldc);
         benchmark::DoNotOptimize(o.C.data());
         benchmark::ClobberMemory();
     }
     set_flops(state, s);
-    state.SetLabel(std::string(isa_name()) + " x" + std::to_string(pool.size()));
+    state.SetLabel(std::string(isa_name()) + " x" + std::to_string(pool ? pool->size() : 1));
 }
 
 #if defined(__x86_64__)
@@ -159,9 +165,10 @@ int main(int argc, char** argv) {
             if (SgemmFn fn = sgemm_for_isa(isa))
                 benchmark::RegisterBenchmark(("sgemm/" + shape + "/" + isa).c_str(), bm_kernel, fn, s)
                     ->Unit(benchmark::kMillisecond);
-        benchmark::RegisterBenchmark(("threaded/" + shape).c_str(), bm_threaded, s)
-            ->Unit(benchmark::kMillisecond)
-            ->UseRealTime();
+        for (bool all : {false, true})
+            benchmark::RegisterBenchmark(("threaded/" + shape + (all ? "/all" : "/one")).c_str(), bm_threaded, s, all)
+                ->Unit(benchmark::kMillisecond)
+                ->UseRealTime();
     }
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv))

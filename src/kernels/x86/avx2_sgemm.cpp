@@ -10,6 +10,9 @@
 
 #include <immintrin.h>
 
+#include <array>
+#include <utility>
+
 namespace slm::kernels::avx2 {
 namespace {
 
@@ -64,16 +67,16 @@ struct Kern {
         }
     }
 
+    // rows<1> ... rows<MR>, indexed by the tile's row count.
+    template <size_t... R>
+    static constexpr auto rows_table(std::index_sequence<R...>) {
+        return std::array{&rows<static_cast<int>(R) + 1>...};
+    }
+
     static void tile(int64_t mr, int64_t nr, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                      bool acc) {
-        switch (mr) {
-        case 6: rows<6>(nr, kc, a, b, c, ldc, acc); break;
-        case 5: rows<5>(nr, kc, a, b, c, ldc, acc); break;
-        case 4: rows<4>(nr, kc, a, b, c, ldc, acc); break;
-        case 3: rows<3>(nr, kc, a, b, c, ldc, acc); break;
-        case 2: rows<2>(nr, kc, a, b, c, ldc, acc); break;
-        default: rows<1>(nr, kc, a, b, c, ldc, acc); break;
-        }
+        static constexpr auto table = rows_table(std::make_index_sequence<MR>{});
+        table[mr - 1](nr, kc, a, b, c, ldc, acc);
     }
 };
 

@@ -10,6 +10,9 @@
 
 #include <immintrin.h>
 
+#include <array>
+#include <utility>
+
 // GCC 12's AVX-512 intrinsics pass a deliberately undefined `__Y = __Y` operand, which its
 // -W(maybe-)uninitialized flags once the functions are inlined (GCC bug 105593).
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -21,7 +24,7 @@ namespace {
 struct Kern {
     static constexpr int64_t MR = 12, NR = 32;
     // A 32 x 128 sliver of B is 16 KB: half of Zen 4's (and most cores') 32 KB L1d.
-    static constexpr int64_t KC = 128, MC = 384, NC = 3072;
+    static constexpr int64_t KC = 256, MC = 384, NC = 3072;
 
     template <int R>
     static void rows(int64_t nr, int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool acc) {
@@ -65,22 +68,16 @@ struct Kern {
         }
     }
 
+    // rows<1> ... rows<MR>, indexed by the tile's row count.
+    template <size_t... R>
+    static constexpr auto rows_table(std::index_sequence<R...>) {
+        return std::array{&rows<static_cast<int>(R) + 1>...};
+    }
+
     static void tile(int64_t mr, int64_t nr, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                      bool acc) {
-        switch (mr) {
-        case 12: rows<12>(nr, kc, a, b, c, ldc, acc); break;
-        case 11: rows<11>(nr, kc, a, b, c, ldc, acc); break;
-        case 10: rows<10>(nr, kc, a, b, c, ldc, acc); break;
-        case 9: rows<9>(nr, kc, a, b, c, ldc, acc); break;
-        case 8: rows<8>(nr, kc, a, b, c, ldc, acc); break;
-        case 7: rows<7>(nr, kc, a, b, c, ldc, acc); break;
-        case 6: rows<6>(nr, kc, a, b, c, ldc, acc); break;
-        case 5: rows<5>(nr, kc, a, b, c, ldc, acc); break;
-        case 4: rows<4>(nr, kc, a, b, c, ldc, acc); break;
-        case 3: rows<3>(nr, kc, a, b, c, ldc, acc); break;
-        case 2: rows<2>(nr, kc, a, b, c, ldc, acc); break;
-        default: rows<1>(nr, kc, a, b, c, ldc, acc); break;
-        }
+        static constexpr auto table = rows_table(std::make_index_sequence<MR>{});
+        table[mr - 1](nr, kc, a, b, c, ldc, acc);
     }
 };
 
