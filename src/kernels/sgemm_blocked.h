@@ -57,99 +57,85 @@ inline float* aligned(std::vector<float>& v, size_t n) {
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
+// d[k*W + r] = src[r*ld + k] for r < w <= W, k < kc, and 0 for w <= r < W: w rows, each
+// contiguous along k, turned k-major. Groups of four rows go through Kern::transpose4 (4 rows x
+// Kern::KB values of k per call, in registers); the rows and k past the last group one by one.
+// (Packing is bound by reading the source, not by these instructions.)
+template <class Kern, int64_t W>
+void pack_transposed(const float* src, int64_t ld, int64_t w, int64_t kc, float* d) {
+    constexpr int64_t KB = Kern::KB, kSpan = 64;  // a span: four source lines of each row
+    const int64_t w4 = w & ~int64_t{3}, k_end = kc / KB * KB;
+    // Span by span, a group of four rows at a time, so each source row is read a whole cache
+    // line after another (four streams at once, which the prefetchers follow) while the
+    // destination span (W x 64 floats) stays in L1.
+    for (int64_t k0 = 0; k0 < k_end; k0 += kSpan) {
+        const int64_t k1 = std::min(k_end, k0 + kSpan);
+        for (int64_t r = 0; r < w4; r += 4)
+            for (int64_t k = k0; k < k1; k += KB)
+                Kern::transpose4(src + r * ld + k, ld, d + k * W + r, W);
+    }
+    for (int64_t k = 0; k < k_end; ++k) {
+        float* dk = d + k * W;
+        for (int64_t r = w4; r < w; ++r)
+            dk[r] = src[r * ld + k];
+        for (int64_t r = w; r < W; ++r)
+            dk[r] = 0.0f;
+    }
+    for (int64_t k = k_end; k < kc; ++k) {
+        float* dk = d + k * W;
+        for (int64_t r = 0; r < w; ++r)
+            dk[r] = src[r * ld + k];
+        for (int64_t r = w; r < W; ++r)
+            dk[r] = 0.0f;
+    }
+}
+
+// d[k*W + j] = src[k*ld + j] for j < w <= W, k < kc, and 0 for w <= j < W: rows already k-major.
+template <int64_t W>
+void pack_direct(const float* src, int64_t ld, int64_t w, int64_t kc, float* d) {
+    for (int64_t k = 0; k < kc; ++k, src += ld, d += W) {
+        if (w == W) {
+            std::memcpy(d, src, sizeof(float) * W);
+        } else {
+            std::memcpy(d, src, sizeof(float) * static_cast<size_t>(w));
+            std::fill(d + w, d + W, 0.0f);
+        }
+    }
+}
+
 // Packs rows [i0, i0 + mc) x k [p0, p0 + kc) of op(A) into slivers of MR rows: sliver s holds
 // op(A)(i0 + s*MR + r, p0 + k) at [s*MR*kc + k*MR + r]; rows past mc are zero.
-template <int64_t MR>
+template <class Kern>
 void pack_a(bool ta, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* dst) {
+    constexpr int64_t MR = Kern::MR;
     for (int64_t s = 0; s < mc; s += MR) {
         const int64_t mr = std::min(MR, mc - s);
-        float* d = dst + s * kc;
-        if (ta) {
-            // op(A)(i, k) = A[k*lda + i]: the MR values of one k are adjacent in A already.
-            const float* src = A + p0 * lda + i0 + s;
-            for (int64_t k = 0; k < kc; ++k, src += lda, d += MR) {
-                if (mr == MR) {
-                    std::memcpy(d, src, sizeof(float) * MR);
-                } else {
-                    std::memcpy(d, src, sizeof(float) * static_cast<size_t>(mr));
-                    std::fill(d + mr, d + MR, 0.0f);
-                }
-            }
-        } else {
-            // op(A)(i, k) = A[i*lda + k]: a transpose, done in runs of 8 k so that each of the
-            // MR source rows is read a cache line at a time.
-            const float* src = A + (i0 + s) * lda + p0;
-            int64_t k = 0;
-            for (; k + 8 <= kc; k += 8) {
-                float* dk = d + k * MR;
-                for (int64_t r = 0; r < mr; ++r) {
-                    const float* sr = src + r * lda + k;
-                    for (int64_t u = 0; u < 8; ++u)
-                        dk[u * MR + r] = sr[u];
-                }
-                for (int64_t r = mr; r < MR; ++r)
-                    for (int64_t u = 0; u < 8; ++u)
-                        dk[u * MR + r] = 0.0f;
-            }
-            for (; k < kc; ++k) {
-                float* dk = d + k * MR;
-                for (int64_t r = 0; r < mr; ++r)
-                    dk[r] = src[r * lda + k];
-                for (int64_t r = mr; r < MR; ++r)
-                    dk[r] = 0.0f;
-            }
-        }
+        if (ta)  // op(A)(i, k) = A[k*lda + i]
+            pack_direct<MR>(A + p0 * lda + i0 + s, lda, mr, kc, dst + s * kc);
+        else     // op(A)(i, k) = A[i*lda + k]
+            pack_transposed<Kern, MR>(A + (i0 + s) * lda + p0, lda, mr, kc, dst + s * kc);
     }
 }
 
 // Packs k [p0, p0 + kc) x columns [j0, j0 + nc) of op(B) into slivers of NR columns: sliver t
 // holds op(B)(p0 + k, j0 + t*NR + j) at [t*NR*kc + k*NR + j]; columns past nc are zero.
-template <int64_t NR>
+template <class Kern>
 void pack_b(bool tb, const float* B, int64_t ldb, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+    constexpr int64_t NR = Kern::NR;
     for (int64_t t = 0; t < nc; t += NR) {
         const int64_t nr = std::min(NR, nc - t);
-        float* d = dst + t * kc;
-        if (!tb) {
-            // op(B)(k, j) = B[k*ldb + j]: rows of NR adjacent values.
-            const float* src = B + p0 * ldb + j0 + t;
-            for (int64_t k = 0; k < kc; ++k, src += ldb, d += NR) {
-                if (nr == NR) {
-                    std::memcpy(d, src, sizeof(float) * NR);
-                } else {
-                    std::memcpy(d, src, sizeof(float) * static_cast<size_t>(nr));
-                    std::fill(d + nr, d + NR, 0.0f);
-                }
-            }
-        } else {
-            // op(B)(k, j) = B[j*ldb + k] (the forward product's weight rows): a transpose in
-            // runs of 8 k, as in pack_a.
-            const float* src = B + (j0 + t) * ldb + p0;
-            int64_t k = 0;
-            for (; k + 8 <= kc; k += 8) {
-                float* dk = d + k * NR;
-                for (int64_t j = 0; j < nr; ++j) {
-                    const float* sj = src + j * ldb + k;
-                    for (int64_t u = 0; u < 8; ++u)
-                        dk[u * NR + j] = sj[u];
-                }
-                for (int64_t j = nr; j < NR; ++j)
-                    for (int64_t u = 0; u < 8; ++u)
-                        dk[u * NR + j] = 0.0f;
-            }
-            for (; k < kc; ++k) {
-                float* dk = d + k * NR;
-                for (int64_t j = 0; j < nr; ++j)
-                    dk[j] = src[j * ldb + k];
-                for (int64_t j = nr; j < NR; ++j)
-                    dk[j] = 0.0f;
-            }
-        }
+        if (tb)  // op(B)(k, j) = B[j*ldb + k], the forward product's weight rows
+            pack_transposed<Kern, NR>(B + (j0 + t) * ldb + p0, ldb, nr, kc, dst + t * kc);
+        else     // op(B)(k, j) = B[k*ldb + j]
+            pack_direct<NR>(B + p0 * ldb + j0 + t, ldb, nr, kc, dst + t * kc);
     }
 }
 
 // The whole product with micro-kernel policy Kern:
 //   Kern::MR, NR        the register tile;
 //   Kern::KC, MC, NC    the cache blocks (MC a multiple of MR, NC of NR);
+//   Kern::KB, transpose4(src, ld, d, W)
+//                       d[k*W + r] = src[r*ld + k] for r < 4, k < KB (see pack_transposed);
 //   Kern::tile(mr, nr, kc, a, b, c, ldc, acc)
 //                       c[r*ldc + j] = (acc ? c[r*ldc + j] : 0) + sum_k a[k*MR + r] * b[k*NR + j]
 //                       for r < mr <= MR, j < nr <= NR, touching nothing else of C.
@@ -184,10 +170,10 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int
             const int64_t kc = std::min(KC, K - pc);
             // The first K block overwrites C when beta is 0 (old values, NaN included, unread).
             const bool acc = pc > 0 || beta != 0.0f;
-            pack_b<NR>(tb, B, ldb, pc, kc, jc, nc, bp);
+            pack_b<Kern>(tb, B, ldb, pc, kc, jc, nc, bp);
             for (int64_t ic = 0; ic < M; ic += MC) {
                 const int64_t mc = std::min(MC, M - ic);
-                pack_a<MR>(ta, A, lda, ic, mc, pc, kc, ap);
+                pack_a<Kern>(ta, A, lda, ic, mc, pc, kc, ap);
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     const int64_t nr = std::min(NR, nc - jr);
                     const float* bs = bp + jr * kc;

@@ -20,6 +20,26 @@ struct Kern {
     // A 12 x 256 sliver of B is 12 KB: well inside the 32-64 KB L1d of current cores.
     static constexpr int64_t KC = 256, MC = 192, NC = 3072;
 
+    // transpose4 for pack_transposed: four rows of four k -> four k of four rows.
+    static constexpr int64_t KB = 4;
+    static void transpose4(const float* src, int64_t ld, float* d, int64_t W) {
+        const float32x4_t r0 = vld1q_f32(src), r1 = vld1q_f32(src + ld);
+        const float32x4_t r2 = vld1q_f32(src + 2 * ld), r3 = vld1q_f32(src + 3 * ld);
+        // (r0k0 r1k0 r0k2 r1k2), (r0k1 r1k1 r0k3 r1k3), and the same for rows 2, 3
+        const float32x4_t t0 = vtrn1q_f32(r0, r1), t1 = vtrn2q_f32(r0, r1);
+        const float32x4_t t2 = vtrn1q_f32(r2, r3), t3 = vtrn2q_f32(r2, r3);
+        const auto lo = [](float32x4_t a, float32x4_t b) {
+            return vreinterpretq_f32_f64(vtrn1q_f64(vreinterpretq_f64_f32(a), vreinterpretq_f64_f32(b)));
+        };
+        const auto hi = [](float32x4_t a, float32x4_t b) {
+            return vreinterpretq_f32_f64(vtrn2q_f64(vreinterpretq_f64_f32(a), vreinterpretq_f64_f32(b)));
+        };
+        vst1q_f32(d, lo(t0, t2));
+        vst1q_f32(d + W, lo(t1, t3));
+        vst1q_f32(d + 2 * W, hi(t0, t2));
+        vst1q_f32(d + 3 * W, hi(t1, t3));
+    }
+
     // Row I of the tile: c[I] += b * a_lane, the lane picked at compile time as fmla needs.
     template <size_t I>
     static inline void row(float32x4_t (&c)[3], float32x4_t b0, float32x4_t b1, float32x4_t b2, float32x4_t a0,

@@ -21,6 +21,25 @@ struct Kern {
     // A 16 x 256 sliver of B is 16 KB, half of a 32 KB L1d.
     static constexpr int64_t KC = 256, MC = 192, NC = 3072;
 
+    // transpose4 for pack_transposed: four rows of eight k -> eight k of four rows.
+    static constexpr int64_t KB = 8;
+    static void transpose4(const float* src, int64_t ld, float* d, int64_t W) {
+        const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ld);
+        const __m256 r2 = _mm256_loadu_ps(src + 2 * ld), r3 = _mm256_loadu_ps(src + 3 * ld);
+        const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+        const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+        const __m256 k04 = _mm256_shuffle_ps(t0, t2, 0x44), k15 = _mm256_shuffle_ps(t0, t2, 0xee);
+        const __m256 k26 = _mm256_shuffle_ps(t1, t3, 0x44), k37 = _mm256_shuffle_ps(t1, t3, 0xee);
+        _mm_storeu_ps(d, _mm256_castps256_ps128(k04));
+        _mm_storeu_ps(d + W, _mm256_castps256_ps128(k15));
+        _mm_storeu_ps(d + 2 * W, _mm256_castps256_ps128(k26));
+        _mm_storeu_ps(d + 3 * W, _mm256_castps256_ps128(k37));
+        _mm_storeu_ps(d + 4 * W, _mm256_extractf128_ps(k04, 1));
+        _mm_storeu_ps(d + 5 * W, _mm256_extractf128_ps(k15, 1));
+        _mm_storeu_ps(d + 6 * W, _mm256_extractf128_ps(k26, 1));
+        _mm_storeu_ps(d + 7 * W, _mm256_extractf128_ps(k37, 1));
+    }
+
     // Lanes j with j0 + j < nr on, as vmaskmovps wants them (sign bit set).
     static __m256i lanes(int64_t nr, int j0) {
         return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(nr) - j0), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
