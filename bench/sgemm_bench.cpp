@@ -12,7 +12,8 @@
 //   dX   dX = dY W     ta=0 tb=0  M=1024 N=d    K=d
 //   dW   dW += dYᵀ X   ta=1 tb=0  M=d    N=d    K=1024  (beta 1)
 //   tt   C = Aᵀ Bᵀ     ta=1 tb=1  M=1024 N=d    K=d
-// plus a decode-like fwd with M=8 (the threaded split goes over N there).
+// plus a decode-like fwd with M=8 (the threaded split goes over N there) and two rank-16 LoRA
+// products (N=16: a narrow tile).
 // "peak" is a register-only loop of independent FMAs: the core's measured FMA throughput, to read
 // the sgemm figures as a fraction of it on a machine whose clock and load are unknown.
 #include "core/thread_pool.h"
@@ -51,6 +52,8 @@ std::vector<Shape> shapes() {
         out.push_back({"tt", true, true, 1024, d, d, 0.0f});
     }
     out.push_back({"fwd_m8", false, true, 8, 2048, 768, 0.0f});
+    out.push_back({"lora_fwd", false, true, 1024, 16, 768, 0.0f});  // X Aᵀ, rank 16
+    out.push_back({"lora_dB", true, false, 768, 16, 1024, 1.0f});   // dYᵀ H
     return out;
 }
 

@@ -4,7 +4,8 @@
 // Micro-kernel: an 8 x 12 tile of C in 24 q-register accumulators (plus three B vectors and two
 // A vectors: 29 of the 32); per k, three loads of the packed B sliver, two of the packed A
 // sliver, and 24 FMAs by lane (fmla v.4s, v.4s, v.s[l]). Tiles with fewer rows use the same code
-// with fewer accumulators; fewer columns go through a local tile. Blocking: see sgemm_blocked.h.
+// with fewer accumulators, tiles of at most 4 or 8 real columns one or two vectors per row; ragged
+// columns go through a local tile. Blocking: see sgemm_blocked.h.
 #define SLM_SGEMM_BLOCKED_IMPL
 #include "kernels/sgemm_blocked.h"
 
@@ -41,42 +42,40 @@ struct Kern {
     }
 
     // Row I of the tile: c[I] += b * a_lane, the lane picked at compile time as fmla needs.
-    template <size_t I>
-    static inline void row(float32x4_t (&c)[3], float32x4_t b0, float32x4_t b1, float32x4_t b2, float32x4_t a0,
-                           float32x4_t a1) {
+    template <size_t I, int NV>
+    static inline void row(float32x4_t (&c)[NV], const float32x4_t (&b)[NV], float32x4_t a0, float32x4_t a1) {
         const float32x4_t a = I < 4 ? a0 : a1;
-        c[0] = vfmaq_laneq_f32(c[0], b0, a, I % 4);
-        c[1] = vfmaq_laneq_f32(c[1], b1, a, I % 4);
-        c[2] = vfmaq_laneq_f32(c[2], b2, a, I % 4);
+        for (int v = 0; v < NV; ++v)
+            c[v] = vfmaq_laneq_f32(c[v], b[v], a, I % 4);
     }
 
-    template <size_t... I>
-    static void full(std::index_sequence<I...>, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                     int64_t nr, bool acc) {
+    // A sizeof...(I) x 4*NV tile (NV < 3 when at most 4 or 8 columns are real).
+    template <int NV, size_t... I>
+    static void rows(std::index_sequence<I...>, int64_t nr, int64_t kc, const float* a, const float* b, float* c,
+                     int64_t ldc, bool acc) {
         constexpr size_t R = sizeof...(I);
-        float32x4_t cc[R][3];
+        float32x4_t cc[R][NV];
         for (size_t r = 0; r < R; ++r)
-            cc[r][0] = cc[r][1] = cc[r][2] = vdupq_n_f32(0.0f);
+            for (int v = 0; v < NV; ++v)
+                cc[r][v] = vdupq_n_f32(0.0f);
         for (int64_t k = 0; k < kc; ++k, a += MR, b += NR) {
-            const float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4), b2 = vld1q_f32(b + 8);
+            float32x4_t bv[NV];
+            for (int v = 0; v < NV; ++v)
+                bv[v] = vld1q_f32(b + 4 * v);
             const float32x4_t a0 = vld1q_f32(a), a1 = vld1q_f32(a + 4);
-            (row<I>(cc[I], b0, b1, b2, a0, a1), ...);
+            (row<I, NV>(cc[I], bv, a0, a1), ...);
         }
-        if (nr == NR) {
+        if (nr == 4 * NV) {
             for (size_t r = 0; r < R; ++r) {
                 float* cr = c + static_cast<int64_t>(r) * ldc;
-                for (int v = 0; v < 3; ++v) {
-                    float32x4_t x = cc[r][v];
-                    if (acc)
-                        x = vaddq_f32(x, vld1q_f32(cr + 4 * v));
-                    vst1q_f32(cr + 4 * v, x);
-                }
+                for (int v = 0; v < NV; ++v)
+                    vst1q_f32(cr + 4 * v, acc ? vaddq_f32(cc[r][v], vld1q_f32(cr + 4 * v)) : cc[r][v]);
             }
         } else {
-            float t[NR];
+            float t[4 * NV];
             for (size_t r = 0; r < R; ++r) {
                 float* cr = c + static_cast<int64_t>(r) * ldc;
-                for (int v = 0; v < 3; ++v)
+                for (int v = 0; v < NV; ++v)
                     vst1q_f32(t + 4 * v, cc[r][v]);
                 for (int64_t j = 0; j < nr; ++j)
                     cr[j] = acc ? cr[j] + t[j] : t[j];
@@ -84,18 +83,29 @@ struct Kern {
         }
     }
 
+    template <int NV>
+    static void tile_nv(int64_t mr, int64_t nr, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                        bool acc) {
+        switch (mr) {
+        case 8: rows<NV>(std::make_index_sequence<8>{}, nr, kc, a, b, c, ldc, acc); break;
+        case 7: rows<NV>(std::make_index_sequence<7>{}, nr, kc, a, b, c, ldc, acc); break;
+        case 6: rows<NV>(std::make_index_sequence<6>{}, nr, kc, a, b, c, ldc, acc); break;
+        case 5: rows<NV>(std::make_index_sequence<5>{}, nr, kc, a, b, c, ldc, acc); break;
+        case 4: rows<NV>(std::make_index_sequence<4>{}, nr, kc, a, b, c, ldc, acc); break;
+        case 3: rows<NV>(std::make_index_sequence<3>{}, nr, kc, a, b, c, ldc, acc); break;
+        case 2: rows<NV>(std::make_index_sequence<2>{}, nr, kc, a, b, c, ldc, acc); break;
+        default: rows<NV>(std::make_index_sequence<1>{}, nr, kc, a, b, c, ldc, acc); break;
+        }
+    }
+
     static void tile(int64_t mr, int64_t nr, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                      bool acc) {
-        switch (mr) {
-        case 8: full(std::make_index_sequence<8>{}, kc, a, b, c, ldc, nr, acc); break;
-        case 7: full(std::make_index_sequence<7>{}, kc, a, b, c, ldc, nr, acc); break;
-        case 6: full(std::make_index_sequence<6>{}, kc, a, b, c, ldc, nr, acc); break;
-        case 5: full(std::make_index_sequence<5>{}, kc, a, b, c, ldc, nr, acc); break;
-        case 4: full(std::make_index_sequence<4>{}, kc, a, b, c, ldc, nr, acc); break;
-        case 3: full(std::make_index_sequence<3>{}, kc, a, b, c, ldc, nr, acc); break;
-        case 2: full(std::make_index_sequence<2>{}, kc, a, b, c, ldc, nr, acc); break;
-        default: full(std::make_index_sequence<1>{}, kc, a, b, c, ldc, nr, acc); break;
-        }
+        if (nr > 8)
+            tile_nv<3>(mr, nr, kc, a, b, c, ldc, acc);
+        else if (nr > 4)
+            tile_nv<2>(mr, nr, kc, a, b, c, ldc, acc);
+        else
+            tile_nv<1>(mr, nr, kc, a, b, c, ldc, acc);
     }
 };
 

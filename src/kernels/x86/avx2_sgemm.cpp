@@ -3,8 +3,9 @@
 //
 // Micro-kernel: a 6 x 16 tile of C in 12 ymm accumulators (16 registers: 12 + two B vectors +
 // one broadcast of A); per k, two loads of the packed B sliver and six broadcasts of the packed A
-// sliver for 12 FMAs. Tiles with fewer rows use the same code with fewer accumulators; fewer
-// columns use vmaskmov loads and stores of C. Blocking: see sgemm_blocked.h.
+// sliver for 12 FMAs. Tiles with fewer rows use the same code with fewer accumulators, tiles of
+// at most 8 real columns one vector per row; ragged columns use vmaskmov loads and stores of C.
+// Blocking: see sgemm_blocked.h.
 #define SLM_SGEMM_BLOCKED_IMPL
 #include "kernels/sgemm_blocked.h"
 
@@ -45,57 +46,63 @@ struct Kern {
         return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(nr) - j0), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     }
 
-    template <int R>
+    // An R x 8*NV tile (NV = 1 when at most 8 columns are real: half the FMAs).
+    template <int R, int NV>
     static void rows(int64_t nr, int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool acc) {
-        __m256 c0[R], c1[R];
+        __m256 cv[R][NV];
 #pragma GCC unroll 8
         for (int r = 0; r < R; ++r)
-            c0[r] = c1[r] = _mm256_setzero_ps();
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; ++v)
+                cv[r][v] = _mm256_setzero_ps();
         for (int64_t k = 0; k < kc; ++k, a += MR, b += NR) {
-            const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+            __m256 bv[NV];
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; ++v)
+                bv[v] = _mm256_loadu_ps(b + 8 * v);
 #pragma GCC unroll 8
             for (int r = 0; r < R; ++r) {
                 const __m256 ar = _mm256_broadcast_ss(a + r);
-                c0[r] = _mm256_fmadd_ps(ar, b0, c0[r]);
-                c1[r] = _mm256_fmadd_ps(ar, b1, c1[r]);
+#pragma GCC unroll 2
+                for (int v = 0; v < NV; ++v)
+                    cv[r][v] = _mm256_fmadd_ps(ar, bv[v], cv[r][v]);
             }
         }
-        if (nr == NR) {
+        if (nr == 8 * NV) {
 #pragma GCC unroll 8
-            for (int r = 0; r < R; ++r) {
-                float* cr = c + r * ldc;
-                if (acc) {
-                    c0[r] = _mm256_add_ps(c0[r], _mm256_loadu_ps(cr));
-                    c1[r] = _mm256_add_ps(c1[r], _mm256_loadu_ps(cr + 8));
+            for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+                for (int v = 0; v < NV; ++v) {
+                    float* cr = c + r * ldc + 8 * v;
+                    _mm256_storeu_ps(cr, acc ? _mm256_add_ps(cv[r][v], _mm256_loadu_ps(cr)) : cv[r][v]);
                 }
-                _mm256_storeu_ps(cr, c0[r]);
-                _mm256_storeu_ps(cr + 8, c1[r]);
-            }
         } else {
-            const __m256i m0 = lanes(nr, 0), m1 = lanes(nr, 8);
+            __m256i m[NV];
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; ++v)
+                m[v] = lanes(nr, 8 * v);
 #pragma GCC unroll 8
-            for (int r = 0; r < R; ++r) {
-                float* cr = c + r * ldc;
-                if (acc) {
-                    c0[r] = _mm256_add_ps(c0[r], _mm256_maskload_ps(cr, m0));
-                    c1[r] = _mm256_add_ps(c1[r], _mm256_maskload_ps(cr + 8, m1));
+            for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+                for (int v = 0; v < NV; ++v) {
+                    float* cr = c + r * ldc + 8 * v;
+                    const __m256 x = acc ? _mm256_add_ps(cv[r][v], _mm256_maskload_ps(cr, m[v])) : cv[r][v];
+                    _mm256_maskstore_ps(cr, m[v], x);
                 }
-                _mm256_maskstore_ps(cr, m0, c0[r]);
-                _mm256_maskstore_ps(cr + 8, m1, c1[r]);
-            }
         }
     }
 
-    // rows<1> ... rows<MR>, indexed by the tile's row count.
-    template <size_t... R>
+    // rows<1, NV> ... rows<MR, NV>, indexed by the tile's row count.
+    template <int NV, size_t... R>
     static constexpr auto rows_table(std::index_sequence<R...>) {
-        return std::array{&rows<static_cast<int>(R) + 1>...};
+        return std::array{&rows<static_cast<int>(R) + 1, NV>...};
     }
 
     static void tile(int64_t mr, int64_t nr, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                      bool acc) {
-        static constexpr auto table = rows_table(std::make_index_sequence<MR>{});
-        table[mr - 1](nr, kc, a, b, c, ldc, acc);
+        static constexpr auto narrow = rows_table<1>(std::make_index_sequence<MR>{});
+        static constexpr auto wide = rows_table<2>(std::make_index_sequence<MR>{});
+        (nr <= 8 ? narrow : wide)[mr - 1](nr, kc, a, b, c, ldc, acc);
     }
 };
 

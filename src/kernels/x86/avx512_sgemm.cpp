@@ -2,14 +2,15 @@
 // returned by sgemm_for_isa when dispatch.cpp has seen AVX-512 on this CPU.
 //
 // Micro-kernel: a 12 x 32 tile of C in 24 zmm accumulators; per k, two zmm loads of the packed
-// B sliver and twelve broadcasts of the packed A sliver (folded into the FMAs as {1to16} memory
-// operands), i.e. 24 FMAs for 14 loads. Tiles with fewer rows use the same code with fewer
-// accumulators; fewer columns use masked loads and stores of C. Blocking: see sgemm_blocked.h.
+// B sliver and twelve broadcasts of the packed A sliver, i.e. 24 FMAs for 14 loads. Tiles with
+// fewer rows use the same code with fewer accumulators, tiles of at most 16 real columns one
+// vector per row; ragged columns use masked loads and stores of C. Blocking: sgemm_blocked.h.
 #define SLM_SGEMM_BLOCKED_IMPL
 #include "kernels/sgemm_blocked.h"
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <array>
 #include <utility>
 
@@ -45,58 +46,66 @@ struct Kern {
         _mm_storeu_ps(d + 7 * W, _mm256_extractf128_ps(k37, 1));
     }
 
-    template <int R>
+    // An R x 16*NV tile (NV = 1 when at most 16 columns are real, e.g. LoRA's rank-8 products:
+    // half the FMAs of a full-width tile).
+    template <int R, int NV>
     static void rows(int64_t nr, int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool acc) {
-        __m512 c0[R], c1[R];
+        __m512 cv[R][NV];
 #pragma GCC unroll 16
         for (int r = 0; r < R; ++r)
-            c0[r] = c1[r] = _mm512_setzero_ps();
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; ++v)
+                cv[r][v] = _mm512_setzero_ps();
         for (int64_t k = 0; k < kc; ++k, a += MR, b += NR) {
-            const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+            __m512 bv[NV];
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; ++v)
+                bv[v] = _mm512_loadu_ps(b + 16 * v);
 #pragma GCC unroll 16
             for (int r = 0; r < R; ++r) {
                 const __m512 ar = _mm512_set1_ps(a[r]);
-                c0[r] = _mm512_fmadd_ps(ar, b0, c0[r]);
-                c1[r] = _mm512_fmadd_ps(ar, b1, c1[r]);
+#pragma GCC unroll 2
+                for (int v = 0; v < NV; ++v)
+                    cv[r][v] = _mm512_fmadd_ps(ar, bv[v], cv[r][v]);
             }
         }
-        if (nr == NR) {
+        if (nr == 16 * NV) {
 #pragma GCC unroll 16
-            for (int r = 0; r < R; ++r) {
-                float* cr = c + r * ldc;
-                if (acc) {
-                    c0[r] = _mm512_add_ps(c0[r], _mm512_loadu_ps(cr));
-                    c1[r] = _mm512_add_ps(c1[r], _mm512_loadu_ps(cr + 16));
+            for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+                for (int v = 0; v < NV; ++v) {
+                    float* cr = c + r * ldc + 16 * v;
+                    _mm512_storeu_ps(cr, acc ? _mm512_add_ps(cv[r][v], _mm512_loadu_ps(cr)) : cv[r][v]);
                 }
-                _mm512_storeu_ps(cr, c0[r]);
-                _mm512_storeu_ps(cr + 16, c1[r]);
-            }
         } else {
-            const __mmask16 m0 = nr >= 16 ? __mmask16(0xffff) : __mmask16((1u << nr) - 1u);
-            const __mmask16 m1 = nr <= 16 ? __mmask16(0) : __mmask16((1u << (nr - 16)) - 1u);
-#pragma GCC unroll 16
-            for (int r = 0; r < R; ++r) {
-                float* cr = c + r * ldc;
-                if (acc) {
-                    c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, cr));
-                    c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, cr + 16));
-                }
-                _mm512_mask_storeu_ps(cr, m0, c0[r]);
-                _mm512_mask_storeu_ps(cr + 16, m1, c1[r]);
+            __mmask16 m[NV];
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; ++v) {
+                const int64_t n = std::clamp<int64_t>(nr - 16 * v, 0, 16);
+                m[v] = static_cast<__mmask16>((1u << n) - 1u);
             }
+#pragma GCC unroll 16
+            for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+                for (int v = 0; v < NV; ++v) {
+                    float* cr = c + r * ldc + 16 * v;
+                    const __m512 x = acc ? _mm512_add_ps(cv[r][v], _mm512_maskz_loadu_ps(m[v], cr)) : cv[r][v];
+                    _mm512_mask_storeu_ps(cr, m[v], x);
+                }
         }
     }
 
-    // rows<1> ... rows<MR>, indexed by the tile's row count.
-    template <size_t... R>
+    // rows<1, NV> ... rows<MR, NV>, indexed by the tile's row count.
+    template <int NV, size_t... R>
     static constexpr auto rows_table(std::index_sequence<R...>) {
-        return std::array{&rows<static_cast<int>(R) + 1>...};
+        return std::array{&rows<static_cast<int>(R) + 1, NV>...};
     }
 
     static void tile(int64_t mr, int64_t nr, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                      bool acc) {
-        static constexpr auto table = rows_table(std::make_index_sequence<MR>{});
-        table[mr - 1](nr, kc, a, b, c, ldc, acc);
+        static constexpr auto narrow = rows_table<1>(std::make_index_sequence<MR>{});
+        static constexpr auto wide = rows_table<2>(std::make_index_sequence<MR>{});
+        (nr <= 16 ? narrow : wide)[mr - 1](nr, kc, a, b, c, ldc, acc);
     }
 };
 
