@@ -12,8 +12,8 @@
 //   dX   dX = dY W     ta=0 tb=0  M=1024 N=d    K=d
 //   dW   dW += dYᵀ X   ta=1 tb=0  M=d    N=d    K=1024  (beta 1)
 //   tt   C = Aᵀ Bᵀ     ta=1 tb=1  M=1024 N=d    K=d
-// plus a decode-like fwd with M=8 (the threaded split goes over N there) and two rank-16 LoRA
-// products (N=16: a narrow tile).
+// plus a decode-like fwd with M=8 (the threaded split goes over N there), two rank-16 LoRA
+// products (N=16: a narrow tile) and the small products of attention.
 // "peak" is a register-only loop of independent FMAs: the core's measured FMA throughput, to read
 // the sgemm figures as a fraction of it on a machine whose clock and load are unknown.
 #include "core/thread_pool.h"
@@ -54,6 +54,11 @@ std::vector<Shape> shapes() {
     out.push_back({"fwd_m8", false, true, 8, 2048, 768, 0.0f});
     out.push_back({"lora_fwd", false, true, 1024, 16, 768, 0.0f});  // X Aᵀ, rank 16
     out.push_back({"lora_dB", true, false, 768, 16, 1024, 1.0f});   // dYᵀ H
+    // One 64-query block of one head (head size 32) against 256 keys, as the training
+    // attention calls it: S = Q Kᵀ, O = P V, dK += dSᵀ Q.
+    out.push_back({"attn_qk", false, true, 64, 256, 32, 0.0f});
+    out.push_back({"attn_pv", false, false, 64, 32, 256, 0.0f});
+    out.push_back({"attn_dk", true, false, 256, 32, 64, 1.0f});
     return out;
 }
 
