@@ -16,6 +16,8 @@
 // by the linker for another.
 #pragma once
 
+#include "core/thread_pool.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -23,20 +25,24 @@
 
 namespace slm::kernels {
 
-// The ISA kernels (same arguments as SgemmFn in sgemm.h); sgemm.cpp only returns one when the
-// build has it and the CPU runs it.
+// The ISA kernels: sgemm_blocked has SgemmFn's arguments (sgemm.h); sgemm_threaded computes the
+// same product with the pool's threads sharing each packed panel of B. sgemm.cpp only uses them
+// when the build has them and the CPU runs them.
+#define SLM_SGEMM_ENTRY_POINTS                                                                                  \
+    void sgemm_blocked(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,            \
+                       const float* B, int64_t ldb, float beta, float* C, int64_t ldc);                           \
+    void sgemm_threaded(ThreadPool& pool, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A,      \
+                        int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 namespace avx2 {
-void sgemm_blocked(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-                   int64_t ldb, float beta, float* C, int64_t ldc);
+SLM_SGEMM_ENTRY_POINTS
 }
 namespace avx512 {
-void sgemm_blocked(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-                   int64_t ldb, float beta, float* C, int64_t ldc);
+SLM_SGEMM_ENTRY_POINTS
 }
 namespace neon {
-void sgemm_blocked(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-                   int64_t ldb, float beta, float* C, int64_t ldc);
+SLM_SGEMM_ENTRY_POINTS
 }
+#undef SLM_SGEMM_ENTRY_POINTS
 
 #if defined(SLM_SGEMM_BLOCKED_IMPL)
 namespace sgemm_blocked_impl {
@@ -47,6 +53,10 @@ namespace {
 struct Scratch {
     std::vector<float> a, b;
 };
+
+// Per thread: a holds the thread's packed A block; b the packed B panel of a product this
+// thread runs (or, in gemm_threaded, hands out to the pool's threads to read).
+thread_local Scratch t_scratch;
 
 inline float* aligned(std::vector<float>& v, size_t n) {
     if (v.size() < n + 16)
@@ -139,15 +149,32 @@ void pack_b(bool tb, const float* B, int64_t ldb, int64_t p0, int64_t kc, int64_
 //   Kern::tile(mr, nr, kc, a, b, c, ldc, acc)
 //                       c[r*ldc + j] = (acc ? c[r*ldc + j] : 0) + sum_k a[k*MR + r] * b[k*NR + j]
 //                       for r < mr <= MR, j < nr <= NR, touching nothing else of C.
+// Rows [i0, i1) of C for one packed panel of B (kc x nc at column jc): row blocks of MC packed
+// into the calling thread's A buffer, then every (B sliver, A sliver) tile.
 template <class Kern>
-void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
-          float beta, float* C, int64_t ldc) {
-    constexpr int64_t MR = Kern::MR, NR = Kern::NR, KC = Kern::KC, MC = Kern::MC, NC = Kern::NC;
-    static_assert(MC % MR == 0 && NC % NR == 0);
+void rows_on_panel(bool ta, const float* A, int64_t lda, int64_t i0, int64_t i1, int64_t pc, int64_t kc,
+                   const float* bp, int64_t jc, int64_t nc, float* C, int64_t ldc, bool acc) {
+    constexpr int64_t MR = Kern::MR, NR = Kern::NR, MC = Kern::MC;
+    float* ap = aligned(t_scratch.a, static_cast<size_t>(kc * round_up(std::min(i1 - i0, MC), MR)));
+    for (int64_t ic = i0; ic < i1; ic += MC) {
+        const int64_t mc = std::min(MC, i1 - ic);
+        pack_a<Kern>(ta, A, lda, ic, mc, pc, kc, ap);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+            const int64_t nr = std::min(NR, nc - jr);
+            const float* bs = bp + jr * kc;
+            float* cj = C + ic * ldc + jc + jr;
+            for (int64_t ir = 0; ir < mc; ir += MR)
+                Kern::tile(std::min(MR, mc - ir), nr, kc, ap + ir * kc, bs, cj + ir * ldc, ldc, acc);
+        }
+    }
+}
+
+// What both drivers do before blocking: empty products, K = 0, and a beta other than 0 or 1
+// (not used by slm, but cheap to honour: scale once, then accumulate). False when C is done.
+inline bool prologue(int64_t M, int64_t N, int64_t K, float& beta, float* C, int64_t ldc) {
     if (M <= 0 || N <= 0)
-        return;
+        return false;
     if (beta != 0.0f && beta != 1.0f) {
-        // Not used by slm, but cheap to honour: scale once, then accumulate.
         for (int64_t i = 0; i < M; ++i)
             for (int64_t j = 0; j < N; ++j)
                 C[i * ldc + j] *= beta;
@@ -157,13 +184,27 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int
         if (beta == 0.0f)
             for (int64_t i = 0; i < M; ++i)
                 std::fill(C + i * ldc, C + i * ldc + N, 0.0f);
-        return;
+        return false;
     }
-    thread_local Scratch scratch;
-    const int64_t kc_max = std::min(K, KC);
-    float* bp = aligned(scratch.b, static_cast<size_t>(kc_max * round_up(std::min(N, NC), NR)));
-    float* ap = aligned(scratch.a, static_cast<size_t>(kc_max * round_up(std::min(M, MC), MR)));
+    return true;
+}
 
+// The whole product on the calling thread, with micro-kernel policy Kern:
+//   Kern::MR, NR        the register tile;
+//   Kern::KC, MC, NC    the cache blocks (MC a multiple of MR, NC of NR);
+//   Kern::KB, transpose4(src, ld, d, W)
+//                       d[k*W + r] = src[r*ld + k] for r < 4, k < KB (see pack_transposed);
+//   Kern::tile(mr, nr, kc, a, b, c, ldc, acc)
+//                       c[r*ldc + j] = (acc ? c[r*ldc + j] : 0) + sum_k a[k*MR + r] * b[k*NR + j]
+//                       for r < mr <= MR, j < nr <= NR, touching nothing else of C.
+template <class Kern>
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+          float beta, float* C, int64_t ldc) {
+    constexpr int64_t NR = Kern::NR, KC = Kern::KC, MC = Kern::MC, NC = Kern::NC;
+    static_assert(MC % Kern::MR == 0 && NC % NR == 0);
+    if (!prologue(M, N, K, beta, C, ldc))
+        return;
+    float* bp = aligned(t_scratch.b, static_cast<size_t>(std::min(K, KC) * round_up(std::min(N, NC), NR)));
     for (int64_t jc = 0; jc < N; jc += NC) {
         const int64_t nc = std::min(NC, N - jc);
         for (int64_t pc = 0; pc < K; pc += KC) {
@@ -171,17 +212,37 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int
             // The first K block overwrites C when beta is 0 (old values, NaN included, unread).
             const bool acc = pc > 0 || beta != 0.0f;
             pack_b<Kern>(tb, B, ldb, pc, kc, jc, nc, bp);
-            for (int64_t ic = 0; ic < M; ic += MC) {
-                const int64_t mc = std::min(MC, M - ic);
-                pack_a<Kern>(ta, A, lda, ic, mc, pc, kc, ap);
-                for (int64_t jr = 0; jr < nc; jr += NR) {
-                    const int64_t nr = std::min(NR, nc - jr);
-                    const float* bs = bp + jr * kc;
-                    float* cj = C + ic * ldc + jc + jr;
-                    for (int64_t ir = 0; ir < mc; ir += MR)
-                        Kern::tile(std::min(MR, mc - ir), nr, kc, ap + ir * kc, bs, cj + ir * ldc, ldc, acc);
-                }
-            }
+            rows_on_panel<Kern>(ta, A, lda, 0, M, pc, kc, bp, jc, nc, C, ldc, acc);
+        }
+    }
+}
+
+// The same product over a thread pool, splitting the rows of C: each panel of B is packed once,
+// by all threads together, into the calling thread's buffer, which every thread then reads for
+// its row blocks (a 1-D split into independent products would pack all of B once per block).
+// Row blocks are whole tiles, about four per thread, so a thread slowed by another process
+// leaves its share to the others. Needs M >= MR per thread to be worth it (sgemm.cpp decides).
+template <class Kern>
+void gemm_threaded(ThreadPool& pool, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                   const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+    constexpr int64_t MR = Kern::MR, NR = Kern::NR, KC = Kern::KC, MC = Kern::MC, NC = Kern::NC;
+    if (!prologue(M, N, K, beta, C, ldc))
+        return;
+    float* bp = aligned(t_scratch.b, static_cast<size_t>(std::min(K, KC) * round_up(std::min(N, NC), NR)));
+    const int64_t n_blocks = 4 * int64_t{pool.size()};
+    const int64_t bm = std::min(MC, round_up((M + n_blocks - 1) / n_blocks, MR));
+    const int64_t n_row_blocks = (M + bm - 1) / bm;
+    for (int64_t jc = 0; jc < N; jc += NC) {
+        const int64_t nc = std::min(NC, N - jc);
+        for (int64_t pc = 0; pc < K; pc += KC) {
+            const int64_t kc = std::min(KC, K - pc);
+            const bool acc = pc > 0 || beta != 0.0f;
+            pool.parallel_for((nc + NR - 1) / NR, [&](int64_t t0, int64_t t1, int) {
+                pack_b<Kern>(tb, B, ldb, pc, kc, jc + t0 * NR, std::min(nc, t1 * NR) - t0 * NR, bp + t0 * NR * kc);
+            });
+            pool.parallel_for(n_row_blocks, [&](int64_t b0, int64_t b1, int) {
+                rows_on_panel<Kern>(ta, A, lda, b0 * bm, std::min(M, b1 * bm), pc, kc, bp, jc, nc, C, ldc, acc);
+            });
         }
     }
 }

@@ -241,16 +241,20 @@ TEST(Sgemm, EmptyK) {
         }
 }
 
-// The threaded product (sgemm_kernel() on blocks of rows, or of columns when M is small) against
-// the exact one, for the training shapes' transposes and both betas; nullptr and a 1-thread pool
-// run inline.
+// The threaded product against the exact one, for every transpose case and both betas: the
+// SIMD kernels' shared-panel driver when there are rows enough, else sgemm_kernel() on blocks of
+// rows or of columns; nullptr and a 1-thread pool run inline.
 TEST(Sgemm, ThreadedMatchesReference) {
     std::mt19937 rng(4);
     ThreadPool pool3(3), pool1(1);
     struct Size {
         int64_t M, N, K;
     };
-    const Size sizes[] = {{301, 96, 64}, {7, 700, 200}, {200, 203, 50}, {64, 64, 300}};
+    // Rows enough to share B's packed panels between threads (several K blocks, several column
+    // panels, a ragged last row block), and too few rows (the split into independent products,
+    // of columns or of rows).
+    const Size sizes[] = {{301, 96, 64}, {150, 40, 700}, {97, 3170, 5}, {200, 203, 50},
+                          {7, 700, 200},  {64, 64, 300}};
     for (const Size& s : sizes)
         for (int t = 0; t < 4; ++t)
             for (float beta : {0.0f, 1.0f}) {

@@ -116,4 +116,9 @@ void sgemm_blocked(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const floa
     sgemm_blocked_impl::gemm<Kern>(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
 
+void sgemm_threaded(ThreadPool& pool, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                    const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+    sgemm_blocked_impl::gemm_threaded<Kern>(pool, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}
+
 } // namespace slm::kernels::neon
