@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 namespace slm::kernels {
 
@@ -28,6 +29,15 @@ void sgemm_ref(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A
             }
         }
     }
+}
+
+float* sgemm_scratch(int slot, int64_t n) {
+    thread_local std::vector<float> buffers[2];
+    std::vector<float>& v = buffers[slot];
+    if (v.size() < static_cast<size_t>(n) + 16)
+        v.resize(static_cast<size_t>(n) + 16);
+    const auto addr = reinterpret_cast<uintptr_t>(v.data());
+    return v.data() + ((64 - (addr & 63)) & 63) / sizeof(float);
 }
 
 // An ISA's kernel exists when the build compiled it and dispatch.cpp found the CPU able to run

@@ -21,7 +21,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <vector>
 
 namespace slm::kernels {
 
@@ -44,26 +43,16 @@ SLM_SGEMM_ENTRY_POINTS
 }
 #undef SLM_SGEMM_ENTRY_POINTS
 
+// The calling thread's scratch buffer `slot` (0: its packed A block; 1: the packed B panel of a
+// product it runs, which in gemm_threaded the pool's threads read too), at least n floats,
+// 64-byte aligned, reused across calls and grown only when a call needs more. Defined in
+// sgemm.cpp, which is compiled for the baseline ISA: no std::vector code is instantiated here,
+// where the linker could pick an AVX-512 copy of it for code running on any CPU.
+float* sgemm_scratch(int slot, int64_t n);
+
 #if defined(SLM_SGEMM_BLOCKED_IMPL)
 namespace sgemm_blocked_impl {
 namespace {
-
-// A float buffer reused across calls (one per thread and ISA), grown only when a call needs more,
-// and handed out 64-byte aligned.
-struct Scratch {
-    std::vector<float> a, b;
-};
-
-// Per thread: a holds the thread's packed A block; b the packed B panel of a product this
-// thread runs (or, in gemm_threaded, hands out to the pool's threads to read).
-thread_local Scratch t_scratch;
-
-inline float* aligned(std::vector<float>& v, size_t n) {
-    if (v.size() < n + 16)
-        v.resize(n + 16);
-    const auto addr = reinterpret_cast<uintptr_t>(v.data());
-    return v.data() + ((64 - (addr & 63)) & 63) / sizeof(float);
-}
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -108,7 +97,8 @@ void pack_direct(const float* src, int64_t ld, int64_t w, int64_t kc, float* d) 
             std::memcpy(d, src, sizeof(float) * W);
         } else {
             std::memcpy(d, src, sizeof(float) * static_cast<size_t>(w));
-            std::fill(d + w, d + W, 0.0f);
+            for (int64_t j = w; j < W; ++j)
+                d[j] = 0.0f;
         }
     }
 }
@@ -155,7 +145,7 @@ template <class Kern>
 void rows_on_panel(bool ta, const float* A, int64_t lda, int64_t i0, int64_t i1, int64_t pc, int64_t kc,
                    const float* bp, int64_t jc, int64_t nc, float* C, int64_t ldc, bool acc) {
     constexpr int64_t MR = Kern::MR, NR = Kern::NR, MC = Kern::MC;
-    float* ap = aligned(t_scratch.a, static_cast<size_t>(kc * round_up(std::min(i1 - i0, MC), MR)));
+    float* ap = sgemm_scratch(0, kc * round_up(std::min(i1 - i0, MC), MR));
     for (int64_t ic = i0; ic < i1; ic += MC) {
         const int64_t mc = std::min(MC, i1 - ic);
         pack_a<Kern>(ta, A, lda, ic, mc, pc, kc, ap);
@@ -183,7 +173,8 @@ inline bool prologue(int64_t M, int64_t N, int64_t K, float& beta, float* C, int
     if (K <= 0) {
         if (beta == 0.0f)
             for (int64_t i = 0; i < M; ++i)
-                std::fill(C + i * ldc, C + i * ldc + N, 0.0f);
+                for (int64_t j = 0; j < N; ++j)
+                    C[i * ldc + j] = 0.0f;
         return false;
     }
     return true;
@@ -204,7 +195,7 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int
     static_assert(MC % Kern::MR == 0 && NC % NR == 0);
     if (!prologue(M, N, K, beta, C, ldc))
         return;
-    float* bp = aligned(t_scratch.b, static_cast<size_t>(std::min(K, KC) * round_up(std::min(N, NC), NR)));
+    float* bp = sgemm_scratch(1, std::min(K, KC) * round_up(std::min(N, NC), NR));
     for (int64_t jc = 0; jc < N; jc += NC) {
         const int64_t nc = std::min(NC, N - jc);
         for (int64_t pc = 0; pc < K; pc += KC) {
@@ -228,7 +219,7 @@ void gemm_threaded(ThreadPool& pool, bool ta, bool tb, int64_t M, int64_t N, int
     constexpr int64_t MR = Kern::MR, NR = Kern::NR, KC = Kern::KC, MC = Kern::MC, NC = Kern::NC;
     if (!prologue(M, N, K, beta, C, ldc))
         return;
-    float* bp = aligned(t_scratch.b, static_cast<size_t>(std::min(K, KC) * round_up(std::min(N, NC), NR)));
+    float* bp = sgemm_scratch(1, std::min(K, KC) * round_up(std::min(N, NC), NR));
     const int64_t n_blocks = 4 * int64_t{pool.size()};
     const int64_t bm = std::min(MC, round_up((M + n_blocks - 1) / n_blocks, MR));
     const int64_t n_row_blocks = (M + bm - 1) / bm;
