@@ -102,8 +102,9 @@ void sgemm(ThreadPool* pool, bool ta, bool tb, int64_t M, int64_t N, int64_t K, 
     if (M <= 0 || N <= 0)
         return;
     const int n_threads = pool ? pool->size() : 1;
-    // Below ~half a million multiply-adds, waking the workers costs more than it saves.
-    if (n_threads <= 1 || M * N * K < (int64_t{1} << 19)) {
+    // Below a million multiply-adds (~10-20 us on one core), waking the workers and waiting for
+    // the last of them costs about what it saves.
+    if (n_threads <= 1 || M * N * K < (int64_t{1} << 20)) {
         k.fn(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
         return;
     }

@@ -252,9 +252,9 @@ TEST(Sgemm, ThreadedMatchesReference) {
     };
     // Rows enough to share B's packed panels between threads (several K blocks, several column
     // panels, a ragged last row block), and too few rows (the split into independent products,
-    // of columns or of rows).
+    // of columns or of rows). Each is above sgemm()'s threshold for threading (2^20 products).
     const Size sizes[] = {{301, 96, 64}, {150, 40, 700}, {97, 3170, 5}, {200, 203, 50},
-                          {7, 700, 200},  {64, 64, 300}};
+                          {7, 700, 300},  {64, 64, 300}};
     for (const Size& s : sizes)
         for (int t = 0; t < 4; ++t)
             for (float beta : {0.0f, 1.0f}) {
