@@ -195,12 +195,31 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int
     static_assert(MC % Kern::MR == 0 && NC % NR == 0);
     if (!prologue(M, N, K, beta, C, ldc))
         return;
+    if (M <= MC) {
+        // One row block: each sliver of B is used by this block alone, so it is packed just
+        // before its tiles into a buffer that stays in L1, instead of a whole panel being
+        // written out and read back (what bounds few-row products such as decode-like ones).
+        float* ap = sgemm_scratch(0, std::min(K, KC) * round_up(M, Kern::MR));
+        float* bs = sgemm_scratch(1, std::min(K, KC) * NR);
+        for (int64_t pc = 0; pc < K; pc += KC) {
+            const int64_t kc = std::min(KC, K - pc);
+            // The first K block overwrites C when beta is 0 (old values, NaN included, unread).
+            const bool acc = pc > 0 || beta != 0.0f;
+            pack_a<Kern>(ta, A, lda, 0, M, pc, kc, ap);
+            for (int64_t jr = 0; jr < N; jr += NR) {
+                const int64_t nr = std::min(NR, N - jr);
+                pack_b<Kern>(tb, B, ldb, pc, kc, jr, nr, bs);
+                for (int64_t ir = 0; ir < M; ir += Kern::MR)
+                    Kern::tile(std::min(Kern::MR, M - ir), nr, kc, ap + ir * kc, bs, C + ir * ldc + jr, ldc, acc);
+            }
+        }
+        return;
+    }
     float* bp = sgemm_scratch(1, std::min(K, KC) * round_up(std::min(N, NC), NR));
     for (int64_t jc = 0; jc < N; jc += NC) {
         const int64_t nc = std::min(NC, N - jc);
         for (int64_t pc = 0; pc < K; pc += KC) {
             const int64_t kc = std::min(KC, K - pc);
-            // The first K block overwrites C when beta is 0 (old values, NaN included, unread).
             const bool acc = pc > 0 || beta != 0.0f;
             pack_b<Kern>(tb, B, ldb, pc, kc, jc, nc, bp);
             rows_on_panel<Kern>(ta, A, lda, 0, M, pc, kc, bp, jc, nc, C, ldc, acc);
