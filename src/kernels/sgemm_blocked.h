@@ -9,7 +9,9 @@
 // ta and tb are, and its loads are all unit-stride. A sliver of B (KC x NR) is reused across every
 // A sliver of the row block, so it stays in L1; the A block stays in L2. Slivers are zero-padded
 // to full MR / NR, so the micro-kernel always runs its whole tile over the K block and only its
-// final store knows how many rows and columns of C are real.
+// final store knows how many rows and columns of C are real. With a single row block, each B
+// sliver is packed just before its tiles instead (see gemm); over a thread pool, the threads
+// share each packed panel (see gemm_threaded).
 //
 // This header is included by each ISA's translation unit, which is compiled with that ISA's
 // flags: everything in it has internal linkage, so no function built for one ISA can be picked
@@ -231,7 +233,7 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int
 // by all threads together, into the calling thread's buffer, which every thread then reads for
 // its row blocks (a 1-D split into independent products would pack all of B once per block).
 // Row blocks are whole tiles, about four per thread, so a thread slowed by another process
-// leaves its share to the others. Needs M >= MR per thread to be worth it (sgemm.cpp decides).
+// leaves its share to the others. sgemm.cpp calls it when there are two tiles of rows per thread.
 template <class Kern>
 void gemm_threaded(ThreadPool& pool, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
                    const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
