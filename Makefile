@@ -45,7 +45,7 @@ test: build
 	$(MAKE) --no-print-directory test-neon
 
 # The NEON (+dotprod) kernels: a kernels-only AArch64 build with Debian's cross compiler, whose
-# kernel tests (test_kernels, test_kquants, test_gemm) ctest runs under qemu-aarch64 -cpu max
+# kernel tests (test_kernels, test_kquants, test_gemm, test_sgemm) ctest runs under qemu-aarch64 -cpu max
 # (see cmake/aarch64-linux-gnu.cmake). SLM_ISA is cleared so the neon table is the one in use.
 test-neon: deps
 	@[ -f $(BUILD_ARM64)/CMakeCache.txt ] || cmake -S . -B $(BUILD_ARM64) -DCMAKE_BUILD_TYPE=Release \
