@@ -91,11 +91,11 @@ std::vector<std::string> split_documents(const std::string& text, const std::str
     return docs;
 }
 
-size_t TrainData::train_start(uint64_t seed, int64_t step, int micro, int b) const {
+size_t TrainData::train_start(uint64_t seed, int64_t step, int64_t i) const {
     const size_t n_starts = n_train - window() + 1;
     uint64_t h = mix64(seed);
     h = mix64(h ^ static_cast<uint64_t>(step));
-    h = mix64(h ^ (static_cast<uint64_t>(static_cast<uint32_t>(micro)) << 32 | static_cast<uint32_t>(b)));
+    h = mix64(h ^ static_cast<uint64_t>(i));
     return static_cast<size_t>(h % n_starts);
 }
 
@@ -118,7 +118,7 @@ void TrainData::train_batch(uint64_t seed, int64_t step, int micro, int B, std::
     inputs.resize(static_cast<size_t>(B) * T);
     targets.resize(static_cast<size_t>(B) * T);
     for (int b = 0; b < B; ++b)
-        fill(train_start(seed, step, micro, b), inputs.data() + b * T, targets.data() + b * T);
+        fill(train_start(seed, step, static_cast<int64_t>(micro) * B + b), inputs.data() + b * T, targets.data() + b * T);
 }
 
 std::vector<size_t> TrainData::val_starts(size_t n_max) const {

@@ -106,7 +106,7 @@ TrainResult train(TrainModel& model, const TrainOptions& o) {
     if (ckpt_dir.empty() && !o.out.empty()) ckpt_dir = o.out + ".ckpt";
     const std::string config_json = train_config_json(model.arch(), o);
 
-    AdamW opt(model);
+    AdamW opt(model.params());
     std::optional<FakeQuant> fq;
     if (o.qat_type) {
         fq.emplace(model, *o.qat_type, o.n_threads);
