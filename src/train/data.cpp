@@ -2,6 +2,8 @@
 // read as they are; a held-out tail; training windows drawn by a counter-based generator.
 #include "train/trainer_internal.h"
 
+#include "core/cpu_info.h"
+#include "core/thread_pool.h"
 #include "formats/token_file.h"
 #include "slm/error.h"
 #include "tokenizers/unicode.h"
@@ -149,8 +151,14 @@ TrainData load_train_data(const std::string& path, const Vocab* vocab, uint32_t 
         d.text = true;
         const std::vector<std::string> docs = split_documents(bytes, o.doc_split, path);
         const int32_t eos = vocab->eos();
-        for (const std::string& doc : docs) {
-            const std::vector<int32_t> ids = vocab->tokenize(doc, false, false);
+        // Documents tokenize independently: spread them over the threads (a Vocab's const
+        // methods may run concurrently).
+        std::vector<std::vector<int32_t>> doc_ids(docs.size());
+        ThreadPool pool(o.n_threads > 0 ? o.n_threads : physical_cores());
+        pool.parallel_for(static_cast<int64_t>(docs.size()), [&](int64_t begin, int64_t end, int) {
+            for (int64_t i = begin; i < end; ++i) doc_ids[i] = vocab->tokenize(docs[i], false, false);
+        });
+        for (const std::vector<int32_t>& ids : doc_ids) {
             if (ids.empty()) continue;
             d.tokens.insert(d.tokens.end(), ids.begin(), ids.end());
             if (eos != TOKEN_NULL) d.tokens.push_back(eos);
