@@ -194,6 +194,9 @@ struct TrainOptions {
     // "line" = every non-empty line is one, "none" = the whole file is one. A line that is exactly
     // "<|endoftext|>" always ends a document (and is dropped). Token files are used as they are.
     std::string doc_split = "blank";
+    // The GGUF whose tokenizer cuts text data; "" = model.arch().tokenizer (a model from
+    // TrainModel::load keeps its tokenizer keys but not a path: pass the loaded file here).
+    std::string tokenizer;
     int64_t log_every = 10;      // steps between progress lines (validation steps always log)
 };
 

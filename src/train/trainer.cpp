@@ -44,8 +44,8 @@ void check_options(const TrainModel& model, const TrainOptions& o) {
     if (o.qat_distill && !o.qat_type) fail("train: field 'qat_distill' needs 'qat_type' (--qat TYPE)");
 }
 
-std::optional<Vocab> model_vocab(const TrainModel& model) {
-    const std::string& tok = model.arch().tokenizer;
+std::optional<Vocab> model_vocab(const TrainModel& model, const TrainOptions& o) {
+    const std::string& tok = o.tokenizer.empty() ? model.arch().tokenizer : o.tokenizer;
     if (tok.empty()) return std::nullopt;
     const GGUFFile f = GGUFFile::open(tok);
     return Vocab::from_gguf(f);
@@ -86,8 +86,9 @@ TrainResult train(TrainModel& model, const TrainOptions& o) {
     // Data.
     std::optional<Vocab> vocab;
     try {
-        vocab = model_vocab(model);
+        vocab = model_vocab(model, o);
     } catch (const Error&) {
+        if (!o.tokenizer.empty()) throw;  // asked for explicitly
         vocab.reset();  // token files need none; a text file reports the missing tokenizer below
     }
     const TrainData data = load_train_data(o.data, vocab ? &*vocab : nullptr, model.arch().n_vocab, o);

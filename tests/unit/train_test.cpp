@@ -6,6 +6,7 @@
 #include "slm/error.h"
 #include "slm/gguf.h"
 #include "slm/model.h"
+#include "slm/quantize.h"
 #include "slm/train.h"
 #include "slm/vocab.h"
 #include "test_util.h"
@@ -283,21 +284,28 @@ TEST(TrainData, BadDataFilesNameTheFile) {
 
 TEST(Train, OverfitsOneParagraph) {
     const std::string data = write_text("paragraph.txt", kParagraph);
-    TrainModel m(tiny_arch(), 1);
+    // One sequence is the whole paragraph (BOS, its tokens; targets its tokens and EOS): every
+    // target is then predictable from its context and the loss can go to ~0. (Shorter random
+    // windows start mid-text, and their first target cannot be known.)
+    const int n = static_cast<int>(stories_vocab().tokenize(kParagraph, false, false).size()) + 1;
+    TrainArch a = tiny_arch();
+    a.n_ctx = 128;
+    ASSERT_LE(n, 128);
+    TrainModel m(a, 1);
     TrainOptions o = quiet_options();
     o.data = data;
-    o.steps = 150;
-    o.batch = 4;
-    o.seq_len = 32;
+    o.steps = 200;
+    o.batch = 1;  // every window is the same one
+    o.seq_len = n;
     o.lr = 3e-3f;
     o.warmup = 10;
     o.weight_decay = 0;
     o.val_fraction = 0;
     const TrainResult r = train(m, o);
-    ASSERT_EQ(r.curve.size(), 150u);
+    ASSERT_EQ(r.curve.size(), 200u);
     EXPECT_GT(r.curve.front().loss, 5.0f);  // ~ln(512) at the start
-    EXPECT_LT(r.final_loss, 0.1f);
-    EXPECT_EQ(r.tokens_seen, 150 * 4 * 32);
+    EXPECT_LT(r.final_loss, 0.05f);
+    EXPECT_EQ(r.tokens_seen, 200 * n);
     EXPECT_TRUE(std::isnan(r.final_val_loss));
 }
 
@@ -423,8 +431,9 @@ TEST(Train, CheckpointErrorsNameTheFile) {
 
 // Trains a few QAT steps, exports, and checks the exported model in slm's inference engine gives
 // the fake-quantized training forward's logits. The engine also quantizes activations (Q8_0 or
-// Q8_K) in its products and keeps K/V in F16, which the training forward does not: hence a
-// tolerance rather than equality, stated relative to the logits' spread.
+// Q8_K) in its products, which the training forward does not: hence a tolerance rather than
+// equality, 2% of the logits' spread (measured: 0.24% for Q4_0, 0.4% for Q2_K, 0.33% for
+// TQ1_0/TQ2_0), and the greedy token agrees at all but at most one position.
 void qat_round_trip(const TrainArch& arch, GGMLType type, const std::string& tag) {
     const std::string data = write_text("qat_" + tag + ".txt", stories_text(20000));
     TrainModel m(arch, 2);
@@ -579,7 +588,7 @@ TEST(TrainConfig, BadConfigsNameTheFileAndKey) {
     expect_error(R"({"arch": {"n_embed": 10}})", {"arch.n_embed"});
     expect_error(R"({"model": {}})", {"'model'"});
     expect_error(R"({"train": {"steps": "ten"}})", {"train.steps", "integer"});
-    expect_error(R"({"train": {"batch": -1}})", {"train.batch"});
+    expect_error(R"({"train": {"batch": 3000000000}})", {"train.batch"});
     expect_error(R"({"arch": {"n_layer": -1}})", {"arch.n_layer"});
     expect_error(R"({"train": {"lr": true}})", {"train.lr", "number"});
     expect_error(R"({"train": {"qat_type": "Q9_9"}})", {"train.qat_type", "Q9_9"});

@@ -45,6 +45,7 @@ void run_train(TrainCli& c) {
         if (!found.empty()) path = found;
     };
     in_repo(c.config);
+    in_repo(c.init);
     TrainConfig cfg;
     if (!c.config.empty()) cfg = load_train_config(c.config);
     if (!c.preset.empty()) {
@@ -68,6 +69,8 @@ void run_train(TrainCli& c) {
             std::fprintf(stderr, "note: --init %s: the model's own architecture is used; the config's \"arch\" is ignored\n",
                          c.init.c_str());
         model = TrainModel::load(c.init);
+        // Text data is tokenized with the loaded model's own tokenizer unless --tokenizer says otherwise.
+        if (o.tokenizer.empty()) o.tokenizer = c.tokenizer.empty() ? c.init : cfg.arch.tokenizer;
     } else {
         model = std::make_unique<TrainModel>(cfg.arch, o.seed);
     }
