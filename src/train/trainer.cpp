@@ -42,6 +42,11 @@ void check_options(const TrainModel& model, const TrainOptions& o) {
     if (o.log_every < 1) fail("train: field 'log_every' is %lld, not >= 1", static_cast<long long>(o.log_every));
     if (o.n_threads < 0) fail("train: field 'n_threads' is %d, not >= 0", o.n_threads);
     if (o.qat_distill && !o.qat_type) fail("train: field 'qat_distill' needs 'qat_type' (--qat TYPE)");
+    // Self-distillation is a loss (slm/distill.h plugs it in through batch_loss); without one,
+    // qat_distill would silently train on hard labels.
+    if (o.qat_distill && !o.batch_loss)
+        fail("train: field 'qat_distill' is set but no distillation loss is plugged in (batch_loss); use slm distill's "
+             "QAT self-distillation");
 }
 
 std::optional<Vocab> model_vocab(const TrainModel& model, const TrainOptions& o) {
