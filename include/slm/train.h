@@ -166,7 +166,7 @@ private:
 struct TrainOptions {
     std::string data;            // text file (tokenized with the model's tokenizer) or tokens
                                  // (llm.c .bin shard, or whitespace-separated ids in a .txt/.tok)
-    std::string out;             // final model GGUF ("" = none)
+    std::string out;             // final model GGUF ("" = none); with LoRA adapters, the adapter GGUF
     std::string checkpoint_dir;  // "" = beside out: <out>.ckpt/
     int64_t steps = 1000;        // optimizer steps
     int batch = 8;               // sequences per micro-batch

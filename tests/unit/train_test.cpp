@@ -392,6 +392,48 @@ TEST(Train, ResumeIsBitExactAndCheckpointsRotate) {
     EXPECT_EQ(weights_of(resumed), before);
 }
 
+TEST(Train, LoraTrainsOnlyTheAdaptersAndWritesThem) {
+    TrainModel m(tiny_arch(), 1);
+    LoraOptions lo;
+    lo.rank = 4;
+    m.add_lora(lo);
+    std::vector<std::vector<float>> base;
+    for (const TrainParam& p : m.params())
+        if (!p.g) base.emplace_back(p.w, p.w + p.n);
+    ASSERT_FALSE(base.empty());
+    TrainOptions o = quiet_options();
+    o.data = write_text("lora.txt", stories_text(8000));
+    o.val_fraction = 0;
+    o.seq_len = 16;
+    o.batch = 2;
+    o.steps = 4;
+    o.ckpt_every = 2;
+    o.out = test::temp_dir() + "/lora.gguf";
+    train(m, o);
+    size_t k = 0;
+    bool adapters_moved = false;
+    for (const TrainParam& p : m.params()) {
+        if (!p.g) {
+            EXPECT_EQ(std::vector<float>(p.w, p.w + p.n), base[k++]) << p.name << " is frozen";
+        } else if (p.name.find("lora_b") != std::string::npos) {
+            for (size_t i = 0; i < p.n; ++i) adapters_moved = adapters_moved || p.w[i] != 0.0f;  // B starts at 0
+        }
+    }
+    EXPECT_TRUE(adapters_moved);
+    TrainModel back(tiny_arch(), 1);
+    back.load_lora(o.out);
+    for (const TrainParam& p : m.params()) {
+        if (!p.g) continue;
+        const TrainParam* q = back.find(p.name);
+        ASSERT_NE(q, nullptr) << p.name;
+        EXPECT_EQ(std::vector<float>(q->w, q->w + q->n), std::vector<float>(p.w, p.w + p.n)) << p.name;
+    }
+    // The checkpoint holds optimizer state for the adapters only, and resumes into a LoRA model.
+    const GGUFFile ck = GGUFFile::open(train_impl::checkpoint_path(o.out + ".ckpt", 4));
+    for (const GGUFTensorInfo& t : ck.tensors())
+        if (t.name.rfind("adam.", 0) == 0) EXPECT_NE(t.name.find(".lora_"), std::string::npos) << t.name;
+}
+
 TEST(Train, BadOptionsAreRefusedBeforeTraining) {
     TrainModel m(tiny_arch(), 1);
     TrainOptions o = quiet_options();
