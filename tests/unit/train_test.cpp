@@ -735,6 +735,17 @@ TEST(TrainCli, TrainsEndToEndFromAConfig) {
     ASSERT_EQ(again.exit_code, 0) << again.err;
     EXPECT_NE(again.err.find("resumed"), std::string::npos) << again.err;
 
+    // QAT from the trained model (--init): text tokenized with the loaded model's own tokenizer,
+    // the output written in Q4_0 and loadable.
+    const std::string q = dir + "/cli_q4_0.gguf";
+    const auto qat = test::run_cli({"train", "--init", out, "--data", data, "-o", q, "--qat", "q4_0", "--steps", "2",
+                                    "--batch", "2", "--seq-len", "16", "--val-fraction", "0", "-t", "2"});
+    ASSERT_EQ(qat.exit_code, 0) << qat.err;
+    EXPECT_NE(qat.err.find("QAT"), std::string::npos) << qat.err;
+    const GGUFFile qf = GGUFFile::open(q);
+    EXPECT_EQ(qf.tensor("blk.0.attn_q.weight").type, GGMLType::Q4_0);
+    EXPECT_NO_THROW(Model::load(q));
+
     const auto bad = test::run_cli({"train", "--config", cfg, "--data", dir + "/nope.txt", "-o", out, "--no-resume"});
     EXPECT_NE(bad.exit_code, 0);
     EXPECT_NE(bad.err.find("nope.txt"), std::string::npos) << bad.err;
