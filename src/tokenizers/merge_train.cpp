@@ -143,8 +143,42 @@ struct HeapLess {
 
 } // namespace
 
+namespace {
+
+// For by_text: every way to cut each token in two, indexed by either half, so that a new token can
+// be checked against the tokens it would spell with another.
+class SplitIndex {
+public:
+    void add(const std::string& t) {
+        for (size_t i = 1; i < t.size(); ++i) {
+            std::string head = t.substr(0, i), tail = t.substr(i);
+            by_head_[head].push_back(tail);
+            by_tail_[std::move(tail)].push_back(std::move(head));
+        }
+    }
+    // True when `t` followed or preceded by an existing token spells an existing token.
+    bool completes(const std::string& t, const TrainVocab& v) const {
+        for (const auto* m : {&by_head_, &by_tail_}) {
+            auto it = m->find(t);
+            if (it == m->end()) continue;
+            for (const std::string& other : it->second)
+                if (v.ids.count(other)) return true;
+        }
+        return false;
+    }
+
+private:
+    std::unordered_map<std::string, std::vector<std::string>> by_head_, by_tail_;
+};
+
+} // namespace
+
 std::vector<std::pair<int32_t, int32_t>> learn_merges(std::vector<MergeWord>& words, TrainVocab& vocab,
                                                       const MergeOptions& o) {
+    SplitIndex splits;
+    if (o.by_text)
+        for (const std::string& t : vocab.text) splits.add(t);
+
     std::unordered_map<uint64_t, int64_t> counts;
     std::unordered_map<uint64_t, std::vector<int32_t>> where;  // words holding the pair (may be stale)
     for (size_t w = 0; w < words.size(); ++w) {
@@ -163,8 +197,8 @@ std::vector<std::pair<int32_t, int32_t>> learn_merges(std::vector<MergeWord>& wo
     std::priority_queue<HeapEntry, std::vector<HeapEntry>, HeapLess> heap(HeapLess{}, std::move(init));
 
     std::vector<std::pair<int32_t, int32_t>> merges;
-    std::vector<int32_t> merged;
-    std::vector<uint64_t> fresh;
+    std::vector<int32_t> merged, ws;
+    std::vector<uint64_t> fresh, joined;
     while (vocab.text.size() < static_cast<size_t>(o.n_vocab) && !heap.empty()) {
         const HeapEntry e = heap.top();
         heap.pop();
@@ -180,25 +214,44 @@ std::vector<std::pair<int32_t, int32_t>> learn_merges(std::vector<MergeWord>& wo
         const int32_t a = key_left(e.key), b = key_right(e.key);
         std::string text = vocab.text[a] + vocab.text[b];
         const int32_t chars = vocab.n_chars[a] + vocab.n_chars[b];
-        // A pair is never queued again once dropped here (new pairs all hold the new token).
+        // Each test below stays true once true (the vocab only grows), and a pair is never queued
+        // again once dropped here (new pairs all hold the new token).
         if (o.max_chars > 0 && chars > o.max_chars) continue;
         if (vocab.ids.count(text)) continue;  // one merge per token text: see tokenizer_train.h
+        if (o.by_text && splits.completes(text, vocab)) continue;
 
+        // The pairs this merge joins: (a, b), and by text every other pair of tokens spelling it.
+        joined.assign(1, e.key);
+        if (o.by_text) {
+            for (size_t i = 1; i < text.size(); ++i) {
+                const int32_t l = vocab.find_id(std::string_view(text).substr(0, i));
+                const int32_t r = vocab.find_id(std::string_view(text).substr(i));
+                if (l >= 0 && r >= 0 && pair_key(l, r) != e.key) joined.push_back(pair_key(l, r));
+            }
+            splits.add(text);
+        }
         const int32_t x = vocab.add(std::move(text), chars);
         merges.emplace_back(a, b);
-        std::vector<int32_t> ws;
-        if (auto wit = where.find(e.key); wit != where.end()) {
-            ws = std::move(wit->second);
-            where.erase(wit);
+        ws.clear();
+        for (uint64_t k : joined) {
+            if (auto wit = where.find(k); wit != where.end()) {
+                ws.insert(ws.end(), wit->second.begin(), wit->second.end());
+                where.erase(wit);
+            }
         }
         std::sort(ws.begin(), ws.end());
         ws.erase(std::unique(ws.begin(), ws.end()), ws.end());
+        auto joins = [&](int32_t l, int32_t r) {
+            if (l < 0 || r < 0) return false;
+            const uint64_t k = pair_key(l, r);
+            return std::find(joined.begin(), joined.end(), k) != joined.end();
+        };
         fresh.clear();
         for (int32_t w : ws) {
             std::vector<int32_t>& s = words[w].sym;
             const int64_t f = words[w].freq;
             bool found = false;
-            for (size_t i = 0; i + 1 < s.size() && !found; ++i) found = s[i] == a && s[i + 1] == b;
+            for (size_t i = 0; i + 1 < s.size() && !found; ++i) found = joins(s[i], s[i + 1]);
             if (!found) continue;
             // Take the word's pairs out, merge left to right, put the new pairs in: simpler than
             // tracking each neighbour, and words are short.
@@ -206,7 +259,7 @@ std::vector<std::pair<int32_t, int32_t>> learn_merges(std::vector<MergeWord>& wo
                 if (s[i] >= 0 && s[i + 1] >= 0) counts[pair_key(s[i], s[i + 1])] -= f;
             merged.clear();
             for (size_t i = 0; i < s.size();) {
-                if (i + 1 < s.size() && s[i] == a && s[i + 1] == b) {
+                if (i + 1 < s.size() && joins(s[i], s[i + 1])) {
                     merged.push_back(x);
                     i += 2;
                 } else {
@@ -225,7 +278,7 @@ std::vector<std::pair<int32_t, int32_t>> learn_merges(std::vector<MergeWord>& wo
                 }
             }
         }
-        counts.erase(e.key);
+        for (uint64_t k : joined) counts.erase(k);
         std::sort(fresh.begin(), fresh.end());
         fresh.erase(std::unique(fresh.begin(), fresh.end()), fresh.end());
         for (uint64_t k : fresh) heap.push({counts[k], k});

@@ -127,6 +127,9 @@ TokenizerTrainResult train_spm(const TokenizerTrainOptions& o, const std::vector
     }
 
     MergeOptions mo;
+    // By text: literal "<s>" or "<0x41>" in a text must stay characters, and the runtime would
+    // make "<s>" of the symbols "<" and "s>" (see MergeOptions::by_text).
+    mo.by_text = true;
     mo.n_vocab = o.vocab_size;
     mo.min_frequency = std::max<int64_t>(o.min_frequency, 1);
     mo.max_chars = o.max_chars;

@@ -56,7 +56,7 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& o, const std::
     if (o.min_frequency < 1)
         fail("tokenizer train: --min-frequency %lld must be at least 1", static_cast<long long>(o.min_frequency));
     if (o.max_chars < 0) fail("tokenizer train: --max-chars %d must be >= 0 (0: no limit)", o.max_chars);
-    if (o.n_threads < 1) fail("tokenizer train: -t %d must be at least 1", o.n_threads);
+    if (o.n_threads < 1 || o.n_threads > 1024) fail("tokenizer train: -t %d is not in 1..1024", o.n_threads);
     check_writable(out_path);
 
     std::vector<tok::TrainText> texts;

@@ -58,12 +58,22 @@ struct TrainVocab {
     std::vector<int32_t> n_chars;
     StringMap ids;
     int32_t add(std::string t, int32_t chars);  // the new id; the text must be new
+    int32_t find_id(std::string_view t) const {
+        auto it = ids.find(t);
+        return it == ids.end() ? -1 : it->second;
+    }
 };
 
 struct MergeOptions {
     int32_t n_vocab = 0;        // stop when the vocab has this many tokens
     int64_t min_frequency = 1;  // stop when the best pair is rarer
     int32_t max_chars = 0;      // never form a longer token (0: no limit)
+    // SentencePiece semantics: the runtime merges any two adjacent symbols whose text is a token
+    // (the best-scoring first), not only the pair a merge was learned from. Then a merge also
+    // joins every other pair of tokens spelling the same text, and a token is never made when it
+    // and another token would spell an existing token (the runtime would join them on sight,
+    // out of the learned order). Together these keep the runtime's order equal to training's.
+    bool by_text = false;
 };
 
 // Learns merges on `words` (rewritten in place into their final segmentation), adding one token to

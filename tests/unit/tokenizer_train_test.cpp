@@ -257,10 +257,44 @@ TEST(TokenizerTrain, SpmRoundTripAndSegmentation) {
         EXPECT_EQ(t.find("\xE2\x96\x81", 1), std::string::npos) << t;
         if (t.find('\n') != std::string::npos) EXPECT_EQ(t.find_first_not_of('\n'), std::string::npos) << t;
     }
+    // Literal texts of the special and byte tokens stay plain characters (the runtime would merge
+    // two symbols spelling one of them into that token).
+    std::string lit;
+    for (int i = 0; i < 60; ++i) lit += "a <s> b </s> c <unk> <0x41> <0x0A>x bs> bs> q<s>k 41> z<0x41>y ";
+    const TokenizerTrainResult rl = slm::train_tokenizer(o = options({write_temp("lit.txt", lit)}, 300,
+                                                                     TokenizerKind::Spm), out);
+    const Vocab vl = load(out);
+    expect_runtime_agrees(vl, {lit}, rl);
+    for (int32_t id : vl.tokenize(lit, false, false)) EXPECT_FALSE(vl.is_control(id) || vl.is_byte(id)) << id;
+
     // Unseen characters fall back to bytes and come back.
     for (const std::string t : {"Ж\x01 🎉 zebra", "日本語 \xF0\x9F\xA6\x8A"}) {
         const std::vector<int32_t> ids = v.tokenize(t, false, false);
         EXPECT_EQ(v.detokenize(ids, false, false), t);
+    }
+}
+
+// Text over a three-letter alphabet: tokens overlap in every way (the same text reachable from
+// several pairs, tokens completing other tokens), which is where the runtime's merge order could
+// part from training's.
+TEST(TokenizerTrain, SmallAlphabetAgreesWithRuntime) {
+    for (uint32_t seed = 1; seed <= 6; ++seed) {
+        std::mt19937 rng(seed);
+        std::string text;
+        for (int i = 0; i < 6000; ++i) {
+            const uint32_t r = rng() % 16;
+            text += r < 7 ? 'a' : r < 12 ? 'b' : r < 14 ? 'c' : r < 15 ? ' ' : '\n';
+        }
+        const std::string path = write_temp("abc.txt", text);
+        for (TokenizerKind kind : {TokenizerKind::Bpe, TokenizerKind::Spm}) {
+            TokenizerTrainOptions o = options({path}, 700, kind);
+            o.max_chars = 0;
+            const std::string out = slm::test::temp_dir() + "/abc.gguf";
+            const TokenizerTrainResult r = slm::train_tokenizer(o, out);
+            EXPECT_GT(r.n_merges, 100);
+            SCOPED_TRACE(seed);
+            expect_runtime_agrees(load(out), {text}, r);
+        }
     }
 }
 
