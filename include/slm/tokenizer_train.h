@@ -16,12 +16,15 @@
 //    leading one, characters are base tokens (those covering 99.95% of the text), other
 //    characters fall back to <0xHH> byte tokens, and each merge's token scores below the earlier
 //    ones, so the score-ordered SPM tokenizer replays the merges. Tokens: 0 "<unk>", 1 "<s>",
-//    2 "</s>", 3..258 "<0x00>".."<0xFF>", the characters, then one per merge.
+//    2 "</s>", 3..258 "<0x00>".."<0xFF>", the characters, then one per merge. Tokens never span a
+//    space boundary ("▁" only in front) or join a newline to another character. As with any
+//    SentencePiece vocab, a literal "▁" in the text comes back as a space.
 // Merges: the most frequent adjacent pair first; ties go to the pair with the smaller (left, right)
 // token ids, so the output depends only on the input (not on the thread count). A pair whose
 // concatenation is already a token is never merged (each token text has one merge), which keeps the
 // runtime's lowest-rank-first (or highest-score-first) order equal to the training order: the
-// runtime tokenizes the training text into exactly the tokens training ended with.
+// runtime tokenizes the training text into exactly the tokens training ended with. (Spm also
+// follows the runtime's merging by text: see MergeOptions::by_text in src/tokenizers.)
 //
 // Invalid UTF-8 is an error by default, because the runtime does not keep it: the byte-level BPE
 // pre-tokenizer (as llama.cpp's) turns each invalid byte into U+FFFD before tokenizing. With
