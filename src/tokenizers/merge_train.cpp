@@ -143,42 +143,8 @@ struct HeapLess {
 
 } // namespace
 
-namespace {
-
-// For by_text: every way to cut each token in two, indexed by either half, so that a new token can
-// be checked against the tokens it would spell with another.
-class SplitIndex {
-public:
-    void add(const std::string& t) {
-        for (size_t i = 1; i < t.size(); ++i) {
-            std::string head = t.substr(0, i), tail = t.substr(i);
-            by_head_[head].push_back(tail);
-            by_tail_[std::move(tail)].push_back(std::move(head));
-        }
-    }
-    // True when `t` followed or preceded by an existing token spells an existing token.
-    bool completes(const std::string& t, const TrainVocab& v) const {
-        for (const auto* m : {&by_head_, &by_tail_}) {
-            auto it = m->find(t);
-            if (it == m->end()) continue;
-            for (const std::string& other : it->second)
-                if (v.ids.count(other)) return true;
-        }
-        return false;
-    }
-
-private:
-    std::unordered_map<std::string, std::vector<std::string>> by_head_, by_tail_;
-};
-
-} // namespace
-
 std::vector<std::pair<int32_t, int32_t>> learn_merges(std::vector<MergeWord>& words, TrainVocab& vocab,
                                                       const MergeOptions& o) {
-    SplitIndex splits;
-    if (o.by_text)
-        for (const std::string& t : vocab.text) splits.add(t);
-
     std::unordered_map<uint64_t, int64_t> counts;
     std::unordered_map<uint64_t, std::vector<int32_t>> where;  // words holding the pair (may be stale)
     for (size_t w = 0; w < words.size(); ++w) {
@@ -218,8 +184,6 @@ std::vector<std::pair<int32_t, int32_t>> learn_merges(std::vector<MergeWord>& wo
         // again once dropped here (new pairs all hold the new token).
         if (o.max_chars > 0 && chars > o.max_chars) continue;
         if (vocab.ids.count(text)) continue;  // one merge per token text: see tokenizer_train.h
-        if (o.by_text && splits.completes(text, vocab)) continue;
-
         // The pairs this merge joins: (a, b), and by text every other pair of tokens spelling it.
         joined.assign(1, e.key);
         if (o.by_text) {
@@ -228,24 +192,50 @@ std::vector<std::pair<int32_t, int32_t>> learn_merges(std::vector<MergeWord>& wo
                 const int32_t r = vocab.find_id(std::string_view(text).substr(i));
                 if (l >= 0 && r >= 0 && pair_key(l, r) != e.key) joined.push_back(pair_key(l, r));
             }
-            splits.add(text);
         }
-        const int32_t x = vocab.add(std::move(text), chars);
-        merges.emplace_back(a, b);
-        ws.clear();
-        for (uint64_t k : joined) {
-            if (auto wit = where.find(k); wit != where.end()) {
-                ws.insert(ws.end(), wit->second.begin(), wit->second.end());
-                where.erase(wit);
-            }
-        }
-        std::sort(ws.begin(), ws.end());
-        ws.erase(std::unique(ws.begin(), ws.end()), ws.end());
         auto joins = [&](int32_t l, int32_t r) {
             if (l < 0 || r < 0) return false;
             const uint64_t k = pair_key(l, r);
             return std::find(joined.begin(), joined.end(), k) != joined.end();
         };
+        ws.clear();
+        for (uint64_t k : joined)
+            if (auto wit = where.find(k); wit != where.end()) ws.insert(ws.end(), wit->second.begin(), wit->second.end());
+        std::sort(ws.begin(), ws.end());
+        ws.erase(std::unique(ws.begin(), ws.end()), ws.end());
+        // By text, the runtime joins any two adjacent symbols spelling a token, best score first. So
+        // the new token must not sit next to a symbol it spells an (older, better-scored) token
+        // with: the runtime would join those at once where training would not. Such a pair is
+        // dropped for good too (its neighbours could change later: rare, and simpler to skip).
+        if (o.by_text) {
+            const int32_t x_new = static_cast<int32_t>(vocab.text.size());
+            auto spells_token = [&](int32_t l, int32_t r) {
+                if (l < 0 || r < 0) return false;
+                const std::string& tl = l == x_new ? text : vocab.text[l];
+                const std::string& tr = r == x_new ? text : vocab.text[r];
+                return vocab.ids.count(tl + tr) != 0;
+            };
+            bool clash = false;
+            for (size_t wi = 0; wi < ws.size() && !clash; ++wi) {
+                const std::vector<int32_t>& s = words[ws[wi]].sym;
+                merged.clear();
+                for (size_t i = 0; i < s.size();) {
+                    if (i + 1 < s.size() && joins(s[i], s[i + 1])) {
+                        merged.push_back(x_new);
+                        i += 2;
+                    } else {
+                        merged.push_back(s[i++]);
+                    }
+                }
+                for (size_t i = 0; i + 1 < merged.size() && !clash; ++i)
+                    clash = (merged[i] == x_new || merged[i + 1] == x_new) && spells_token(merged[i], merged[i + 1]);
+            }
+            if (clash) continue;
+        }
+        for (uint64_t k : joined) where.erase(k);
+
+        const int32_t x = vocab.add(std::move(text), chars);
+        merges.emplace_back(a, b);
         fresh.clear();
         for (int32_t w : ws) {
             std::vector<int32_t>& s = words[w].sym;

@@ -70,9 +70,10 @@ struct MergeOptions {
     int32_t max_chars = 0;      // never form a longer token (0: no limit)
     // SentencePiece semantics: the runtime merges any two adjacent symbols whose text is a token
     // (the best-scoring first), not only the pair a merge was learned from. Then a merge also
-    // joins every other pair of tokens spelling the same text, and a token is never made when it
-    // and another token would spell an existing token (the runtime would join them on sight,
-    // out of the learned order). Together these keep the runtime's order equal to training's.
+    // joins every other pair of tokens spelling the same text, and a merge is dropped when its
+    // token would sit next to a symbol it spells an existing token with (the runtime would join
+    // them on sight, out of the learned order). Together these keep the runtime's order equal to
+    // training's: no two adjacent symbols ever spell a token older than the last merge.
     bool by_text = false;
 };
 
