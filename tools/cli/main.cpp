@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
     slm::cli::add_quantize(app);
     slm::cli::add_calibrate(app);
     slm::cli::add_prune(app);
+    slm::cli::add_data(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
