@@ -209,6 +209,10 @@ std::vector<std::string> eval_set_texts(const EvalSetSpec& spec);
 
 struct DecontaminateOptions {
     int ngram = 13;                      // GPT-3's 13-grams
+    // Drop a document only when at least this many of its n-gram positions are found in the eval
+    // sets (1 = any, GPT-3's rule; more tolerates formulaic openings such as "once upon a time,
+    // there was a little girl named lily" shared by many stories).
+    size_t min_shared = 1;
     std::vector<EvalSetSpec> eval_sets;
 };
 

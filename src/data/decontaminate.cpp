@@ -58,15 +58,30 @@ EvalSetSpec parse_eval_set_spec(const std::string& spec) {
         }
     }
     if (s.kind.empty()) {
+        // Guessed from the file name ("hellaswag_val_full.txt.bz2", "arc_easy_dev.jsonl"), else from a
+        // parent or grandparent folder named exactly after the set ("mmlu/dev/anatomy_dev.csv").
         s.path = spec;
-        const std::string l = lower_ascii(std::filesystem::path(spec).filename().string() + "/" +
-                                          std::filesystem::path(spec).parent_path().filename().string());
         s.kind = "text";
+        const std::filesystem::path p(spec);
+        const std::string file = lower_ascii(p.filename().string());
+        const std::string parents[] = {lower_ascii(p.parent_path().filename().string()),
+                                       lower_ascii(p.parent_path().parent_path().filename().string())};
+        bool found = false;
         for (const char* k : {"hellaswag", "winogrande", "mmlu", "gsm8k", "arc"})
-            if (l.find(k) != std::string::npos) {
+            if (file.find(k) != std::string::npos) {
                 s.kind = k;
+                found = true;
                 break;
             }
+        for (const std::string& dir : parents) {
+            if (found) break;
+            for (const char* k : {"hellaswag", "winogrande", "mmlu", "gsm8k", "arc"})
+                if (dir == k) {
+                    s.kind = k;
+                    found = true;
+                    break;
+                }
+        }
     }
     if (s.path.empty()) slm::fail("data decontaminate: eval set '%s' names no file", spec.c_str());
     s.name = std::filesystem::path(s.path).filename().string();
@@ -130,6 +145,7 @@ std::vector<bool> DecontaminateResult::kept() const {
 
 DecontaminateResult decontaminate_documents(const std::vector<Document>& docs, const DecontaminateOptions& o) {
     if (o.ngram < 1 || o.ngram > 1000) slm::fail("data decontaminate: --ngram %d is not in 1..1000", o.ngram);
+    if (o.min_shared < 1) slm::fail("data decontaminate: --min-shared must be >= 1");
     if (o.eval_sets.empty()) slm::fail("data decontaminate: no evaluation set given (--eval)");
     if (o.eval_sets.size() > 64) slm::fail("data decontaminate: %zu evaluation sets (at most 64)", o.eval_sets.size());
     const auto t0 = std::chrono::steady_clock::now();
@@ -137,20 +153,18 @@ DecontaminateResult decontaminate_documents(const std::vector<Document>& docs, c
     DecontaminateResult r;
 
     // n-gram hash -> bit mask of the eval sets holding it.
-    std::unordered_map<uint64_t, uint64_t> index;
+    data::HashMask index;
     for (size_t s = 0; s < o.eval_sets.size(); ++s) {
         const EvalSetSpec& spec = o.eval_sets[s];
         EvalSetSummary sum;
         sum.name = spec.name;
         sum.kind = spec.kind;
-        std::unordered_set<uint64_t> own;
+        data::HashMask own;
         for (const std::string& t : eval_set_texts(spec)) {
             ++sum.n_texts;
-            const std::vector<std::string> w = normalized_words(t);
-            for (size_t i = 0; i + n <= w.size(); ++i) {
-                const uint64_t h = data::hash_words(w, i, n);
-                index[h] |= uint64_t(1) << s;
-                own.insert(h);
+            for (uint64_t h : data::ngram_hashes(data::word_hashes(normalized_words(t)), n)) {
+                index.add(h, uint64_t(1) << s);
+                own.add(h, 1);
             }
         }
         sum.n_ngrams = own.size();
@@ -164,16 +178,17 @@ DecontaminateResult decontaminate_documents(const std::vector<Document>& docs, c
         DecontaminateDecision& d = r.decisions[i];
         const std::vector<std::string> w = normalized_words(docs[i].text);
         uint64_t mask = 0;
-        for (size_t k = 0; k + n <= w.size(); ++k) {
-            auto it = index.find(data::hash_words(w, k, n));
-            if (it == index.end()) continue;
+        const std::vector<uint64_t> g = data::ngram_hashes(data::word_hashes(w), n);
+        for (size_t k = 0; k < g.size(); ++k) {
+            const uint64_t sets = index.get(g[k]);
+            if (!sets) continue;
             if (d.n_shared == 0) {
                 for (size_t j = 0; j < n; ++j) d.ngram += (j ? " " : "") + w[k + j];
             }
             ++d.n_shared;
-            mask |= it->second;
+            mask |= sets;
         }
-        if (mask) {
+        if (mask && d.n_shared >= o.min_shared) {
             d.kept = false;
             for (size_t s = 0; s < o.eval_sets.size(); ++s)
                 if (mask >> s & 1) {

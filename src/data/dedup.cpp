@@ -30,9 +30,7 @@ std::vector<uint64_t> shingles_of(const std::vector<std::string>& w, int ngram) 
     std::vector<uint64_t> s;
     if (w.empty()) return s;
     // A text shorter than one shingle is one shingle of all its words.
-    const size_t n = std::min<size_t>(ngram, w.size());
-    s.reserve(w.size() - n + 1);
-    for (size_t i = 0; i + n <= w.size(); ++i) s.push_back(data::hash_words(w, i, n));
+    s = data::ngram_hashes(data::word_hashes(w), std::min<size_t>(ngram, w.size()));
     std::sort(s.begin(), s.end());
     s.erase(std::unique(s.begin(), s.end()), s.end());
     return s;

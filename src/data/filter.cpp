@@ -125,11 +125,13 @@ std::pair<double, double> dup_fractions(const std::vector<std::string_view>& ite
 }
 
 // Gopher's "fraction of characters in the most common n-gram" (only if it occurs twice or more).
-double top_ngram_fraction(const std::vector<std::string>& w, const std::vector<uint64_t>& sizes, size_t total, int n) {
-    if (w.size() < size_t(n) || total == 0) return 0;
+double top_ngram_fraction(const std::vector<uint64_t>& wh, const std::vector<uint64_t>& sizes, size_t total, int n) {
+    if (wh.size() < size_t(n) || total == 0) return 0;
+    const std::vector<uint64_t> g = data::ngram_hashes(wh, n);
     std::unordered_map<uint64_t, std::pair<size_t, size_t>> counts;  // hash -> (count, first position)
-    for (size_t i = 0; i + n <= w.size(); ++i) {
-        auto [it, fresh] = counts.try_emplace(data::hash_words(w, i, n), 0, i);
+    counts.reserve(g.size());
+    for (size_t i = 0; i < g.size(); ++i) {
+        auto [it, fresh] = counts.try_emplace(g[i], 0, i);
         ++it->second.first;
     }
     double best = 0;
@@ -144,14 +146,16 @@ double top_ngram_fraction(const std::vector<std::string>& w, const std::vector<u
 
 // Gopher's "fraction of characters in duplicate n-grams": words covered by a later occurrence of
 // an n-gram seen before, each word counted once.
-double dup_ngram_fraction(const std::vector<std::string>& w, const std::vector<uint64_t>& sizes, size_t total, int n) {
-    if (w.size() < size_t(n) || total == 0) return 0;
+double dup_ngram_fraction(const std::vector<uint64_t>& wh, const std::vector<uint64_t>& sizes, size_t total, int n) {
+    if (wh.size() < size_t(n) || total == 0) return 0;
+    const std::vector<uint64_t> g = data::ngram_hashes(wh, n);
     std::unordered_set<uint64_t> seen;
-    std::vector<char> covered(w.size(), 0);
-    for (size_t i = 0; i + n <= w.size(); ++i)
-        if (!seen.insert(data::hash_words(w, i, n)).second) std::fill(covered.begin() + i, covered.begin() + i + n, 1);
+    seen.reserve(g.size());
+    std::vector<char> covered(wh.size(), 0);
+    for (size_t i = 0; i < g.size(); ++i)
+        if (!seen.insert(g[i]).second) std::fill(covered.begin() + i, covered.begin() + i + n, 1);
     size_t chars = 0;
-    for (size_t i = 0; i < w.size(); ++i)
+    for (size_t i = 0; i < wh.size(); ++i)
         if (covered[i]) chars += sizes[i];
     return double(chars) / total;
 }
@@ -300,8 +304,9 @@ std::vector<double> filter_rule_values(std::string_view text) {
     std::vector<uint64_t> sizes(norm.size());
     size_t total = 0;
     for (size_t i = 0; i < norm.size(); ++i) total += sizes[i] = norm[i].size();
-    for (int n = 2; n <= 4; ++n) v[kTop2gram + n - 2] = top_ngram_fraction(norm, sizes, total, n);
-    for (int n = 5; n <= 10; ++n) v[kDup5gram + n - 5] = dup_ngram_fraction(norm, sizes, total, n);
+    const std::vector<uint64_t> wh = data::word_hashes(norm);
+    for (int n = 2; n <= 4; ++n) v[kTop2gram + n - 2] = top_ngram_fraction(wh, sizes, total, n);
+    for (int n = 5; n <= 10; ++n) v[kDup5gram + n - 5] = dup_ngram_fraction(wh, sizes, total, n);
 
     v[kLoremIpsum] = double(count_ci(text, "lorem ipsum"));
     v[kCurlyBrace] = double(std::count(text.begin(), text.end(), '{') + std::count(text.begin(), text.end(), '}'));

@@ -31,15 +31,74 @@ inline uint64_t mix64(uint64_t x) {
     return x ^ (x >> 31);
 }
 
-// The hash of a run of words, as if joined by single spaces.
-inline uint64_t hash_words(const std::vector<std::string>& w, size_t begin, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; ++i) {
-        if (i) h = fnv1a(" ", h);
-        h = fnv1a(w[begin + i], h);
-    }
+// 64-bit hashes of words (FNV-1a, then mixed so every bit depends on every byte).
+inline std::vector<uint64_t> word_hashes(const std::vector<std::string>& words) {
+    std::vector<uint64_t> h(words.size());
+    for (size_t i = 0; i < words.size(); ++i) h[i] = mix64(fnv1a(words[i]));
     return h;
 }
+
+// The hash of every run of n consecutive words (wh.size() - n + 1 of them; none if fewer words):
+// a polynomial rolling hash over the word hashes (O(1) per position whatever n), then mixed.
+inline std::vector<uint64_t> ngram_hashes(const std::vector<uint64_t>& wh, size_t n) {
+    std::vector<uint64_t> out;
+    if (n == 0 || wh.size() < n) return out;
+    constexpr uint64_t P = 0x9e3779b97f4a7c15ull;  // odd, so multiplication is invertible mod 2^64
+    uint64_t top = 1;                               // P^(n-1)
+    for (size_t k = 1; k < n; ++k) top *= P;
+    uint64_t h = 0;
+    for (size_t k = 0; k < n; ++k) h = h * P + wh[k];
+    out.reserve(wh.size() - n + 1);
+    out.push_back(mix64(h ^ n));
+    for (size_t i = n; i < wh.size(); ++i) {
+        h = (h - wh[i - n] * top) * P + wh[i];
+        out.push_back(mix64(h ^ n));
+    }
+    return out;
+}
+
+// A set of 64-bit hashes with a 64-bit value each, open addressing with linear probing: one
+// cache line per lookup, where std::unordered_map chases a node per element.
+class HashMask {
+public:
+    // Bitwise-ors `bits` into the value of `key`.
+    void add(uint64_t key, uint64_t bits) {
+        if ((n_ + 1) * 2 > slots_.size()) grow();
+        Slot& s = find_slot(key);
+        if (s.key == 0) {
+            s.key = fix(key);
+            ++n_;
+        }
+        s.value |= bits;
+    }
+    // The value of `key`, 0 if absent.
+    uint64_t get(uint64_t key) const {
+        if (slots_.empty()) return 0;
+        const Slot& s = const_cast<HashMask*>(this)->find_slot(key);
+        return s.key ? s.value : 0;
+    }
+    size_t size() const { return n_; }
+
+private:
+    struct Slot {
+        uint64_t key = 0, value = 0;  // key 0 = empty
+    };
+    static uint64_t fix(uint64_t k) { return k ? k : 1; }
+    Slot& find_slot(uint64_t key) {
+        key = fix(key);
+        const size_t mask = slots_.size() - 1;
+        for (size_t i = key & mask;; i = (i + 1) & mask)
+            if (slots_[i].key == key || slots_[i].key == 0) return slots_[i];
+    }
+    void grow() {
+        std::vector<Slot> old = std::move(slots_);
+        slots_.assign(old.empty() ? 1024 : old.size() * 2, Slot{});
+        for (const Slot& s : old)
+            if (s.key) find_slot(s.key) = s;
+    }
+    std::vector<Slot> slots_;
+    size_t n_ = 0;
+};
 
 // std::mt19937_64 is specified bit for bit; the reductions below are ours, so a seed gives the same
 // numbers everywhere (std::uniform_int_distribution and std::shuffle are implementation-defined).

@@ -202,12 +202,13 @@ struct DecontFlags {
     std::string input, output, report;
     std::vector<std::string> evals;
     int ngram = 13;
-    size_t show = 10;
+    size_t min_shared = 1, show = 10;
 };
 
 void run_decontaminate(const DecontFlags& f) {
     DecontaminateOptions o;
     o.ngram = f.ngram;
+    o.min_shared = f.min_shared;
     for (const std::string& e : f.evals) o.eval_sets.push_back(parse_eval_set_spec(e));
     const DocFormatOptions fo = f.fmt.options();
     const DocumentSet in = read_input(f.input, fo);
@@ -372,6 +373,8 @@ void add_data(CLI::App& app) {
                         "from the name when omitted); repeatable")
             ->required();
         sub->add_option("--ngram", f->ngram, "N-gram length in normalized words")->capture_default_str();
+        sub->add_option("--min-shared", f->min_shared, "Drop only documents with at least this many shared n-grams")
+            ->capture_default_str();
         sub->add_option("--show", f->show, "Dropped documents listed")->capture_default_str();
         sub->add_option("--report", f->report, "Write one JSON line per document: kept, eval_sets, ngram");
         sub->callback([f]() { run_decontaminate(*f); });
