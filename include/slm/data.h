@@ -108,7 +108,7 @@ struct FilterOptions {
     double max_ppl = 0;              // > 0: drop documents with perplexity above this
     double keep_ppl_fraction = 0;    // in (0, 1]: keep only this fraction with the lowest perplexity
     uint32_t ppl_ctx = 512;          // context of the scoring session (at most the model's)
-    int n_threads = 0;               // 0 = one per physical core
+    int n_threads = 0;               // rules and model; 0 = one per physical core
 };
 
 struct FilterDecision {
@@ -155,6 +155,7 @@ struct DedupOptions {
     int n_bands = 16;        // LSH bands; n_perm must be a multiple (rows = n_perm / n_bands)
     double threshold = 0.8;  // Jaccard similarity
     uint64_t seed = 1;
+    int n_threads = 0;       // shingling and signatures; 0 = one per physical core
 };
 
 struct DedupDecision {
@@ -213,6 +214,7 @@ struct DecontaminateOptions {
     // sets (1 = any, GPT-3's rule; more tolerates formulaic openings such as "once upon a time,
     // there was a little girl named lily" shared by many stories).
     size_t min_shared = 1;
+    int n_threads = 0;                   // 0 = one per physical core
     std::vector<EvalSetSpec> eval_sets;
 };
 

@@ -153,18 +153,18 @@ DecontaminateResult decontaminate_documents(const std::vector<Document>& docs, c
     DecontaminateResult r;
 
     // n-gram hash -> bit mask of the eval sets holding it.
-    data::HashMask index;
+    data::HashMap64 index;
     for (size_t s = 0; s < o.eval_sets.size(); ++s) {
         const EvalSetSpec& spec = o.eval_sets[s];
         EvalSetSummary sum;
         sum.name = spec.name;
         sum.kind = spec.kind;
-        data::HashMask own;
+        data::HashMap64 own;
         for (const std::string& t : eval_set_texts(spec)) {
             ++sum.n_texts;
             for (uint64_t h : data::ngram_hashes(data::word_hashes(normalized_words(t)), n)) {
-                index.add(h, uint64_t(1) << s);
-                own.add(h, 1);
+                index.at(h) |= uint64_t(1) << s;
+                own.at(h) = 1;
             }
         }
         sum.n_ngrams = own.size();
@@ -174,10 +174,10 @@ DecontaminateResult decontaminate_documents(const std::vector<Document>& docs, c
     r.index_seconds = std::chrono::duration<double>(t1 - t0).count();
 
     r.decisions.resize(docs.size());
-    for (size_t i = 0; i < docs.size(); ++i) {
+    std::vector<uint64_t> masks(docs.size(), 0);
+    data::for_each_doc(docs.size(), o.n_threads, [&](size_t i) {
         DecontaminateDecision& d = r.decisions[i];
         const std::vector<std::string> w = normalized_words(docs[i].text);
-        uint64_t mask = 0;
         const std::vector<uint64_t> g = data::ngram_hashes(data::word_hashes(w), n);
         for (size_t k = 0; k < g.size(); ++k) {
             const uint64_t sets = index.get(g[k]);
@@ -186,8 +186,12 @@ DecontaminateResult decontaminate_documents(const std::vector<Document>& docs, c
                 for (size_t j = 0; j < n; ++j) d.ngram += (j ? " " : "") + w[k + j];
             }
             ++d.n_shared;
-            mask |= sets;
+            masks[i] |= sets;
         }
+    });
+    for (size_t i = 0; i < docs.size(); ++i) {
+        DecontaminateDecision& d = r.decisions[i];
+        const uint64_t mask = masks[i];
         if (mask && d.n_shared >= o.min_shared) {
             d.kept = false;
             for (size_t s = 0; s < o.eval_sets.size(); ++s)

@@ -103,15 +103,35 @@ DedupResult dedup_documents(const std::vector<Document>& docs, const DedupOption
     std::vector<std::unordered_map<uint64_t, std::vector<uint32_t>>> bands(o.near ? o.n_bands : 0);
     std::vector<std::vector<uint64_t>> kept_shingles(o.near ? docs.size() : 0);
 
+    // Per document, in parallel: the normalized text (exact key), shingles and band keys.
+    struct Prep {
+        std::string key;
+        std::vector<uint64_t> shingles, bands;
+    };
+    std::vector<Prep> prep(docs.size());
+    data::for_each_doc(docs.size(), o.n_threads, [&](size_t i) {
+        const std::vector<std::string> words = normalized_words(docs[i].text);
+        Prep& p = prep[i];
+        if (o.exact)
+            for (const std::string& w : words) {
+                if (!p.key.empty()) p.key += ' ';
+                p.key += w;
+            }
+        if (!o.near) return;
+        p.shingles = shingles_of(words, o.ngram);
+        const std::vector<uint64_t> sig = signature(p.shingles, seeds);
+        p.bands.resize(o.n_bands);
+        for (int b = 0; b < o.n_bands; ++b) {
+            uint64_t h = data::mix64(static_cast<uint64_t>(b) + 1);
+            for (size_t k = 0; k < rows; ++k) h = data::mix64(h ^ sig[b * rows + k]);
+            p.bands[b] = h;
+        }
+    });
+
     for (size_t i = 0; i < docs.size(); ++i) {
         DedupDecision& d = r.decisions[i];
-        const std::vector<std::string> words = normalized_words(docs[i].text);
-        std::string key;
+        std::string& key = prep[i].key;
         if (o.exact) {
-            for (const std::string& w : words) {
-                if (!key.empty()) key += ' ';
-                key += w;
-            }
             auto it = exact_seen.find(key);
             if (it != exact_seen.end()) {
                 d.kept = false;
@@ -128,14 +148,8 @@ DedupResult dedup_documents(const std::vector<Document>& docs, const DedupOption
             if (o.exact) exact_seen.emplace(std::move(key), i);
             continue;
         }
-        std::vector<uint64_t> sh = shingles_of(words, o.ngram);
-        const std::vector<uint64_t> sig = signature(sh, seeds);
-        std::vector<uint64_t> keys(o.n_bands);
-        for (int b = 0; b < o.n_bands; ++b) {
-            uint64_t h = data::mix64(static_cast<uint64_t>(b) + 1);
-            for (size_t k = 0; k < rows; ++k) h = data::mix64(h ^ sig[b * rows + k]);
-            keys[b] = h;
-        }
+        std::vector<uint64_t>& sh = prep[i].shingles;
+        const std::vector<uint64_t>& keys = prep[i].bands;
         // The earliest kept document similar enough.
         std::vector<uint32_t> cands;
         for (int b = 0; b < o.n_bands; ++b) {
@@ -160,6 +174,7 @@ DedupResult dedup_documents(const std::vector<Document>& docs, const DedupOption
         if (o.exact) exact_seen.emplace(std::move(key), i);
         for (int b = 0; b < o.n_bands; ++b) bands[b][keys[b]].push_back(static_cast<uint32_t>(i));
         kept_shingles[i] = std::move(sh);
+        prep[i] = Prep{};  // what is kept lives on in kept_shingles; free the rest early
     }
     std::sort(r.clusters.begin(), r.clusters.end(), [](const DedupCluster& a, const DedupCluster& b) { return a.kept < b.kept; });
     for (size_t i = 0; i < docs.size(); ++i) {

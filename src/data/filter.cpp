@@ -127,20 +127,23 @@ std::pair<double, double> dup_fractions(const std::vector<std::string_view>& ite
 // Gopher's "fraction of characters in the most common n-gram" (only if it occurs twice or more).
 double top_ngram_fraction(const std::vector<uint64_t>& wh, const std::vector<uint64_t>& sizes, size_t total, int n) {
     if (wh.size() < size_t(n) || total == 0) return 0;
+    if (wh.size() >= (uint64_t(1) << 32)) return 0;  // positions are packed in 32 bits
     const std::vector<uint64_t> g = data::ngram_hashes(wh, n);
-    std::unordered_map<uint64_t, std::pair<size_t, size_t>> counts;  // hash -> (count, first position)
-    counts.reserve(g.size());
+    data::HashMap64 counts(g.size());  // hash -> count << 32 | first position
     for (size_t i = 0; i < g.size(); ++i) {
-        auto [it, fresh] = counts.try_emplace(g[i], 0, i);
-        ++it->second.first;
+        bool fresh = false;
+        uint64_t& v = counts.at(g[i], &fresh);
+        if (fresh) v = i;
+        v += uint64_t(1) << 32;
     }
     double best = 0;
-    for (auto& [h, cp] : counts) {
-        if (cp.first < 2) continue;
+    counts.for_each([&](uint64_t, uint64_t v) {
+        const size_t count = v >> 32, first = v & 0xffffffffu;
+        if (count < 2) return;
         size_t chars = 0;
-        for (int k = 0; k < n; ++k) chars += sizes[cp.second + k];
-        best = std::max(best, double(cp.first * chars) / total);
-    }
+        for (int k = 0; k < n; ++k) chars += sizes[first + k];
+        best = std::max(best, double(count * chars) / total);
+    });
     return best;
 }
 
@@ -149,11 +152,13 @@ double top_ngram_fraction(const std::vector<uint64_t>& wh, const std::vector<uin
 double dup_ngram_fraction(const std::vector<uint64_t>& wh, const std::vector<uint64_t>& sizes, size_t total, int n) {
     if (wh.size() < size_t(n) || total == 0) return 0;
     const std::vector<uint64_t> g = data::ngram_hashes(wh, n);
-    std::unordered_set<uint64_t> seen;
-    seen.reserve(g.size());
+    data::HashMap64 seen(g.size());
     std::vector<char> covered(wh.size(), 0);
-    for (size_t i = 0; i < g.size(); ++i)
-        if (!seen.insert(g[i]).second) std::fill(covered.begin() + i, covered.begin() + i + n, 1);
+    for (size_t i = 0; i < g.size(); ++i) {
+        bool fresh = false;
+        seen.at(g[i], &fresh);
+        if (!fresh) std::fill(covered.begin() + i, covered.begin() + i + n, 1);
+    }
     size_t chars = 0;
     for (size_t i = 0; i < wh.size(); ++i)
         if (covered[i]) chars += sizes[i];
@@ -366,9 +371,9 @@ FilterResult filter_documents(const std::vector<Document>& docs, const FilterOpt
     r.decisions.resize(docs.size());
     r.n_failed.assign(kNumRules, 0);
     r.n_reason.assign(kNumRules, 0);
+    data::for_each_doc(docs.size(), opts.n_threads, [&](size_t i) { r.decisions[i].values = filter_rule_values(docs[i].text); });
     for (size_t i = 0; i < docs.size(); ++i) {
         FilterDecision& d = r.decisions[i];
-        d.values = filter_rule_values(docs[i].text);
         for (size_t k = 0; k < kNumRules; ++k) {
             const FilterRule& rule = opts.rules[k];
             if (!rule.enabled) continue;

@@ -2,8 +2,12 @@
 // random generator whose output does not depend on the standard library's distributions.
 #pragma once
 
+#include "core/cpu_info.h"
+#include "core/thread_pool.h"
+
 #include <cstddef>
 #include <cstdint>
+#include <algorithm>
 #include <random>
 #include <string>
 #include <string_view>
@@ -57,31 +61,42 @@ inline std::vector<uint64_t> ngram_hashes(const std::vector<uint64_t>& wh, size_
     return out;
 }
 
-// A set of 64-bit hashes with a 64-bit value each, open addressing with linear probing: one
-// cache line per lookup, where std::unordered_map chases a node per element.
-class HashMask {
+// A map from 64-bit hashes to 64-bit values, open addressing with linear probing: one cache line
+// per lookup and no allocation per element, where std::unordered_map allocates and chases a node.
+class HashMap64 {
 public:
-    // Bitwise-ors `bits` into the value of `key`.
-    void add(uint64_t key, uint64_t bits) {
+    explicit HashMap64(size_t expected = 0) {
+        size_t n = 16;
+        while (n < expected * 2) n *= 2;
+        slots_.assign(n, Slot{});
+    }
+    // The value of `key`, inserted as 0 if absent (then *fresh is set).
+    uint64_t& at(uint64_t key, bool* fresh = nullptr) {
         if ((n_ + 1) * 2 > slots_.size()) grow();
         Slot& s = find_slot(key);
-        if (s.key == 0) {
+        const bool is_new = s.key == 0;
+        if (is_new) {
             s.key = fix(key);
             ++n_;
         }
-        s.value |= bits;
+        if (fresh) *fresh = is_new;
+        return s.value;
     }
     // The value of `key`, 0 if absent.
     uint64_t get(uint64_t key) const {
-        if (slots_.empty()) return 0;
-        const Slot& s = const_cast<HashMask*>(this)->find_slot(key);
+        const Slot& s = const_cast<HashMap64*>(this)->find_slot(key);
         return s.key ? s.value : 0;
     }
     size_t size() const { return n_; }
+    template <class F>
+    void for_each(F&& f) const {
+        for (const Slot& s : slots_)
+            if (s.key) f(s.key, s.value);
+    }
 
 private:
     struct Slot {
-        uint64_t key = 0, value = 0;  // key 0 = empty
+        uint64_t key = 0, value = 0;  // key 0 = empty (a hash of 0 is stored as 1)
     };
     static uint64_t fix(uint64_t k) { return k ? k : 1; }
     Slot& find_slot(uint64_t key) {
@@ -92,13 +107,28 @@ private:
     }
     void grow() {
         std::vector<Slot> old = std::move(slots_);
-        slots_.assign(old.empty() ? 1024 : old.size() * 2, Slot{});
+        slots_.assign(old.size() * 2, Slot{});
         for (const Slot& s : old)
             if (s.key) find_slot(s.key) = s;
     }
     std::vector<Slot> slots_;
     size_t n_ = 0;
 };
+
+// Calls f(i) for every i in [0, n) on n_threads threads (0 = one per physical core); documents are
+// independent, so results are the same whatever the thread count.
+template <class F>
+void for_each_doc(size_t n, int n_threads, const F& f) {
+    const int nt = n_threads > 0 ? n_threads : std::max(1, physical_cores());
+    if (nt <= 1 || n < 64) {
+        for (size_t i = 0; i < n; ++i) f(i);
+        return;
+    }
+    ThreadPool pool(nt);
+    pool.parallel_for(static_cast<int64_t>(n), [&](int64_t b, int64_t e, int) {
+        for (int64_t i = b; i < e; ++i) f(static_cast<size_t>(i));
+    });
+}
 
 // std::mt19937_64 is specified bit for bit; the reductions below are ours, so a seed gives the same
 // numbers everywhere (std::uniform_int_distribution and std::shuffle are implementation-defined).

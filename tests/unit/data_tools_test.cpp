@@ -592,6 +592,41 @@ TEST(DataSynth, AnswersAreArithmeticallyRightAndDeterministic) {
     EXPECT_THROW(slm::synth_data(bad), slm::Error);
 }
 
+// ---- threads ------------------------------------------------------------------------------
+
+TEST(DataThreads, ResultsDoNotDependOnTheThreadCount) {
+    slm::DocFormatOptions fo;
+    auto set = slm::read_documents(source_dir() + "/data/eval/tinystories_val.txt", fo);
+    ASSERT_GT(set.docs.size(), 300u);
+    std::vector<slm::Document> docs(set.docs.begin(), set.docs.begin() + 300);
+    docs.push_back(docs[10]);  // a duplicate to find
+    const std::string eval = write_temp("eval_thr.txt", docs[20].text + "\n");
+
+    slm::FilterOptions f1, f2;
+    f1.n_threads = 1;
+    f2.n_threads = 2;
+    auto a = slm::filter_documents(docs, f1), b = slm::filter_documents(docs, f2);
+    EXPECT_EQ(a.kept(), b.kept());
+    EXPECT_EQ(a.n_failed, b.n_failed);
+    for (size_t i = 0; i < docs.size(); ++i) EXPECT_EQ(a.decisions[i].values, b.decisions[i].values);
+
+    slm::DedupOptions d1, d2;
+    d1.n_threads = 1;
+    d2.n_threads = 2;
+    auto da = slm::dedup_documents(docs, d1), db = slm::dedup_documents(docs, d2);
+    EXPECT_EQ(da.kept(), db.kept());
+    EXPECT_FALSE(da.decisions.back().kept);
+
+    slm::DecontaminateOptions c1;
+    c1.eval_sets = {slm::parse_eval_set_spec("text:" + eval)};
+    c1.n_threads = 1;
+    slm::DecontaminateOptions c2 = c1;
+    c2.n_threads = 2;
+    auto ca = slm::decontaminate_documents(docs, c1), cb = slm::decontaminate_documents(docs, c2);
+    EXPECT_EQ(ca.kept(), cb.kept());
+    EXPECT_FALSE(ca.decisions[20].kept);
+}
+
 // ---- CLI ------------------------------------------------------------------------------------
 
 TEST(DataCli, FilterDedupDecontaminateMixSynthEndToEnd) {

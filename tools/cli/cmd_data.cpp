@@ -201,7 +201,7 @@ struct DecontFlags {
     FormatFlags fmt;
     std::string input, output, report;
     std::vector<std::string> evals;
-    int ngram = 13;
+    int ngram = 13, threads = 0;
     size_t min_shared = 1, show = 10;
 };
 
@@ -209,6 +209,7 @@ void run_decontaminate(const DecontFlags& f) {
     DecontaminateOptions o;
     o.ngram = f.ngram;
     o.min_shared = f.min_shared;
+    o.n_threads = f.threads;
     for (const std::string& e : f.evals) o.eval_sets.push_back(parse_eval_set_spec(e));
     const DocFormatOptions fo = f.fmt.options();
     const DocumentSet in = read_input(f.input, fo);
@@ -340,7 +341,7 @@ void add_data(CLI::App& app) {
         sub->add_option("--max-ppl", f->max_ppl, "Drop documents whose perplexity is above this");
         sub->add_option("--keep-ppl-fraction", f->keep_ppl_fraction, "Keep only this fraction with the lowest perplexity");
         sub->add_option("--ppl-ctx", f->ppl_ctx, "Context of the perplexity model")->capture_default_str();
-        sub->add_option("-t,--threads", f->threads, "Threads of the perplexity model (0 = one per core)");
+        sub->add_option("-t,--threads", f->threads, "Threads for the rules and the perplexity model (0 = one per physical core)");
         sub->add_option("--report", f->report, "Write one JSON line per document: decision, failed rules, values, ppl");
         sub->callback([f]() { run_filter(*f); });
     }
@@ -359,6 +360,7 @@ void add_data(CLI::App& app) {
             ->capture_default_str();
         sub->add_option("--seed", f->o.seed, "Seed of the MinHash permutations")->capture_default_str();
         sub->add_option("--show", f->show, "Clusters listed")->capture_default_str();
+        sub->add_option("-t,--threads", f->o.n_threads, "Threads (0 = one per physical core)");
         sub->add_option("--report", f->report, "Write one JSON line per document: kept, dup_of, kind, jaccard");
         sub->callback([f]() { run_dedup(*f); });
     }
@@ -376,6 +378,7 @@ void add_data(CLI::App& app) {
         sub->add_option("--min-shared", f->min_shared, "Drop only documents with at least this many shared n-grams")
             ->capture_default_str();
         sub->add_option("--show", f->show, "Dropped documents listed")->capture_default_str();
+        sub->add_option("-t,--threads", f->threads, "Threads (0 = one per physical core)");
         sub->add_option("--report", f->report, "Write one JSON line per document: kept, eval_sets, ngram");
         sub->callback([f]() { run_decontaminate(*f); });
     }
