@@ -57,6 +57,16 @@ EvalSetSpec parse_eval_set_spec(const std::string& spec) {
             s.path = spec.substr(colon + 1);
         }
     }
+    if (s.kind.empty() && colon != std::string::npos && colon > 0) {
+        // "KIND:PATH" with a KIND we do not know (and no file of that name): say so rather than
+        // failing later to open "KIND:PATH".
+        const std::string kind = spec.substr(0, colon);
+        const bool word = std::all_of(kind.begin(), kind.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; });
+        std::error_code ec;
+        if (word && !std::filesystem::exists(spec, ec))
+            slm::fail("data decontaminate: eval set '%s': unknown kind '%s' (text, hellaswag, arc, mmlu, winogrande, gsm8k)",
+                      spec.c_str(), kind.c_str());
+    }
     if (s.kind.empty()) {
         // Guessed from the file name ("hellaswag_val_full.txt.bz2", "arc_easy_dev.jsonl"), else from a
         // parent or grandparent folder named exactly after the set ("mmlu/dev/anatomy_dev.csv").
@@ -84,7 +94,13 @@ EvalSetSpec parse_eval_set_spec(const std::string& spec) {
         }
     }
     if (s.path.empty()) slm::fail("data decontaminate: eval set '%s' names no file", spec.c_str());
-    s.name = std::filesystem::path(s.path).filename().string();
+    std::string trimmed = s.path;
+    while (trimmed.size() > 1 && trimmed.back() == '/') trimmed.pop_back();
+    const std::filesystem::path p(trimmed);
+    s.name = p.filename().string();
+    std::error_code ec;
+    if (std::filesystem::is_directory(p, ec) && !p.parent_path().filename().empty())
+        s.name = p.parent_path().filename().string() + "/" + s.name;  // "mmlu/dev", not "dev"
     if (s.name.empty()) s.name = s.path;
     return s;
 }

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -173,6 +174,8 @@ DocumentSet parse_documents(std::string_view text, const std::string& name, cons
 }
 
 DocumentSet read_documents(const std::string& path, const DocFormatOptions& o) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) slm::fail("data: %s: is a directory, not a text file", path.c_str());
     std::ifstream f(path, std::ios::binary);
     if (!f) slm::fail("data: %s: cannot open: %s", path.c_str(), std::strerror(errno));
     std::ostringstream ss;

@@ -392,7 +392,10 @@ FilterResult filter_documents(const std::vector<Document>& docs, const FilterOpt
     if (use_ppl) {
         auto model = Model::load(opts.ppl_model);
         SessionOptions so;
-        so.n_ctx = std::min<uint32_t>(std::max<uint32_t>(opts.ppl_ctx, 4), model->hparams().n_ctx_train);
+        // Never past the training context: positions the model never saw would inflate perplexity.
+        const uint32_t n_train = model->hparams().n_ctx_train;
+        so.n_ctx = std::max<uint32_t>(opts.ppl_ctx, 4);
+        if (n_train > 0) so.n_ctx = std::min(so.n_ctx, n_train);
         so.n_batch = so.n_ctx;
         so.kv_type = GGMLType::F32;
         so.n_threads = opts.n_threads;

@@ -119,6 +119,7 @@ TEST(DataDocuments, BadInputsNameFileAndField) {
     } catch (const slm::Error& e) {
         EXPECT_NE(std::string(e.what()).find("missing.txt"), std::string::npos) << e.what();
     }
+    EXPECT_THROW(slm::read_documents(temp_dir(), o), slm::Error);  // a directory
     // Invalid UTF-8: an error naming file and line, or skipped and counted.
     const std::string bad = write_temp("bad.txt", "good one\n\nline\nbad \xC3\x28 byte\n\ngood two\n");
     try {
@@ -475,6 +476,12 @@ TEST(DataDecontaminate, ReadsTheEvalSetFormatsAndNamesTheSet) {
     EXPECT_THROW(slm::decontaminate_documents({{clean, 1}}, o), slm::Error);
     o.eval_sets.clear();
     EXPECT_THROW(slm::decontaminate_documents({{clean, 1}}, o), slm::Error);
+    try {
+        slm::parse_eval_set_spec("squad:" + hs);
+        FAIL();
+    } catch (const slm::Error& e) {
+        EXPECT_NE(std::string(e.what()).find("unknown kind 'squad'"), std::string::npos) << e.what();
+    }
 }
 
 // ---- mix ------------------------------------------------------------------------------------
