@@ -100,7 +100,7 @@ void set_filter_rule(std::vector<FilterRule>& rules, const std::string& assignme
 std::vector<double> filter_rule_values(std::string_view text);
 
 struct FilterOptions {
-    std::vector<FilterRule> rules = default_filter_rules();
+    std::vector<FilterRule> rules = default_filter_rules();  // change thresholds in place; keep the order
     // Perplexity filter ("a textbook model finds it clear"): each document that passes the rules is
     // scored by this GGUF model (its own tokenizer, BOS added; documents longer than the context are
     // scored in windows with half a context of history). Off when empty.

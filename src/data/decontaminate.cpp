@@ -14,8 +14,6 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <unordered_map>
-#include <unordered_set>
 
 namespace slm {
 

@@ -357,7 +357,15 @@ std::vector<bool> FilterResult::kept() const {
 
 FilterResult filter_documents(const std::vector<Document>& docs, const FilterOptions& opts) {
     const auto t0 = std::chrono::steady_clock::now();
-    if (opts.rules.size() != kNumRules) slm::fail("data filter: %zu rules given, %d expected", opts.rules.size(), int(kNumRules));
+    {
+        // Values are computed in table order: the rules must be that table, thresholds changed in place.
+        const std::vector<FilterRule> table = default_filter_rules();
+        if (opts.rules.size() != table.size()) slm::fail("data filter: %zu rules given, %zu expected", opts.rules.size(), table.size());
+        for (size_t k = 0; k < table.size(); ++k)
+            if (opts.rules[k].name != table[k].name || opts.rules[k].is_min != table[k].is_min)
+                slm::fail("data filter: rule %zu is '%s', expected '%s' (keep default_filter_rules() order)", k,
+                          opts.rules[k].name.c_str(), table[k].name.c_str());
+    }
     if (opts.max_ppl < 0 || !std::isfinite(opts.max_ppl)) slm::fail("data filter: --max-ppl %g is not >= 0", opts.max_ppl);
     if (opts.keep_ppl_fraction < 0 || opts.keep_ppl_fraction > 1 || !std::isfinite(opts.keep_ppl_fraction))
         slm::fail("data filter: --keep-ppl-fraction %g is not in (0, 1]", opts.keep_ppl_fraction);
