@@ -661,6 +661,9 @@ TEST(DataCli, FilterDedupDecontaminateMixSynthEndToEnd) {
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_NE(r.out.find("cli_eval.txt"), std::string::npos) << r.out;
     EXPECT_EQ(slm::read_documents(out + ".dc", {}).docs.size(), 2u);
+    r = run_cli({"data", "decontaminate", "--eval", "text:" + ev, out});  // one value per --eval
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("dropped        1 documents"), std::string::npos) << r.out;
 
     r = run_cli({"data", "mix", in + ":0.5", out + ":0.5", "--docs", "20", "--seed", "3", "-o", out + ".mix"});
     ASSERT_EQ(r.exit_code, 0) << r.err;

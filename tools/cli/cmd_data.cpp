@@ -335,7 +335,8 @@ void add_data(CLI::App& app) {
         sub->add_option("input", f->input, "Input text file");
         sub->add_option("-o,--output", f->output, "Write the kept documents here (same layout)");
         add_format_flags(sub, f->fmt);
-        sub->add_option("--rule", f->rules, "Set a rule: NAME=THRESHOLD, NAME=off or NAME=on (repeatable; see --list-rules)");
+        sub->add_option("--rule", f->rules, "Set a rule: NAME=THRESHOLD, NAME=off or NAME=on (repeatable; see --list-rules)")
+            ->allow_extra_args(false);
         sub->add_flag("--list-rules", f->list_rules, "List the rules with their thresholds and exit");
         sub->add_option("--ppl-model", f->ppl_model, "GGUF model scoring each document's perplexity");
         sub->add_option("--max-ppl", f->max_ppl, "Drop documents whose perplexity is above this");
@@ -373,7 +374,8 @@ void add_data(CLI::App& app) {
         sub->add_option("--eval", f->evals,
                         "Evaluation set, [KIND:]PATH with KIND text, hellaswag, arc, mmlu, winogrande or gsm8k (guessed "
                         "from the name when omitted); repeatable")
-            ->required();
+            ->required()
+            ->allow_extra_args(false);  // one value per --eval, so the input may follow it
         sub->add_option("--ngram", f->ngram, "N-gram length in normalized words")->capture_default_str();
         sub->add_option("--min-shared", f->min_shared, "Drop only documents with at least this many shared n-grams")
             ->capture_default_str();
