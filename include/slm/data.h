@@ -188,9 +188,10 @@ std::vector<uint64_t> shingle_hashes(std::string_view text, int ngram);
 double jaccard(const std::vector<uint64_t>& a, const std::vector<uint64_t>& b);  // sorted unique sets
 
 // ---- decontaminate --------------------------------------------------------------------------
-// Words for overlap tests: split on whitespace, every character that is punctuation or a symbol
-// (Unicode categories P and S) removed from each word, ASCII and Latin letters lowercased, empty
-// words dropped. "Lily's ball." -> {"lilys", "ball"}.
+// Words for overlap tests (dedup, decontaminate, the repetition rules): split on whitespace, every
+// character that is punctuation, a symbol or a control (Unicode categories P, S, C) removed from
+// each word, ASCII, Latin-1 and basic Cyrillic capitals lowercased, empty words dropped.
+// "Lily's ball." -> {"lilys", "ball"}.
 std::vector<std::string> normalized_words(std::string_view text);
 
 // An evaluation set: kind "text" (a plain file, blank-line blocks, .bz2 read), "hellaswag",
