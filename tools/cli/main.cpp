@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
     slm::cli::add_prune(app);
     slm::cli::add_train(app);
     slm::cli::add_tokenizer(app);
+    slm::cli::add_data(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
