@@ -1,0 +1,235 @@
+// Distillation: the losses (known values worked out by hand from the definitions, D(p, p) = 0,
+// every gradient against central finite differences at odd vocabulary sizes), bad options.
+#include "slm/distill.h"
+#include "slm/error.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+using namespace slm;
+
+namespace {
+
+const Divergence kAll[] = {Divergence::ForwardKL, Divergence::ReverseKL, Divergence::JSD, Divergence::TVD};
+
+DistillLossOptions opts(Divergence d, float T = 1, uint32_t k = 0, float w = 0, float beta = 0.5f) {
+    DistillLossOptions o;
+    o.divergence = d;
+    o.temperature = T;
+    o.top_k = k;
+    o.ce_weight = w;
+    o.jsd_beta = beta;
+    return o;
+}
+
+// The loss of one row of student logits against one row of teacher logits (all rows count).
+DistillLossValue one_row(const DistillLossOptions& o, const std::vector<float>& teacher, const std::vector<float>& student,
+                         int32_t label = -1, std::vector<float>* grad = nullptr) {
+    const uint32_t V = uint32_t(teacher.size());
+    TeacherDist t = make_teacher_dist(teacher.data(), 1, V, o);
+    std::vector<float> g(V);
+    std::vector<int32_t> labels{label};
+    std::vector<uint8_t> mask{1};
+    DistillLossValue v = distill_loss(o, student.data(), t, labels, mask, 1.0f, g.data());
+    if (grad) *grad = g;
+    return v;
+}
+
+std::vector<float> logs(std::vector<double> p) {
+    std::vector<float> l;
+    for (double x : p) l.push_back(float(std::log(x)));
+    return l;
+}
+
+// p = (0.7, 0.2, 0.1) teacher, q = (0.4, 0.4, 0.2) student, given as log-probabilities (softmax of
+// a log-probability vector is the distribution itself).
+TEST(DistillLoss, KnownValuesOnThreeTokens) {
+    const auto tp = logs({0.7, 0.2, 0.1}), sq = logs({0.4, 0.4, 0.2});
+    const double fkl = 0.7 * std::log(0.7 / 0.4) + 0.2 * std::log(0.2 / 0.4) + 0.1 * std::log(0.1 / 0.2);
+    const double rkl = 0.4 * std::log(0.4 / 0.7) + 0.4 * std::log(0.4 / 0.2) + 0.2 * std::log(0.2 / 0.1);
+    const double m0 = 0.55, m1 = 0.3, m2 = 0.15;  // (p + q) / 2
+    const double jsd = 0.5 * (0.7 * std::log(0.7 / m0) + 0.2 * std::log(0.2 / m1) + 0.1 * std::log(0.1 / m2)) +
+                       0.5 * (0.4 * std::log(0.4 / m0) + 0.4 * std::log(0.4 / m1) + 0.2 * std::log(0.2 / m2));
+    EXPECT_NEAR(fkl, 0.1837869, 1e-6);  // the arithmetic above, done by hand
+    EXPECT_NEAR(rkl, 0.1920420, 1e-6);
+    EXPECT_NEAR(jsd, 0.0462009, 1e-6);
+    EXPECT_NEAR(one_row(opts(Divergence::ForwardKL), tp, sq).loss, fkl, 1e-6);
+    EXPECT_NEAR(one_row(opts(Divergence::ReverseKL), tp, sq).loss, rkl, 1e-6);
+    EXPECT_NEAR(one_row(opts(Divergence::JSD), tp, sq).loss, jsd, 1e-6);
+    EXPECT_NEAR(one_row(opts(Divergence::TVD), tp, sq).loss, 0.3, 1e-6);
+    // GKD's beta: m = 0.2 p + 0.8 q.
+    {
+        const double b = 0.2;
+        double kp = 0, kq = 0;
+        const double p[3] = {0.7, 0.2, 0.1}, q[3] = {0.4, 0.4, 0.2};
+        for (int i = 0; i < 3; ++i) {
+            const double m = b * p[i] + (1 - b) * q[i];
+            kp += p[i] * std::log(p[i] / m);
+            kq += q[i] * std::log(q[i] / m);
+        }
+        EXPECT_NEAR(one_row(opts(Divergence::JSD, 1, 0, 0, 0.2f), tp, sq).loss, b * kp + (1 - b) * kq, 1e-6);
+    }
+    // Gradient of forward KL at T = 1 is q - p.
+    std::vector<float> g;
+    one_row(opts(Divergence::ForwardKL), tp, sq, -1, &g);
+    EXPECT_NEAR(g[0], 0.4 - 0.7, 1e-6);
+    EXPECT_NEAR(g[1], 0.4 - 0.2, 1e-6);
+    EXPECT_NEAR(g[2], 0.2 - 0.1, 1e-6);
+
+    // Top-1 with the rest bucket: categories {token 0, rest}: p = (0.7, 0.3), q = (0.4, 0.6).
+    EXPECT_NEAR(one_row(opts(Divergence::ForwardKL, 1, 1), tp, sq).loss,
+                0.7 * std::log(0.7 / 0.4) + 0.3 * std::log(0.3 / 0.6), 1e-6);
+    EXPECT_NEAR(one_row(opts(Divergence::ReverseKL, 1, 1), tp, sq).loss,
+                0.4 * std::log(0.4 / 0.7) + 0.6 * std::log(0.6 / 0.3), 1e-6);
+    EXPECT_NEAR(one_row(opts(Divergence::TVD, 1, 1), tp, sq).loss, 0.3, 1e-6);
+    // Top-2: categories {0, 1, rest = {2}}: the full distribution again.
+    EXPECT_NEAR(one_row(opts(Divergence::ForwardKL, 1, 2), tp, sq).loss, fkl, 1e-6);
+
+    // Hard-label mix: (1 - w) D + w (-log q_label).
+    EXPECT_NEAR(one_row(opts(Divergence::ForwardKL, 1, 0, 0.25f), tp, sq, 1).loss,
+                0.75 * fkl + 0.25 * -std::log(0.4), 1e-6);
+    DistillLossValue v = one_row(opts(Divergence::ForwardKL, 1, 0, 0.25f), tp, sq, 1);
+    EXPECT_NEAR(v.divergence, fkl, 1e-6);
+    EXPECT_NEAR(v.ce, -std::log(0.4), 1e-6);
+}
+
+TEST(DistillLoss, TemperatureSoftensBothAndScalesByTSquared) {
+    const std::vector<float> t{2.0f, 0.0f, -2.0f}, s{0.0f, 1.0f, 0.0f};
+    const double T = 2;
+    // p = softmax(t / 2) = softmax(1, 0, -1), q = softmax(0, 0.5, 0).
+    const double zp = std::exp(1.0) + 1 + std::exp(-1.0), zq = 2 + std::exp(0.5);
+    const double p[3] = {std::exp(1.0) / zp, 1 / zp, std::exp(-1.0) / zp}, q[3] = {1 / zq, std::exp(0.5) / zq, 1 / zq};
+    double kl = 0;
+    for (int i = 0; i < 3; ++i) kl += p[i] * std::log(p[i] / q[i]);
+    DistillLossValue v = one_row(opts(Divergence::ForwardKL, float(T)), t, s);
+    EXPECT_NEAR(v.divergence, kl, 1e-6);
+    EXPECT_NEAR(v.loss, T * T * kl, 1e-6);
+    // The gradient of T^2 KL is T (q - p).
+    std::vector<float> g;
+    one_row(opts(Divergence::ForwardKL, float(T)), t, s, -1, &g);
+    for (int i = 0; i < 3; ++i) EXPECT_NEAR(g[i], T * (q[i] - p[i]), 1e-6) << i;
+}
+
+TEST(DistillLoss, SameDistributionIsZeroWithZeroGradient) {
+    std::mt19937 rng(3);
+    std::normal_distribution<float> n(0, 2);
+    for (uint32_t V : {5u, 31u}) {
+        std::vector<float> z(V);
+        for (float& x : z) x = n(rng);
+        std::vector<float> shifted = z;
+        for (float& x : shifted) x += 3.5f;  // softmax ignores a constant shift
+        for (Divergence d : kAll)
+            for (uint32_t k : {0u, 3u})
+                for (float T : {1.0f, 2.5f}) {
+                    std::vector<float> g;
+                    DistillLossValue v = one_row(opts(d, T, k), z, shifted, -1, &g);
+                    EXPECT_NEAR(v.loss, 0.0, 1e-6) << divergence_name(d) << " k " << k << " T " << T;
+                    if (d != Divergence::TVD)  // TVD's subgradient at p = q is 0 only where the signs are 0
+                        for (float x : g) EXPECT_NEAR(x, 0.0f, 1e-6f) << divergence_name(d);
+                }
+    }
+}
+
+TEST(DistillLoss, DivergencesArePositiveAndTopKBoundsFull) {
+    std::mt19937 rng(4);
+    std::normal_distribution<float> n(0, 1.5f);
+    const uint32_t V = 17;
+    std::vector<float> t(V), s(V);
+    for (float& x : t) x = n(rng);
+    for (float& x : s) x = n(rng);
+    for (Divergence d : kAll) {
+        const double full = one_row(opts(d), t, s).loss;
+        EXPECT_GT(full, 0.0) << divergence_name(d);
+        // Coarse-graining (data processing inequality): top-k + rest never exceeds the full value.
+        for (uint32_t k : {1u, 4u, 16u}) {
+            const double part = one_row(opts(d, 1, k), t, s).loss;
+            EXPECT_GE(part, 0.0);
+            EXPECT_LE(part, full + 1e-6) << divergence_name(d) << " k " << k;
+        }
+    }
+}
+
+// Every gradient against central differences: several rows (one masked out), labels, odd vocab.
+TEST(DistillLoss, GradientsMatchFiniteDifferences) {
+    std::mt19937 rng(7);
+    std::normal_distribution<float> n(0, 1.5f);
+    for (uint32_t V : {7u, 13u}) {
+        const size_t R = 3;
+        std::vector<float> t(R * V), s(R * V);
+        for (float& x : t) x = n(rng);
+        for (float& x : s) x = n(rng);
+        std::vector<int32_t> labels{2, -1, 5};
+        std::vector<uint8_t> mask{1, 1, 0};
+        for (Divergence d : kAll)
+            for (uint32_t k : {0u, 3u})
+                for (float T : {1.0f, 1.7f})
+                    for (float w : {0.0f, 0.3f}) {
+                        DistillLossOptions o = opts(d, T, k, w, 0.3f);
+                        TeacherDist td = make_teacher_dist(t.data(), R, V, o);
+                        std::vector<float> g(R * V), scratch(R * V);
+                        const float scale = 0.5f;
+                        distill_loss(o, s.data(), td, labels, mask, scale, g.data());
+                        for (size_t i = 0; i < R * V; ++i) {
+                            const float h = 1e-3f;
+                            std::vector<float> sp = s, sm = s;
+                            sp[i] += h;
+                            sm[i] -= h;
+                            const double lp = distill_loss(o, sp.data(), td, labels, mask, 1, scratch.data()).loss;
+                            const double lm = distill_loss(o, sm.data(), td, labels, mask, 1, scratch.data()).loss;
+                            const double fd = scale * (lp - lm) / double(sp[i] - sm[i]);
+                            EXPECT_NEAR(g[i], fd, 2e-4 + 2e-3 * std::fabs(fd))
+                                << divergence_name(d) << " V " << V << " k " << k << " T " << T << " w " << w << " i "
+                                << i;
+                        }
+                        for (size_t i = 2 * V; i < 3 * V; ++i) EXPECT_EQ(g[i], 0.0f);  // the masked-out row
+                    }
+    }
+}
+
+TEST(DistillLoss, MaskFromLabelsAndMeanOverRows) {
+    const auto tp = logs({0.7, 0.2, 0.1}), sq = logs({0.4, 0.4, 0.2});
+    std::vector<float> t, s;
+    for (int r = 0; r < 3; ++r) {
+        t.insert(t.end(), tp.begin(), tp.end());
+        s.insert(s.end(), (r == 1 ? tp : sq).begin(), (r == 1 ? tp : sq).end());
+    }
+    DistillLossOptions o = opts(Divergence::ForwardKL);
+    TeacherDist td = make_teacher_dist(t.data(), 3, 3, o);
+    std::vector<float> g(9);
+    // Rows 0 and 1 count (labels >= 0), row 2 does not: mean of (fkl, 0).
+    std::vector<int32_t> labels{0, 1, -1};
+    DistillLossValue v = distill_loss(o, s.data(), td, labels, {}, 1, g.data());
+    EXPECT_EQ(v.n_rows, 2u);
+    EXPECT_NEAR(v.loss, 0.1837869 / 2, 1e-6);
+    for (int i = 6; i < 9; ++i) EXPECT_EQ(g[i], 0.0f);
+}
+
+TEST(DistillLoss, BadOptionsAreClearErrors) {
+    auto msg = [](auto f) {
+        try {
+            f();
+        } catch (const slm::Error& e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    EXPECT_NE(msg([] { divergence_from_name("kld"); }).find("unknown loss 'kld'"), std::string::npos);
+    EXPECT_EQ(divergence_from_name("rkl"), Divergence::ReverseKL);
+    const std::vector<float> t{1, 2, 3};
+    std::vector<float> g(3);
+    EXPECT_NE(msg([&] { make_teacher_dist(t.data(), 1, 3, opts(Divergence::ForwardKL, 1, 3)); }).find("top-k = 3"),
+              std::string::npos);
+    EXPECT_NE(msg([&] { opts(Divergence::ForwardKL, 0).validate(); }).find("temperature"), std::string::npos);
+    EXPECT_NE(msg([&] { opts(Divergence::JSD, 1, 0, 0, 1.0f).validate(); }).find("beta"), std::string::npos);
+    EXPECT_NE(msg([&] { opts(Divergence::ForwardKL, 1, 0, 1.5f).validate(); }).find("ce-weight"), std::string::npos);
+    TeacherDist td = make_teacher_dist(t.data(), 1, 3, opts(Divergence::ForwardKL));
+    std::vector<int32_t> bad{7};
+    EXPECT_NE(msg([&] { distill_loss(opts(Divergence::ForwardKL), t.data(), td, bad, {}, 1, g.data()); }).find("label 7"),
+              std::string::npos);
+}
+
+} // namespace
