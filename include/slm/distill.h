@@ -169,4 +169,14 @@ private:
 std::unique_ptr<Distiller> install_self_distillation(TrainModel& model, TrainOptions& opts,
                                                      const DistillOptions& o = {});
 
+// ---- LoRA files ----------------------------------------------------------------------------
+
+// slm lora merge: `base` (any llama GGUF TrainModel::load reads, quantized included: dequantized)
+// plus the adapter GGUF `adapter` (TrainModel::save_lora's, llama.cpp's adapter layout), merged
+// (W += alpha / rank B A) and written to `out` in `type`: "F32", "F16", "BF16", or a file type
+// slm quantize writes ("Q8_0", "Q4_K_M", ...: the merged F32 model goes through quantize_model).
+// Written to a temporary file, then renamed. Throws slm::Error naming the file at fault.
+void lora_merge(const std::string& base, const std::string& adapter, const std::string& out,
+                const std::string& type = "F32");
+
 } // namespace slm

@@ -233,3 +233,255 @@ TEST(DistillLoss, BadOptionsAreClearErrors) {
 }
 
 } // namespace
+
+// ---- with models ------------------------------------------------------------------------------
+
+#include "slm/model.h"
+#include "test_util.h"
+
+#include <filesystem>
+
+namespace {
+
+using slm::test::model_path;
+using slm::test::temp_dir;
+
+std::string tokenizer_gguf() { return model_path("stories260K/stories260K.gguf"); }
+
+TrainArch tiny_arch(uint32_t n_embd = 32, uint32_t n_layer = 2) {
+    TrainArch a;
+    a.name = "distill-test";
+    a.tokenizer = tokenizer_gguf();  // 512 tokens
+    a.n_ctx = 64;
+    a.n_embd = n_embd;
+    a.n_layer = n_layer;
+    a.n_head = 4;
+    a.n_head_kv = 2;
+    a.n_ff = 64;
+    return a;
+}
+
+// A fixed random teacher whose distributions are far from uniform (a larger init).
+std::unique_ptr<TrainModel> make_teacher_model() {
+    TrainArch a = tiny_arch(48, 2);
+    a.init_std = 0.25f;
+    return std::make_unique<TrainModel>(a, 1234);
+}
+
+std::vector<int32_t> random_tokens(size_t n, uint32_t seed, int32_t n_vocab = 512) {
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<int32_t> d(3, n_vocab - 1);
+    std::vector<int32_t> t(n);
+    for (auto& x : t) x = d(rng);
+    return t;
+}
+
+// Plain SGD step over the trainable parameters.
+void sgd(TrainModel& m, float lr) {
+    for (TrainParam& p : m.params())
+        if (p.trainable && p.g)
+            for (size_t i = 0; i < p.n; ++i) p.w[i] -= lr * p.g[i];
+}
+
+// Mean divergence of `student` from `teacher` on a fixed batch (no gradient kept).
+float divergence_on(TrainModel& student, Teacher& teacher, const DistillLossOptions& o, std::span<const int32_t> tokens,
+                    int B, int T) {
+    std::vector<float> tl;
+    teacher.logits(tokens, B, T, tl);
+    TeacherDist td = make_teacher_dist(tl.data(), size_t(B) * T, 512, o);
+    const float* z = student.forward(tokens, B, T);
+    std::vector<float> g(size_t(B) * T * 512);
+    std::vector<uint8_t> mask(size_t(B) * T, 1);
+    return distill_loss(o, z, td, {}, mask, 1, g.data()).divergence;
+}
+
+TEST(Distill, GGUFTeacherLogitsAreTheModelsAndVocabMustMatch) {
+    auto tm = make_teacher_model();
+    const std::string path = temp_dir() + "/teacher.gguf";
+    tm->save(path);
+    auto t = Teacher::load(path, 1);
+    EXPECT_EQ(t->n_vocab(), 512u);
+    const int B = 3, T = 9;
+    auto tokens = random_tokens(size_t(B) * T, 5);
+    std::vector<float> got;
+    t->logits(tokens, B, T, got);
+    const float* want = tm->forward(tokens, B, T);
+    ASSERT_EQ(got.size(), size_t(B) * T * 512);
+    double max_err = 0, max_abs = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+        max_err = std::max(max_err, double(std::fabs(got[i] - want[i])));
+        max_abs = std::max(max_abs, double(std::fabs(want[i])));
+    }
+    EXPECT_LT(max_err, 1e-4 * std::max(1.0, max_abs));
+
+    // A student with another vocabulary size is refused, naming both sizes.
+    TrainArch other = tiny_arch();
+    other.tokenizer = "";
+    other.n_vocab = 300;
+    TrainModel student(other, 1);
+    try {
+        Distiller d(t, DistillOptions{}, student);
+        ADD_FAILURE() << "no error";
+    } catch (const slm::Error& e) {
+        const std::string m = e.what();
+        EXPECT_NE(m.find("512"), std::string::npos) << m;
+        EXPECT_NE(m.find("300"), std::string::npos) << m;
+        EXPECT_NE(m.find("tokenizer"), std::string::npos) << m;
+    }
+    // Loading something that is not a model names the file.
+    EXPECT_THROW(Teacher::load(temp_dir() + "/missing.gguf"), slm::Error);
+}
+
+// Off-policy distillation of a small student from the fixed teacher: the divergence on the
+// training batch falls, for forward and reverse KL, with a full and a top-k teacher.
+TEST(Distill, LossDecreasesOffPolicy) {
+    auto teacher_model = make_teacher_model();
+    std::shared_ptr<Teacher> teacher = Teacher::from_model(teacher_model->clone());
+    const int B = 4, T = 16;
+    auto tokens = random_tokens(size_t(B) * T, 9);
+    std::vector<int32_t> targets(tokens.size());
+    for (size_t i = 0; i < tokens.size(); ++i) targets[i] = (i + 1) % T ? tokens[i + 1] : 0;
+    struct Case { Divergence d; uint32_t k; };
+    for (Case c : {Case{Divergence::ForwardKL, 0}, Case{Divergence::ReverseKL, 0}, Case{Divergence::ForwardKL, 8},
+                   Case{Divergence::JSD, 0}}) {
+        TrainModel student(tiny_arch(), 7);
+        DistillOptions o;
+        o.loss.divergence = c.d;
+        o.loss.top_k = c.k;
+        Distiller d(teacher, o, student);
+        const float before = divergence_on(student, *teacher, o.loss, tokens, B, T);
+        float first = 0, last = 0;
+        for (int step = 0; step < 40; ++step) {
+            student.zero_grad();
+            const float l = d.batch_loss(student, tokens, targets, B, T, 1.0f);
+            if (step == 0) first = l;
+            last = l;
+            sgd(student, 0.5f);
+        }
+        const float after = divergence_on(student, *teacher, o.loss, tokens, B, T);
+        EXPECT_GT(first, 0.05f) << divergence_name(c.d);
+        EXPECT_LT(last, 0.6f * first) << divergence_name(c.d) << " k " << c.k;
+        EXPECT_LT(after, 0.6f * before) << divergence_name(c.d) << " k " << c.k;
+        EXPECT_EQ(d.stats().n_batches, 40);
+        EXPECT_EQ(d.stats().n_on_policy, 0);
+    }
+}
+
+TEST(Distill, OnPolicySamplesKeepThePromptAndTrain) {
+    auto tm = make_teacher_model();
+    const std::string path = temp_dir() + "/teacher-op.gguf";
+    tm->save(path);
+    std::shared_ptr<Teacher> teacher = Teacher::load(path, 1);
+    const int B = 3, T = 12;
+    TrainModel student(tiny_arch(), 3);
+    DistillOptions o;
+    o.loss.divergence = Divergence::ReverseKL;
+    o.on_policy = 1.0f;
+    o.prompt_fraction = 0.25f;  // 3 prompt tokens
+    o.tmp_dir = temp_dir();
+    o.seed = 11;
+    Distiller d(teacher, o, student);
+
+    auto tokens = random_tokens(size_t(B) * T, 21);
+    std::vector<uint8_t> mask;
+    std::vector<int32_t> s = d.sample_continuations(student, tokens, B, T, 3, mask);
+    ASSERT_EQ(s.size(), tokens.size());
+    ASSERT_EQ(mask.size(), tokens.size());
+    size_t n_diff = 0;
+    for (int b = 0; b < B; ++b) {
+        for (int t = 0; t < 3; ++t) EXPECT_EQ(s[b * T + t], tokens[b * T + t]);
+        for (int t = 0; t < 2; ++t) EXPECT_EQ(mask[b * T + t], 0) << "prompt rows are not trained";
+        EXPECT_EQ(mask[b * T + 2], 1) << "the last prompt row predicts the first sample";
+        for (int t = 3; t < T; ++t) n_diff += s[b * T + t] != tokens[b * T + t];
+        for (int t = 0; t < T; ++t) EXPECT_TRUE(s[b * T + t] >= 0 && s[b * T + t] < 512);
+    }
+    EXPECT_GT(n_diff, size_t(B * (T - 3) / 2)) << "continuations are the student's, not the data";
+    // Nothing left behind in the temp folder.
+    for (const auto& e : std::filesystem::directory_iterator(temp_dir()))
+        EXPECT_EQ(e.path().filename().string().find("slm-distill-student"), std::string::npos);
+
+    // Training on-policy: the divergence on fixed sequences the student did not see falls.
+    std::vector<int32_t> targets(tokens.size(), 0);
+    auto held = random_tokens(size_t(B) * T, 22);
+    const float before = divergence_on(student, *teacher, o.loss, held, B, T);
+    for (int step = 0; step < 25; ++step) {
+        student.zero_grad();
+        d.batch_loss(student, tokens, targets, B, T, 1.0f);
+        sgd(student, 0.5f);
+    }
+    const float after = divergence_on(student, *teacher, o.loss, held, B, T);
+    EXPECT_EQ(d.stats().n_on_policy, 25);
+    EXPECT_GT(d.stats().sample_seconds, 0.0);
+    EXPECT_LT(after, 0.8f * before) << "before " << before << " after " << after;
+}
+
+// LoRA: adapters trained on a frozen base; the merged GGUF run by slm::Session gives the logits of
+// the base with its adapters (TrainModel forward).
+TEST(Lora, MergedModelMatchesAdapterForward) {
+    TrainArch a = tiny_arch();
+    a.n_ctx = 32;
+    TrainModel base(a, 5);
+    const std::string base_path = temp_dir() + "/base.gguf";
+    base.save(base_path);
+
+    auto m = TrainModel::load(base_path);
+    LoraOptions lo;
+    lo.rank = 4;
+    lo.alpha = 8;
+    lo.targets = {"attn_q", "attn_v", "ffn_down"};
+    m->add_lora(lo);
+    size_t n_train = 0;
+    for (const TrainParam& p : m->params()) n_train += p.trainable ? 1 : 0;
+    EXPECT_EQ(n_train, size_t(2 * 3 * a.n_layer)) << "only the adapters train";
+    const int B = 2, T = 16;
+    auto tokens = random_tokens(size_t(B) * T, 31);
+    std::vector<int32_t> targets(tokens.size());
+    for (size_t i = 0; i < tokens.size(); ++i) targets[i] = tokens[(i + 1) % tokens.size()];
+    float first = 0, last = 0;
+    for (int step = 0; step < 15; ++step) {
+        m->zero_grad();
+        last = m->forward_backward(tokens, targets, B, T);
+        if (step == 0) first = last;
+        sgd(*m, 0.5f);
+    }
+    EXPECT_LT(last, first) << "the adapters learn";
+    const std::string adapter = temp_dir() + "/adapter.gguf", merged = temp_dir() + "/merged.gguf";
+    m->save_lora(adapter);
+
+    std::vector<int32_t> seq(tokens.begin(), tokens.begin() + T);
+    const float* want = m->forward(seq, 1, T);
+    std::vector<float> ref(want, want + size_t(T) * 512);
+    const float* plain = base.forward(seq, 1, T);
+    double moved = 0;
+    for (size_t i = 0; i < ref.size(); ++i) moved = std::max(moved, double(std::fabs(plain[i] - ref[i])));
+    EXPECT_GT(moved, 1e-3) << "the adapter changed the outputs";
+
+    lora_merge(base_path, adapter, merged, "F32");
+    auto model = slm::Model::load(merged);
+    slm::SessionOptions so;
+    so.kv_type = GGMLType::F32;
+    slm::Session s(model, so);
+    s.eval(seq, true);
+    std::span<const float> got = s.logits();
+    ASSERT_EQ(got.size(), ref.size());
+    double max_err = 0, max_abs = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+        max_err = std::max(max_err, double(std::fabs(got[i] - ref[i])));
+        max_abs = std::max(max_abs, double(std::fabs(ref[i])));
+    }
+    // Stated tolerance: 1e-4 of the largest logit (F32 both sides; summation orders differ).
+    EXPECT_LT(max_err, 1e-4 * std::max(1.0, max_abs)) << max_err;
+
+    // A quantized merge loads and stays close.
+    lora_merge(base_path, adapter, merged, "Q8_0");
+    auto q = slm::Model::load(merged);
+    slm::Session sq(q, so);
+    sq.eval(seq, true);
+    std::span<const float> gq = sq.logits();
+    double q_err = 0;
+    for (size_t i = 0; i < ref.size(); ++i) q_err = std::max(q_err, double(std::fabs(gq[i] - ref[i])));
+    EXPECT_LT(q_err, 0.05 * std::max(1.0, max_abs));
+    EXPECT_THROW(lora_merge(base_path, adapter, merged, "Q9_9"), slm::Error);
+}
+
+} // namespace

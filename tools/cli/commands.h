@@ -21,6 +21,9 @@ void add_eval(CLI::App& app);      // slm eval: perplexity, KL divergence, bench
 void add_quantize(CLI::App& app);  // slm quantize: as llama-quantize, plus GPTQ / AWQ (cmd_quantize.cpp)
 void add_calibrate(CLI::App& app); // slm calibrate: importance matrix (cmd_quantize.cpp)
 void add_prune(CLI::App& app);     // slm prune: magnitude / Wanda / SparseGPT, N:M, structured (cmd_prune.cpp)
+void add_distill(CLI::App& app);   // slm distill: teacher -> student (fkl/rkl/jsd/tvd, on-policy) (cmd_distill.cpp)
+void add_finetune(CLI::App& app);  // slm finetune --lora: adapters on a frozen base (cmd_finetune.cpp)
+void add_lora(CLI::App& app);      // slm lora merge: base + adapter -> one model (cmd_finetune.cpp)
 // The `slm eval` subcommands, each in its own file, registered on the `eval` app by add_eval.
 void add_eval_perplexity(CLI::App& eval);  // slm eval perplexity (cmd_eval_perplexity.cpp)
 void add_eval_tasks(CLI::App& eval);       // slm eval hellaswag|arc|mmlu|winogrande|gsm8k|custom (cmd_eval_tasks.cpp)
