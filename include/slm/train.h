@@ -189,6 +189,12 @@ struct TrainOptions {
                         int B, int T, float grad_scale)>
         batch_loss;
     std::function<void(const std::string&)> log;  // progress lines; default: stderr
+    // How a text file splits into documents (each followed by EOS in the packed stream):
+    // "blank" = runs of blank lines separate documents (TinyStories' stories and paragraphs),
+    // "line" = every non-empty line is one, "none" = the whole file is one. A line that is exactly
+    // "<|endoftext|>" always ends a document (and is dropped). Token files are used as they are.
+    std::string doc_split = "blank";
+    int64_t log_every = 10;      // steps between progress lines (validation steps always log)
 };
 
 struct TrainPoint { int64_t step; int64_t tokens; float loss; float val_loss; float lr; };  // val_loss NaN if none
@@ -202,5 +208,24 @@ struct TrainResult {
 };
 
 TrainResult train(TrainModel& model, const TrainOptions& opts);
+
+// ---- configs (src/train/config.cpp) ----------------------------------------------------------
+
+// A training config file (JSON):
+//   {"preset": "stories-5m",                       // optional: train_preset(name) as the start
+//    "arch": {"n_layer": 12, "tokenizer": "tok.gguf"},   // TrainArch fields by name
+//    "train": {"steps": 2000, "lr": 6e-4, "qat_type": "Q4_0"}}  // TrainOptions fields by name
+// Types are names ("F32", "Q4_0", "TQ2_0"). Unknown keys and mistyped values throw slm::Error
+// naming the file and the key. Relative "tokenizer" and "data" paths are taken from the
+// config file's folder when they exist there.
+struct TrainConfig {
+    std::string preset;          // "" = none (arch from "arch" alone)
+    TrainArch arch;              // not yet validated
+    TrainOptions options;
+};
+TrainConfig load_train_config(const std::string& path);
+TrainConfig parse_train_config(const std::string& json_text, const std::string& where);
+// The config a checkpoint or a run used, as JSON (the inverse of parse_train_config).
+std::string train_config_json(const TrainArch& arch, const TrainOptions& o);
 
 } // namespace slm

@@ -1,6 +1,7 @@
 #include "compress/calib.h"
 
 #include "core/thread_pool.h"
+#include "formats/token_file.h"
 #include "slm/error.h"
 #include "tokenizers/unicode.h"
 
@@ -8,74 +9,8 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 namespace slm::compress {
-
-namespace {
-
-constexpr uint64_t kMaxFileBytes = 1ull << 32;  // 4 GiB of calibration text or ids is plenty
-
-std::string read_whole(const std::string& path, const char* what) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) fail("calibrate: %s: cannot open %s file: %s", path.c_str(), what, std::strerror(errno));
-    f.seekg(0, std::ios::end);
-    const auto size = static_cast<int64_t>(f.tellg());
-    if (size < 0) fail("calibrate: %s: cannot read %s file", path.c_str(), what);
-    if (static_cast<uint64_t>(size) > kMaxFileBytes)
-        fail("calibrate: %s: %s file is %lld bytes, more than the 4 GiB limit", path.c_str(), what,
-             static_cast<long long>(size));
-    f.seekg(0);
-    std::string s(static_cast<size_t>(size), '\0');
-    if (size > 0 && !f.read(s.data(), size)) fail("calibrate: %s: short read", path.c_str());
-    return s;
-}
-
-// llm.c's token shards: a 256 x int32 header (magic 20240520, version 1, token count), then
-// uint16 tokens.
-constexpr int32_t kLlmcMagic = 20240520;
-
-std::vector<int32_t> read_token_file(const std::string& path, uint32_t n_vocab) {
-    const std::string s = read_whole(path, "token");
-    std::vector<int32_t> ids;
-    int32_t magic = 0;
-    if (s.size() >= 4) std::memcpy(&magic, s.data(), 4);
-    if (magic == kLlmcMagic) {
-        if (s.size() < 1024) fail("calibrate: %s: llm.c token file has a truncated 1024-byte header", path.c_str());
-        int32_t hdr[3];
-        std::memcpy(hdr, s.data(), sizeof hdr);
-        if (hdr[1] != 1) fail("calibrate: %s: llm.c token file field 'version' is %d, not 1", path.c_str(), hdr[1]);
-        const uint64_t n = static_cast<uint32_t>(hdr[2]);
-        if (hdr[2] < 0 || 1024 + 2 * n != s.size())
-            fail("calibrate: %s: llm.c header field 'count' is %d but the file holds %zu tokens", path.c_str(), hdr[2],
-                 (s.size() - 1024) / 2);
-        ids.resize(n);
-        for (uint64_t i = 0; i < n; ++i) {
-            uint16_t v;
-            std::memcpy(&v, s.data() + 1024 + 2 * i, 2);
-            ids[i] = v;
-        }
-    } else {
-        std::istringstream in(s);
-        std::string word;
-        while (in >> word) {
-            char* end = nullptr;
-            errno = 0;
-            const long long v = std::strtoll(word.c_str(), &end, 10);
-            if (end == word.c_str() || *end != '\0' || errno != 0 || v < 0 || v > INT32_MAX)
-                fail("calibrate: %s: token %zu is '%.40s', not a token id", path.c_str(), ids.size(), word.c_str());
-            ids.push_back(static_cast<int32_t>(v));
-        }
-    }
-    for (size_t i = 0; i < ids.size(); ++i)
-        if (static_cast<uint32_t>(ids[i]) >= n_vocab)
-            fail("calibrate: %s: token %zu is id %d, outside the model's vocabulary of %u", path.c_str(), i, ids[i],
-                 n_vocab);
-    return ids;
-}
-
-} // namespace
 
 CalibSet load_calibration(const Model& model, const CalibOptions& o) {
     if (o.text_file.empty() == o.token_file.empty())
@@ -89,14 +24,14 @@ CalibSet load_calibration(const Model& model, const CalibOptions& o) {
     std::vector<int32_t> ids;
     if (!o.text_file.empty()) {
         set.source = o.text_file;
-        const std::string text = read_whole(o.text_file, "text");
+        const std::string text = formats::read_whole_file(o.text_file, "calibrate", "text");
         const size_t bad = tok::utf8_invalid_at(text);
         if (bad != std::string::npos)
             fail("calibrate: %s: invalid UTF-8 at byte %zu", o.text_file.c_str(), bad);
         ids = vocab.tokenize(text, false, false);
     } else {
         set.source = o.token_file;
-        ids = read_token_file(o.token_file, model.hparams().n_vocab);
+        ids = formats::read_token_file(o.token_file, model.hparams().n_vocab, "calibrate");
     }
     const bool bos = vocab.add_bos() && vocab.bos() != TOKEN_NULL;
     const size_t per = n_ctx - (bos ? 1 : 0);  // text tokens per sample

@@ -21,6 +21,7 @@ void add_eval(CLI::App& app);      // slm eval: perplexity, KL divergence, bench
 void add_quantize(CLI::App& app);  // slm quantize: as llama-quantize, plus GPTQ / AWQ (cmd_quantize.cpp)
 void add_calibrate(CLI::App& app); // slm calibrate: importance matrix (cmd_quantize.cpp)
 void add_prune(CLI::App& app);     // slm prune: magnitude / Wanda / SparseGPT, N:M, structured (cmd_prune.cpp)
+void add_train(CLI::App& app);     // slm train: train a Llama-family model, QAT (cmd_train.cpp)
 void add_distill(CLI::App& app);   // slm distill: teacher -> student (fkl/rkl/jsd/tvd, on-policy) (cmd_distill.cpp)
 void add_finetune(CLI::App& app);  // slm finetune --lora: adapters on a frozen base (cmd_finetune.cpp)
 void add_lora(CLI::App& app);      // slm lora merge: base + adapter -> one model (cmd_finetune.cpp)

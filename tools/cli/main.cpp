@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
     slm::cli::add_quantize(app);
     slm::cli::add_calibrate(app);
     slm::cli::add_prune(app);
+    slm::cli::add_train(app);
     slm::cli::add_distill(app);
     slm::cli::add_finetune(app);
     slm::cli::add_lora(app);

@@ -1,0 +1,135 @@
+// slm train: train a Llama-family model from a config (or a preset, or an existing model) on a
+// text or token file. All the work is slm::train (include/slm/train.h); this file maps flags.
+#include "commands.h"
+
+#include "slm/error.h"
+#include "slm/train.h"
+
+#include <CLI/CLI.hpp>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+
+namespace slm::cli {
+
+namespace {
+
+struct TrainCli {
+    std::string config, preset, init, tokenizer;
+    TrainOptions o;  // flag targets; copied over the config's values only when given
+    std::string out_type, qat;
+    bool no_resume = false;
+    std::vector<std::pair<CLI::Option*, std::function<void(TrainOptions&)>>> overrides;
+};
+
+template <class T> void flag(CLI::App* sub, TrainCli& c, const std::string& names, T TrainOptions::*field,
+                             const std::string& help) {
+    CLI::Option* opt = sub->add_option(names, c.o.*field, help);
+    c.overrides.emplace_back(opt, [&c, field](TrainOptions& o) { o.*field = c.o.*field; });
+}
+
+GGMLType parse_type_flag(const std::string& s, const char* flag_name) {
+    GGMLType t;
+    if (!type_from_name(s, &t)) fail("train: %s '%s': unknown type", flag_name, s.c_str());
+    return t;
+}
+
+void run_train(TrainCli& c, CLI::App* sub) {
+    const int n_sources = !c.config.empty() + !c.preset.empty() + !c.init.empty();
+    if (n_sources == 0) fail("train: give the model: --config CFG.json, --preset NAME or --init MODEL.gguf");
+    if (!c.config.empty() && !c.preset.empty()) fail("train: --config and --preset both given; the config names its preset");
+    TrainConfig cfg;
+    if (!c.config.empty()) cfg = load_train_config(c.config);
+    if (!c.preset.empty()) {
+        cfg.preset = c.preset;
+        cfg.arch = train_preset(c.preset);
+    }
+    TrainOptions& o = cfg.options;
+    for (auto& [opt, set] : c.overrides)
+        if (opt->count() > 0) set(o);
+    if (c.no_resume) o.resume = false;
+    if (!c.out_type.empty()) o.out_type = parse_type_flag(c.out_type, "--out-type");
+    if (!c.qat.empty()) o.qat_type = parse_type_flag(c.qat, "--qat");
+    if (!c.tokenizer.empty()) cfg.arch.tokenizer = c.tokenizer;
+    if (o.data.empty()) fail("train: no data: give --data TEXT|TOKENS (or \"data\" in the config's \"train\")");
+
+    std::unique_ptr<TrainModel> model;
+    if (!c.init.empty()) {
+        if (!c.config.empty() && cfg.preset.empty())
+            std::fprintf(stderr, "note: --init %s: the model's own architecture is used; the config's \"arch\" is ignored\n",
+                         c.init.c_str());
+        model = TrainModel::load(c.init);
+    } else {
+        model = std::make_unique<TrainModel>(cfg.arch, o.seed);
+    }
+    const TrainArch& a = model->arch();
+    std::fprintf(stderr, "model: %s, %u layers x %u wide, %u heads (%u KV), n_ff %u, vocab %u, ctx %u, %llu parameters\n",
+                 a.name.c_str(), a.n_layer, a.n_embd, a.n_head, a.n_head_kv ? a.n_head_kv : a.n_head, a.n_ff, a.n_vocab,
+                 a.n_ctx, static_cast<unsigned long long>(model->n_params()));
+    const TrainResult r = train(*model, o);
+    std::printf("steps %lld, tokens %lld, final loss %.4f", static_cast<long long>(r.curve.size()),
+                static_cast<long long>(r.tokens_seen), static_cast<double>(r.final_loss));
+    if (std::isfinite(r.final_val_loss))
+        std::printf(", validation loss %.4f (ppl %.2f)", static_cast<double>(r.final_val_loss),
+                    std::exp(static_cast<double>(r.final_val_loss)));
+    std::printf(", %.0f tokens/s\n", r.tokens_per_s);
+    if (!o.out.empty()) std::printf("model: %s\n", o.out.c_str());
+    if (!r.svg_path.empty()) std::printf("loss curve: %s\n", r.svg_path.c_str());
+    (void)sub;
+}
+
+} // namespace
+
+void add_train(CLI::App& app) {
+    auto c = std::make_shared<TrainCli>();
+    CLI::App* sub = app.add_subcommand(
+        "train", "Train a Llama-family model on the CPU: AdamW, warm-up + cosine, clipping, accumulation, exact-resume "
+                 "checkpoints, validation on a held-out tail, a loss-curve SVG, and quantization-aware training.");
+    sub->footer(
+        "Config JSON: {\"preset\": NAME, \"arch\": {TrainArch fields, \"tokenizer\": \"tok.gguf\"}, \"train\": "
+        "{TrainOptions fields}}; flags override it. Presets: " +
+        [] {
+            std::string s;
+            for (const std::string& n : train_preset_names()) s += (s.empty() ? "" : ", ") + n;
+            return s;
+        }() +
+        ".\nText data is cut into documents at blank lines (--doc-split), each followed by EOS; every sequence starts "
+        "with BOS when the tokenizer adds one. Checkpoints go to OUT.ckpt/ (the two newest kept) with loss.svg; a "
+        "rerun resumes from the newest.\nExample: slm train --config configs/train/tiny.json --data "
+        "../shared/data/corpora/tinystories_train_1k.txt -o tiny.gguf");
+    sub->add_option("--config", c->config, "Training config (JSON)");
+    sub->add_option("--preset", c->preset, "A preset architecture instead of --config");
+    sub->add_option("--init", c->init, "Continue from this model (a llama GGUF, any type) instead of a random init");
+    sub->add_option("--tokenizer", c->tokenizer, "GGUF whose tokenizer the model takes (arch field 'tokenizer')");
+    TrainCli& t = *c;
+    flag(sub, t, "--data", &TrainOptions::data, "Training data: text, or tokens (llm.c .bin shard, .tok / integers)");
+    flag(sub, t, "-o,--out", &TrainOptions::out, "Output model GGUF");
+    flag(sub, t, "--steps", &TrainOptions::steps, "Optimizer steps");
+    flag(sub, t, "--batch", &TrainOptions::batch, "Sequences per micro-batch");
+    flag(sub, t, "--seq-len,--ctx", &TrainOptions::seq_len, "Tokens per sequence (<= the model's n_ctx)");
+    flag(sub, t, "--grad-accum", &TrainOptions::grad_accum, "Micro-batches per optimizer step");
+    flag(sub, t, "--lr", &TrainOptions::lr, "Peak learning rate");
+    flag(sub, t, "--lr-min-ratio", &TrainOptions::lr_min_ratio, "Cosine floor as a fraction of --lr");
+    flag(sub, t, "--warmup", &TrainOptions::warmup, "Linear warm-up steps");
+    flag(sub, t, "--beta1", &TrainOptions::beta1, "AdamW beta1");
+    flag(sub, t, "--beta2", &TrainOptions::beta2, "AdamW beta2");
+    flag(sub, t, "--eps", &TrainOptions::eps, "AdamW epsilon");
+    flag(sub, t, "--wd", &TrainOptions::weight_decay, "Weight decay (2-D weights only)");
+    flag(sub, t, "--clip", &TrainOptions::grad_clip, "Global gradient-norm clip (0 = off)");
+    flag(sub, t, "--val-fraction", &TrainOptions::val_fraction, "Tail of the data held out for validation");
+    flag(sub, t, "--val-every", &TrainOptions::val_every, "Steps between validation losses (0 = at the end only)");
+    flag(sub, t, "--val-batches", &TrainOptions::val_batches, "Validation batches");
+    flag(sub, t, "--ckpt-every", &TrainOptions::ckpt_every, "Steps between checkpoints (0 = at the end only)");
+    flag(sub, t, "--ckpt-dir", &TrainOptions::checkpoint_dir, "Checkpoint folder (default OUT.ckpt)");
+    flag(sub, t, "--seed", &TrainOptions::seed, "Seed of the initialization and the data order");
+    flag(sub, t, "-t,--threads", &TrainOptions::n_threads, "Threads (0 = one per core)");
+    flag(sub, t, "--doc-split", &TrainOptions::doc_split, "blank (default) | line | none: how text splits into documents");
+    flag(sub, t, "--log-every", &TrainOptions::log_every, "Steps between progress lines");
+    sub->add_flag("--no-resume", c->no_resume, "Start over even if the checkpoint folder holds a checkpoint");
+    sub->add_option("--out-type", c->out_type, "Type of the output's weights: F32, F16, BF16 or a quantized type");
+    sub->add_option("--qat", c->qat, "Quantization-aware training for this type (Q4_0, Q2_K, TQ1_0, TQ2_0, ...); "
+                                     "the output is written in it");
+    sub->callback([c, sub]() { run_train(*c, sub); });
+}
+
+} // namespace slm::cli
