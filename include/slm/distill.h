@@ -179,4 +179,9 @@ std::unique_ptr<Distiller> install_self_distillation(TrainModel& model, TrainOpt
 void lora_merge(const std::string& base, const std::string& adapter, const std::string& out,
                 const std::string& type = "F32");
 
+class Model;
+// slm run --lora: the base with the adapter merged at load (F32, through a temporary file that is
+// removed once mapped). The base must be a llama GGUF (what TrainModel::load reads).
+std::shared_ptr<const Model> load_model_with_lora(const std::string& base, const std::string& adapter);
+
 } // namespace slm

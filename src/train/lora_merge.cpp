@@ -2,11 +2,14 @@
 #include "slm/distill.h"
 
 #include "slm/error.h"
+#include "slm/model.h"
 #include "slm/quantize.h"
 
 #include <algorithm>
 #include <cctype>
+#include <atomic>
 #include <filesystem>
+#include <unistd.h>
 
 namespace slm {
 
@@ -43,6 +46,22 @@ void lora_merge(const std::string& base, const std::string& adapter, const std::
     }
     std::error_code ec;
     std::filesystem::remove(tmp, ec);
+}
+
+std::shared_ptr<const Model> load_model_with_lora(const std::string& base, const std::string& adapter) {
+    namespace fs = std::filesystem;
+    static std::atomic<uint64_t> counter{0};
+    const fs::path tmp = fs::temp_directory_path() / strprintf("slm-lora-merged-%ld-%llu.gguf", long(getpid()),
+                                                                (unsigned long long)counter.fetch_add(1));
+    struct Remove {
+        fs::path p;
+        ~Remove() {
+            std::error_code ec;
+            fs::remove(p, ec);
+        }
+    } remove{tmp};
+    lora_merge(base, adapter, tmp.string(), "F32");
+    return Model::load(tmp.string());  // the mapping outlives the unlinked file
 }
 
 } // namespace slm

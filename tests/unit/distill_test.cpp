@@ -236,10 +236,12 @@ TEST(DistillLoss, BadOptionsAreClearErrors) {
 
 // ---- with models ------------------------------------------------------------------------------
 
+#include "slm/gguf.h"
 #include "slm/model.h"
 #include "test_util.h"
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 namespace {
 
@@ -415,6 +417,46 @@ TEST(Distill, OnPolicySamplesKeepThePromptAndTrain) {
     EXPECT_LT(after, 0.8f * before) << "before " << before << " after " << after;
 }
 
+// BitDistiller-style QAT self-distillation through slm::train: the teacher is the full-precision
+// start model, the student its Q4_0 fake-quantized self; the divergence falls as training goes.
+TEST(Distill, QatSelfDistillationThroughTrain) {
+    TrainArch a = tiny_arch();
+    a.init_std = 0.2f;
+    TrainModel m(a, 41);
+    auto toks = random_tokens(4000, 43);
+    std::string text;
+    for (int32_t t : toks) text += std::to_string(t) + " ";
+    const std::string data = temp_dir() + "/qat.tok";
+    slm::test::write_file(data, std::vector<uint8_t>(text.begin(), text.end()));
+    TrainOptions o;
+    o.data = data;
+    o.steps = 30;
+    o.batch = 2;
+    o.seq_len = 16;
+    o.lr = 3e-3f;
+    o.warmup = 2;
+    o.val_every = 0;
+    o.ckpt_every = 0;
+    o.checkpoint_dir = temp_dir() + "/qat-ckpt";
+    o.resume = false;
+    o.qat_type = GGMLType::Q4_0;
+    o.qat_distill = true;
+    o.log = [](const std::string&) {};
+    DistillOptions d;
+    d.loss.divergence = Divergence::ForwardKL;
+    auto sd = install_self_distillation(m, o, d);
+    TrainResult r = train(m, o);
+    ASSERT_EQ(r.curve.size(), 30u);
+    double first = 0, last = 0;
+    for (int i = 0; i < 5; ++i) {
+        first += r.curve[i].loss / 5;
+        last += r.curve[25 + i].loss / 5;
+    }
+    EXPECT_GT(first, 1e-4) << "fake quantization moves the student off the teacher";
+    EXPECT_LT(last, 0.7 * first) << "first " << first << " last " << last;
+    EXPECT_EQ(sd->stats().n_batches, 30);
+}
+
 // LoRA: adapters trained on a frozen base; the merged GGUF run by slm::Session gives the logits of
 // the base with its adapters (TrainModel forward).
 TEST(Lora, MergedModelMatchesAdapterForward) {
@@ -482,6 +524,110 @@ TEST(Lora, MergedModelMatchesAdapterForward) {
     for (size_t i = 0; i < ref.size(); ++i) q_err = std::max(q_err, double(std::fabs(gq[i] - ref[i])));
     EXPECT_LT(q_err, 0.05 * std::max(1.0, max_abs));
     EXPECT_THROW(lora_merge(base_path, adapter, merged, "Q9_9"), slm::Error);
+}
+
+} // namespace
+
+// ---- the command line ---------------------------------------------------------------------------
+
+namespace {
+
+using slm::test::run_cli;
+using slm::test::RunResult;
+
+std::string write_text(const std::string& name) {
+    std::string text;
+    const char* lines[] = {"Once upon a time there was a little girl named Lily. She liked to play in the park.",
+                           "One day she saw a big red ball. She ran to the ball and kicked it high.",
+                           "Tom was a happy dog. He liked to run and jump with his friends in the sun.",
+                           "The cat sat on the mat and looked at the bird in the tree."};
+    for (int i = 0; i < 12; ++i) {
+        text += lines[i % 4];
+        text += "\n\n";
+    }
+    const std::string path = temp_dir() + "/" + name;
+    slm::test::write_file(path, std::vector<uint8_t>(text.begin(), text.end()));
+    return path;
+}
+
+std::string teacher_file() {
+    static std::string path;
+    if (path.empty()) {
+        path = temp_dir() + "/cli-teacher.gguf";
+        make_teacher_model()->save(path);
+    }
+    return path;
+}
+
+TEST(DistillCli, DistillsAStudentOnAndOffPolicy) {
+    const std::string data = write_text("data.txt"), out = temp_dir() + "/student.gguf";
+    RunResult r = run_cli({"distill", "--teacher", teacher_file(), "--student", "tiny", "--data", data, "--loss", "rkl",
+                           "--top-k", "16", "--on-policy", "0.5", "--ce-weight", "0.1", "--steps", "4", "--batch", "2",
+                           "--seq-len", "16", "--val-every", "0", "--warmup", "1", "--no-resume", "-o", out});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("on-policy"), std::string::npos) << r.out;
+    EXPECT_NE(r.err.find("loss rkl"), std::string::npos) << r.err;
+    auto m = slm::Model::load(out);
+    EXPECT_EQ(m->hparams().n_vocab, 512u);
+    EXPECT_EQ(m->hparams().n_embd, 64u) << "the tiny preset";
+    // The distilled student runs.
+    RunResult run = run_cli({"run", "-m", out, "-p", "Once", "-n", "4", "--temp", "0"});
+    EXPECT_EQ(run.exit_code, 0) << run.err;
+}
+
+TEST(DistillCli, BadInputsAreClearErrors) {
+    const std::string data = write_text("data-bad.txt"), out = temp_dir() + "/bad.gguf";
+    std::vector<std::string> base{"distill", "--teacher", teacher_file(), "--student", "tiny", "--data", data,
+                                  "--steps", "1", "-o", out};
+    auto with = [&](std::vector<std::string> extra) {
+        std::vector<std::string> a = base;
+        a.insert(a.end(), extra.begin(), extra.end());
+        return run_cli(a);
+    };
+    RunResult r = with({"--loss", "kld"});
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.err.find("unknown loss 'kld'"), std::string::npos) << r.err;
+    r = with({"--top-k", "0"});
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.err.find("top-k 0"), std::string::npos) << r.err;
+    r = with({"--top-k", "512"});
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.err.find("vocabulary size 512"), std::string::npos) << r.err;
+    r = with({"--loss", "jsd", "--jsd-beta", "0"});
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.err.find("beta"), std::string::npos) << r.err;
+    r = run_cli({"distill", "--teacher", data, "--student", "tiny", "--data", data, "-o", out});
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.err.find(data), std::string::npos) << "names the teacher file: " << r.err;
+}
+
+TEST(DistillCli, FinetuneLoraThenMergeAndRun) {
+    const std::string data = write_text("ft.txt"), base = temp_dir() + "/ft-base.gguf",
+                      adapter = temp_dir() + "/ft-adapter.gguf", merged = temp_dir() + "/ft-merged.gguf";
+    TrainModel(tiny_arch(), 17).save(base);
+    RunResult r = run_cli({"finetune", "-m", base, "--lora", "4", "--lora-alpha", "8", "--lora-targets", "q,v,down",
+                           "--data", data, "--steps", "3", "--batch", "2", "--seq-len", "16", "--val-every", "0",
+                           "--warmup", "1", "--no-resume", "-o", adapter});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    slm::GGUFFile f = slm::GGUFFile::open(adapter);
+    EXPECT_TRUE(f.find_tensor("blk.0.attn_q.weight.lora_a") != nullptr);
+    EXPECT_TRUE(f.find_tensor("blk.1.ffn_down.weight.lora_b") != nullptr);
+    EXPECT_TRUE(f.find_tensor("blk.0.attn_k.weight.lora_a") == nullptr);
+    r = run_cli({"lora", "merge", base, adapter, "-o", merged, "--type", "F16"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(slm::Model::load(merged)->hparams().n_vocab, 512u);
+    // slm run --lora merges at load: the same greedy tokens as the merged file (F32 vs F16 may
+    // differ in far digits only; compare against an F32 merge).
+    r = run_cli({"lora", "merge", base, adapter, "-o", merged});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    RunResult a = run_cli({"run", "-m", merged, "-p", "Once", "-n", "6", "--temp", "0", "--json"});
+    RunResult b = run_cli({"run", "-m", base, "--lora", adapter, "-p", "Once", "-n", "6", "--temp", "0", "--json"});
+    ASSERT_EQ(a.exit_code, 0) << a.err;
+    ASSERT_EQ(b.exit_code, 0) << b.err;
+    EXPECT_EQ(nlohmann::json::parse(a.out)["tokens"], nlohmann::json::parse(b.out)["tokens"]);
+    r = run_cli({"finetune", "-m", base, "--lora", "4", "--lora-targets", "q,x", "--data", data, "-o", adapter});
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.err.find("unknown matrix 'x'"), std::string::npos) << r.err;
 }
 
 } // namespace
