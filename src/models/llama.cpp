@@ -9,6 +9,10 @@
 // array of block_count stored-block indices, says which blk.N.* tensors layer il computes with.
 // Only the stored blocks are in the file and in memory; every layer still has its own KV cache.
 // llama.cpp does not read this key: `slm convert --unshare` writes the plain form it loads.
+//
+// Layer-wise scaling (OpenELM, Mehta et al. 2024): attention.head_count, head_count_kv and
+// feed_forward_length may be per-layer arrays (as `slm train` writes for scaled configs; the
+// head size then comes from attention.key_length). Layers sharing a block share its shape.
 #include "models/blocks.h"
 
 #include "slm/error.h"
@@ -34,11 +38,13 @@ class LlamaModel final : public ArchModel {
 public:
     LlamaModel(const GGUFFile& f, HParams& hp) : hp_(hp) {
         hp.rope_type = RopeType::Norm;
-        require_uniform_layers(f, hp);
-        const int64_t E = hp.n_embd, V = hp.n_vocab, F = hp.n_ff;
-        const int64_t nq = int64_t(hp.n_head) * hp.n_embd_head_k;
-        const int64_t nk = hp.n_embd_k_gqa(), nv = hp.n_embd_v_gqa();
-        const int64_t no = int64_t(hp.n_head) * hp.n_embd_head_v;
+        for (uint32_t il = 0; il < hp.n_layer; ++il)
+            if (hp.n_head_arr[il] == 0 || hp.n_head_kv_arr[il] == 0 || hp.n_head_arr[il] % hp.n_head_kv_arr[il] != 0 ||
+                hp.n_ff_arr[il] == 0)
+                fail("model: %s: layer %u has %u heads, %u KV heads and FFN width %u; llama needs non-zero counts "
+                     "with the KV heads dividing the heads",
+                     f.path().c_str(), il, hp.n_head_arr[il], hp.n_head_kv_arr[il], hp.n_ff_arr[il]);
+        const int64_t E = hp.n_embd, V = hp.n_vocab;
         tok_embd_ = get_tensor(f, "token_embd.weight", {E, V});
         output_norm_ = get_tensor(f, "output_norm.weight", {E});
         output_ = get_tensor(f, "output.weight", {E, V}, false);
@@ -51,6 +57,22 @@ public:
         layers_.resize(*std::max_element(source_.begin(), source_.end()) + 1);
         for (uint32_t ib = 0; ib < layers_.size(); ++ib) {
             const std::string p = "blk." + std::to_string(ib) + ".";
+            // The block's shape: that of the layers computing with it, which must agree.
+            uint32_t l0 = hp.n_layer;
+            for (uint32_t il = 0; il < hp.n_layer; ++il) {
+                if (source_[il] != ib) continue;
+                if (l0 == hp.n_layer) l0 = il;
+                if (hp.n_head_arr[il] != hp.n_head_arr[l0] || hp.n_head_kv_arr[il] != hp.n_head_kv_arr[l0] ||
+                    hp.n_ff_arr[il] != hp.n_ff_arr[l0])
+                    fail("model: %s: layers %u and %u compute with block %u (llama.block_source) but their head "
+                         "counts or FFN widths differ",
+                         f.path().c_str(), l0, il, ib);
+            }
+            if (l0 == hp.n_layer) l0 = 0;  // a block no layer uses: read_block_source refuses gaps
+            const int64_t F = hp.n_ff_l(l0);
+            const int64_t nq = int64_t(hp.n_head_l(l0)) * hp.n_embd_head_k;
+            const int64_t nk = hp.n_embd_k_gqa(l0), nv = hp.n_embd_v_gqa(l0);
+            const int64_t no = int64_t(hp.n_head_l(l0)) * hp.n_embd_head_v;
             LlamaLayer& L = layers_[ib];
             L.attn_norm = get_tensor(f, p + "attn_norm.weight", {E});
             L.wq = get_tensor(f, p + "attn_q.weight", {E, nq});
@@ -67,9 +89,7 @@ public:
 
     void forward(SessionState& st, const int32_t* tokens, uint32_t n, bool all_logits) const override {
         const HParams& hp = hp_;
-        const size_t E = hp.n_embd, F = hp.n_ff;
-        const size_t nq = size_t(hp.n_head) * hp.n_embd_head_k;
-        const size_t no = size_t(hp.n_head) * hp.n_embd_head_v;
+        const size_t E = hp.n_embd;
         float* x = st.x.data();
         float* xb = st.xb.data();
 
@@ -79,12 +99,13 @@ public:
 
         for (uint32_t il = 0; il < hp.n_layer; ++il) {
             const LlamaLayer& L = layers_[source_[il]];
+            const size_t F = hp.n_ff_l(il), nq = size_t(hp.n_head_l(il)) * hp.n_embd_head_k;
             // attention
             blocks::rms_norm(x, L.attn_norm.f32(), xb, n, E, hp.rms_eps);
             // Wq (nq, E), Wk (nk, E), Wv (nv, E) @ xb -> q (n, nq), k (n, nk), v (n, nv)
             blocks::matmul_multi(st, {&L.wq, &L.wk, &L.wv}, xb, {st.q.data(), st.k.data(), st.v.data()}, n);
-            blocks::rope_apply(st, hp, st.q.data(), n, hp.n_head, hp.n_embd_head_k, nq);
-            blocks::rope_apply(st, hp, st.k.data(), n, hp.n_head_kv, hp.n_embd_head_k, hp.n_embd_k_gqa());
+            blocks::rope_apply(st, hp, st.q.data(), n, hp.n_head_l(il), hp.n_embd_head_k, nq);
+            blocks::rope_apply(st, hp, st.k.data(), n, hp.n_head_kv_l(il), hp.n_embd_head_k, hp.n_embd_k_gqa(il));
             blocks::kv_store(st, hp, il, st.k.data(), st.v.data(), n);
             blocks::attention(st, hp, il, st.q.data(), st.att.data(), n, {.scale = kq_scale});  // -> (n, no)
             blocks::matmul(st, L.wo, st.att.data(), xb, n);                     // Wo (E, no) @ att -> (n, E)
@@ -97,7 +118,6 @@ public:
             blocks::matmul(st, L.ffn_down, st.hb.data(), xb, n);                // (E, F) @ hb -> (n, E)
             blocks::add_inplace(x, xb, n * E);
         }
-        (void)no;
 
         // Only the rows whose logits are wanted go through the final norm and output matrix.
         const uint32_t first = all_logits ? 0 : n - 1;
