@@ -169,6 +169,11 @@ private:
 std::unique_ptr<Distiller> install_self_distillation(TrainModel& model, TrainOptions& opts,
                                                      const DistillOptions& o = {});
 
+// TrainModel::load(path) with the file itself as the model's tokenizer (TrainArch::tokenizer), so
+// train() can tokenize text data and save() has tokenizer keys. (A stop-gap while TrainModel::load
+// leaves TrainArch::tokenizer empty: the weights are copied into a model built from the arch.)
+std::unique_ptr<TrainModel> load_train_model(const std::string& path);
+
 // ---- LoRA files ----------------------------------------------------------------------------
 
 // slm lora merge: `base` (any llama GGUF TrainModel::load reads, quantized included: dequantized)

@@ -41,7 +41,7 @@ void run_distill(DistillCli& c) {
     TrainArch arch;
     bool fresh = false;
     if (ends_with(c.student, ".gguf")) {
-        student = TrainModel::load(c.student);
+        student = load_train_model(c.student);
     } else if (ends_with(c.student, ".json")) {
         TrainConfig cfg = load_train_config(c.student);
         base = cfg.options;

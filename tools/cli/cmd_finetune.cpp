@@ -47,7 +47,7 @@ std::vector<std::string> lora_targets(const std::string& list) {
 void finetune(const FinetuneOptions& f) {
     TrainOptions o = f.train.apply(f.config.empty() ? TrainOptions{} : load_train_config(f.config).options);
     if (o.data.empty()) fail("finetune: no data: give --data TEXT|TOKENS");
-    std::unique_ptr<TrainModel> m = TrainModel::load(f.base);
+    std::unique_ptr<TrainModel> m = load_train_model(f.base);
     LoraOptions lo;
     lo.rank = f.rank;
     lo.alpha = f.alpha > 0 ? f.alpha : 2.0f * float(f.rank);
