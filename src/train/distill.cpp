@@ -161,7 +161,9 @@ std::vector<int32_t> Distiller::sample_continuations(TrainModel& student, std::s
     // Sampling runs the student by slm::Session with a KV cache: one token per step costs one
     // token's forward, where re-running TrainModel::forward on the growing batch would cost the
     // whole prefix each step (about (T - n_prompt) T / 2 token-forwards per sequence instead of
-    // T). Saving the F32 student costs one write of its weights per on-policy batch.
+    // T). Saving the F32 student costs one write of its weights per on-policy batch. Measured
+    // (2 threads, B 4, T 128, prompt 64, both including everything): the "tiny" preset 0.06 s
+    // with the Session against 4.3 s re-running forward; "stories-5m" 2.3 s against 356 s.
     static std::atomic<uint64_t> counter{0};
     namespace fs = std::filesystem;
     const fs::path dir = o_.tmp_dir.empty() ? fs::temp_directory_path() : fs::path(o_.tmp_dir);
