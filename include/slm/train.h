@@ -58,7 +58,10 @@ struct TrainArch {
     // ggml-vocab-*.gguf, or any model). Required to save; n_vocab defaults to its size.
     std::string tokenizer;
 
-    // Resolved per layer (after validate()): heads, K/V heads, FFN width of layer il.
+    // Resolved per layer (after validate()): heads, K/V heads, FFN width of layer il. With
+    // scaling off, validate() keeps arrays of n_layer entries that differ between layers (a
+    // loaded model's per-layer shapes) and sets n_head / n_head_kv / n_ff to their maxima;
+    // uniform or absent arrays are refilled from n_head / n_head_kv / n_ff.
     std::vector<uint32_t> heads, heads_kv, ffn;
     // Checks and resolves the fields; throws slm::Error naming the field (and the config
     // file/preset in `where`) and the bad value.
@@ -126,7 +129,9 @@ public:
     // (accumulation: call zero_grad() yourself).
     void backward(const float* dlogits);
     // forward, mean cross-entropy over the positions whose target is >= 0 (-1 = ignore), and its
-    // backward scaled by grad_scale (1 / accumulation steps). Returns the mean loss.
+    // backward scaled by grad_scale (1 / accumulation steps). Returns the mean loss. The logits
+    // buffer holds dL/dlogits afterwards (it is reused in place); no target >= 0: returns 0, no
+    // gradient.
     float forward_backward(std::span<const int32_t> tokens, std::span<const int32_t> targets, int B, int T,
                            float grad_scale = 1.0f);
     // Forward only: mean cross-entropy (validation).
@@ -134,7 +139,9 @@ public:
     void zero_grad();
 
     // LoRA: adds "<matrix>.lora_a" [n_in, rank] and "<matrix>.lora_b" [rank, n_out] parameters for
-    // the target matrices and freezes every other parameter.
+    // the target matrices and freezes every other parameter. Adapters are appended after the base
+    // parameters (params() may reallocate: re-read pointers from it afterwards). save() writes
+    // the base weights only; merge_lora() first to bake the adapters in.
     void add_lora(const LoraOptions& o);
     bool has_lora() const;
     void merge_lora();                 // W += (alpha / rank) B A, adapters removed, all trainable again
@@ -194,6 +201,9 @@ struct TrainOptions {
     // "line" = every non-empty line is one, "none" = the whole file is one. A line that is exactly
     // "<|endoftext|>" always ends a document (and is dropped). Token files are used as they are.
     std::string doc_split = "blank";
+    // The GGUF whose tokenizer cuts text data; "" = model.arch().tokenizer (a model from
+    // TrainModel::load keeps its tokenizer keys but not a path: pass the loaded file here).
+    std::string tokenizer;
     int64_t log_every = 10;      // steps between progress lines (validation steps always log)
 };
 

@@ -150,6 +150,7 @@ std::vector<Field> option_fields(TrainOptions& o, const std::string* base) {
          [&o]() { return o.qat_type ? json(type_name(*o.qat_type)) : json(nullptr); }},
         bool_field("qat_distill", o.qat_distill),
         string_field("doc_split", o.doc_split),
+        path_field("tokenizer", o.tokenizer, base),
         int_field("log_every", o.log_every),
     };
 }

@@ -2,6 +2,8 @@
 // read as they are; a held-out tail; training windows drawn by a counter-based generator.
 #include "train/trainer_internal.h"
 
+#include "core/cpu_info.h"
+#include "core/thread_pool.h"
 #include "formats/token_file.h"
 #include "slm/error.h"
 #include "tokenizers/unicode.h"
@@ -91,11 +93,11 @@ std::vector<std::string> split_documents(const std::string& text, const std::str
     return docs;
 }
 
-size_t TrainData::train_start(uint64_t seed, int64_t step, int micro, int b) const {
+size_t TrainData::train_start(uint64_t seed, int64_t step, int64_t i) const {
     const size_t n_starts = n_train - window() + 1;
     uint64_t h = mix64(seed);
     h = mix64(h ^ static_cast<uint64_t>(step));
-    h = mix64(h ^ (static_cast<uint64_t>(static_cast<uint32_t>(micro)) << 32 | static_cast<uint32_t>(b)));
+    h = mix64(h ^ static_cast<uint64_t>(i));
     return static_cast<size_t>(h % n_starts);
 }
 
@@ -118,7 +120,7 @@ void TrainData::train_batch(uint64_t seed, int64_t step, int micro, int B, std::
     inputs.resize(static_cast<size_t>(B) * T);
     targets.resize(static_cast<size_t>(B) * T);
     for (int b = 0; b < B; ++b)
-        fill(train_start(seed, step, micro, b), inputs.data() + b * T, targets.data() + b * T);
+        fill(train_start(seed, step, static_cast<int64_t>(micro) * B + b), inputs.data() + b * T, targets.data() + b * T);
 }
 
 std::vector<size_t> TrainData::val_starts(size_t n_max) const {
@@ -149,8 +151,14 @@ TrainData load_train_data(const std::string& path, const Vocab* vocab, uint32_t 
         d.text = true;
         const std::vector<std::string> docs = split_documents(bytes, o.doc_split, path);
         const int32_t eos = vocab->eos();
-        for (const std::string& doc : docs) {
-            const std::vector<int32_t> ids = vocab->tokenize(doc, false, false);
+        // Documents tokenize independently: spread them over the threads (a Vocab's const
+        // methods may run concurrently).
+        std::vector<std::vector<int32_t>> doc_ids(docs.size());
+        ThreadPool pool(o.n_threads > 0 ? o.n_threads : physical_cores());
+        pool.parallel_for(static_cast<int64_t>(docs.size()), [&](int64_t begin, int64_t end, int) {
+            for (int64_t i = begin; i < end; ++i) doc_ids[i] = vocab->tokenize(docs[i], false, false);
+        });
+        for (const std::vector<int32_t>& ids : doc_ids) {
             if (ids.empty()) continue;
             d.tokens.insert(d.tokens.end(), ids.begin(), ids.end());
             if (eos != TOKEN_NULL) d.tokens.push_back(eos);

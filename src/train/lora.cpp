@@ -64,7 +64,7 @@ void TrainModel::add_lora(const LoraOptions& o) {
             // Uniform(-1/sqrt(n_in), 1/sqrt(n_in)) from a stream of (seed, name): kaiming_uniform_
             // with a = sqrt(5), as PEFT initializes lora_A.
             const float bound = 1.0f / std::sqrt(float(A.ne[0]));
-            uint64_t st = mix64(o.seed * 0x9e3779b97f4a7c15ull + std::hash<std::string>{}(A.name));
+            uint64_t st = mix64(o.seed * 0x9e3779b97f4a7c15ull + hash_name(A.name));
             for (size_t i = 0; i < A.n; ++i) {
                 st = mix64(st);
                 const double u = double(st >> 11) * (1.0 / 9007199254740992.0);

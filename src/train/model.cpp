@@ -28,6 +28,12 @@ uint64_t mix64(uint64_t x) {
     return x ^ (x >> 31);
 }
 
+uint64_t hash_name(const std::string& s) {
+    uint64_t h = 1469598103934665603ull;  // FNV-1a
+    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+    return h;
+}
+
 namespace {
 
 template <class V>
@@ -35,25 +41,23 @@ void need(V& v, size_t n) {
     if (v.size() < n) v.resize(n);
 }
 
-uint64_t hash_name(const std::string& s) {
-    uint64_t h = 1469598103934665603ull;  // FNV-1a
-    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-    return h;
-}
 
-// N(0, 1) values from a counter-based stream: value i of a parameter depends on (seed, name, i)
-// only. Box-Muller on two 53-bit uniforms.
-void fill_normal(float* w, size_t n, uint64_t seed, float std) {
-    uint64_t state = seed;
-    for (size_t i = 0; i < n; i += 2) {
-        state = mix64(state);
-        const double u1 = (double((state >> 11) + 1)) * (1.0 / 9007199254740993.0);  // (0, 1]
-        state = mix64(state);
-        const double u2 = double(state >> 11) * (1.0 / 9007199254740992.0);
-        const double r = std::sqrt(-2.0 * std::log(u1)), a = 6.283185307179586 * u2;
-        w[i] = float(r * std::cos(a)) * std;
-        if (i + 1 < n) w[i + 1] = float(r * std::sin(a)) * std;
-    }
+// N(0, std) values from a counter-based stream: pair k of a parameter comes from mix64(seed + k)
+// alone, so values depend on (seed, name, index) only and any split over threads gives the same
+// numbers. Box-Muller on two 53-bit uniforms.
+void fill_normal(float* w, size_t n, uint64_t seed, float std, ThreadPool* pool) {
+    const int64_t n_pairs = int64_t((n + 1) / 2);
+    pool->parallel_for(n_pairs, [&](int64_t k0, int64_t k1, int) {
+        for (int64_t k = k0; k < k1; ++k) {
+            const uint64_t a = mix64(seed + uint64_t(k) * 0x9e3779b97f4a7c15ull), b = mix64(a);
+            const double u1 = double((a >> 11) + 1) * (1.0 / 9007199254740993.0);  // (0, 1]
+            const double u2 = double(b >> 11) * (1.0 / 9007199254740992.0);
+            const double r = std::sqrt(-2.0 * std::log(u1)), t = 6.283185307179586 * u2;
+            const size_t i = size_t(k) * 2;
+            w[i] = float(r * std::cos(t)) * std;
+            if (i + 1 < n) w[i + 1] = float(r * std::sin(t)) * std;
+        }
+    });
 }
 
 } // namespace
@@ -127,7 +131,7 @@ void TrainModel::Impl::init_random(uint64_t seed) {
             continue;
         }
         const bool is_resid = p.name.find("attn_output") != std::string::npos || p.name.find("ffn_down") != std::string::npos;
-        fill_normal(p.w, p.n, mix64(seed ^ hash_name(p.name)), is_resid ? resid : arch.init_std);
+        fill_normal(p.w, p.n, mix64(seed ^ hash_name(p.name)), is_resid ? resid : arch.init_std, get_pool());
     }
 }
 

@@ -84,5 +84,7 @@ struct TrainModel::Impl {
 
 // 64-bit mixing (splitmix64's finalizer): seeds per parameter, independent of thread count.
 uint64_t mix64(uint64_t x);
+// FNV-1a of a parameter name (seeds per parameter, the same on every platform).
+uint64_t hash_name(const std::string& s);
 
 } // namespace slm

@@ -16,7 +16,7 @@ float lr_at(const TrainOptions& o, int64_t step) {
     return static_cast<float>(lr_min + coeff * (o.lr - lr_min));
 }
 
-AdamW::AdamW(TrainModel& model) : params_(&model.params()) {
+AdamW::AdamW(std::vector<TrainParam>& params) : params_(&params) {
     m.resize(params_->size());
     v.resize(params_->size());
     for (size_t i = 0; i < params_->size(); ++i) {

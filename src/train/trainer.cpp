@@ -42,10 +42,15 @@ void check_options(const TrainModel& model, const TrainOptions& o) {
     if (o.log_every < 1) fail("train: field 'log_every' is %lld, not >= 1", static_cast<long long>(o.log_every));
     if (o.n_threads < 0) fail("train: field 'n_threads' is %d, not >= 0", o.n_threads);
     if (o.qat_distill && !o.qat_type) fail("train: field 'qat_distill' needs 'qat_type' (--qat TYPE)");
+    // Self-distillation is a loss (slm/distill.h plugs it in through batch_loss); without one,
+    // qat_distill would silently train on hard labels.
+    if (o.qat_distill && !o.batch_loss)
+        fail("train: field 'qat_distill' is set but no distillation loss is plugged in (batch_loss); use slm distill's "
+             "QAT self-distillation");
 }
 
-std::optional<Vocab> model_vocab(const TrainModel& model) {
-    const std::string& tok = model.arch().tokenizer;
+std::optional<Vocab> model_vocab(const TrainModel& model, const TrainOptions& o) {
+    const std::string& tok = o.tokenizer.empty() ? model.arch().tokenizer : o.tokenizer;
     if (tok.empty()) return std::nullopt;
     const GGUFFile f = GGUFFile::open(tok);
     return Vocab::from_gguf(f);
@@ -86,8 +91,9 @@ TrainResult train(TrainModel& model, const TrainOptions& o) {
     // Data.
     std::optional<Vocab> vocab;
     try {
-        vocab = model_vocab(model);
+        vocab = model_vocab(model, o);
     } catch (const Error&) {
+        if (!o.tokenizer.empty()) throw;  // asked for explicitly
         vocab.reset();  // token files need none; a text file reports the missing tokenizer below
     }
     const TrainData data = load_train_data(o.data, vocab ? &*vocab : nullptr, model.arch().n_vocab, o);
@@ -106,7 +112,7 @@ TrainResult train(TrainModel& model, const TrainOptions& o) {
     if (ckpt_dir.empty() && !o.out.empty()) ckpt_dir = o.out + ".ckpt";
     const std::string config_json = train_config_json(model.arch(), o);
 
-    AdamW opt(model);
+    AdamW opt(model.params());
     std::optional<FakeQuant> fq;
     if (o.qat_type) {
         fq.emplace(model, *o.qat_type, o.n_threads);

@@ -39,14 +39,15 @@ struct TrainData {
     size_t window() const { return bos != TOKEN_NULL ? static_cast<size_t>(seq_len) : static_cast<size_t>(seq_len) + 1; }
     size_t n_val() const { return tokens.size() - n_train; }
     size_t n_val_windows() const { return n_val() / window(); }  // non-overlapping held-out windows
-    // The start of training sequence b of micro-batch `micro` of step `step` (0-based): a uniform
-    // draw in [0, n_train - window()] from a counter-based generator keyed by (seed, step,
-    // micro, b), so the data position and the "RNG state" are the step itself and a resumed
-    // run draws exactly what an uninterrupted one would.
-    size_t train_start(uint64_t seed, int64_t step, int micro, int b) const;
+    // The start of the i-th training sequence of step `step` (0-based; i counts across the
+    // step's micro-batches, so grad_accum 2 x batch B reads what batch 2B reads): a uniform draw
+    // in [0, n_train - window()] from a counter-based generator keyed by (seed, step, i). The
+    // data position and the "RNG state" are thus the step itself, and a resumed run draws
+    // exactly what an uninterrupted one would.
+    size_t train_start(uint64_t seed, int64_t step, int64_t i) const;
     // Inputs and targets (seq_len each) of the sequence reading from `start`.
     void fill(size_t start, int32_t* inputs, int32_t* targets) const;
-    // B training sequences for (step, micro), concatenated.
+    // Sequences micro*B .. micro*B+B-1 of step `step`, concatenated.
     void train_batch(uint64_t seed, int64_t step, int micro, int B, std::vector<int32_t>& inputs,
                      std::vector<int32_t>& targets) const;
     // The held-out windows validation uses: up to n_max of them, evenly spread over the tail;
@@ -70,7 +71,7 @@ float lr_at(const TrainOptions& o, int64_t step);
 // parameters (g == nullptr) get no state and are never touched.
 class AdamW {
 public:
-    explicit AdamW(TrainModel& model);
+    explicit AdamW(std::vector<TrainParam>& params);  // model.params(); must outlive the optimizer
     // The global L2 norm of every gradient (accumulated in double).
     double grad_norm() const;
     // Scales every gradient by max_norm / norm when norm > max_norm > 0. Returns the norm before.

@@ -136,7 +136,6 @@ TEST(TrainModel, InitIsSeededAndScaled) {
     a.init_std = 0.02f;
     a.n_layer = 8;
     TrainModel m1(a, 5), m2(a, 5), m3(a, 6);
-    m2.set_threads(1);
     for (size_t i = 0; i < m1.params().size(); ++i) {
         const TrainParam& p = m1.params()[i];
         ASSERT_EQ(std::vector<float>(p.w, p.w + p.n), std::vector<float>(m2.params()[i].w, m2.params()[i].w + p.n));

@@ -34,10 +34,18 @@ GGMLType parse_type_flag(const std::string& s, const char* flag_name) {
     return t;
 }
 
-void run_train(TrainCli& c, CLI::App* sub) {
+void run_train(TrainCli& c) {
     const int n_sources = !c.config.empty() + !c.preset.empty() + !c.init.empty();
     if (n_sources == 0) fail("train: give the model: --config CFG.json, --preset NAME or --init MODEL.gguf");
     if (!c.config.empty() && !c.preset.empty()) fail("train: --config and --preset both given; the config names its preset");
+    // Repository-relative names (configs/train/x.json, models/...) work from any directory.
+    const auto in_repo = [](std::string& path) {
+        if (path.empty()) return;
+        const std::string found = find_repo_file(path);
+        if (!found.empty()) path = found;
+    };
+    in_repo(c.config);
+    in_repo(c.init);
     TrainConfig cfg;
     if (!c.config.empty()) cfg = load_train_config(c.config);
     if (!c.preset.empty()) {
@@ -51,6 +59,8 @@ void run_train(TrainCli& c, CLI::App* sub) {
     if (!c.out_type.empty()) o.out_type = parse_type_flag(c.out_type, "--out-type");
     if (!c.qat.empty()) o.qat_type = parse_type_flag(c.qat, "--qat");
     if (!c.tokenizer.empty()) cfg.arch.tokenizer = c.tokenizer;
+    in_repo(cfg.arch.tokenizer);
+    in_repo(o.data);
     if (o.data.empty()) fail("train: no data: give --data TEXT|TOKENS (or \"data\" in the config's \"train\")");
 
     std::unique_ptr<TrainModel> model;
@@ -59,6 +69,8 @@ void run_train(TrainCli& c, CLI::App* sub) {
             std::fprintf(stderr, "note: --init %s: the model's own architecture is used; the config's \"arch\" is ignored\n",
                          c.init.c_str());
         model = TrainModel::load(c.init);
+        // Text data is tokenized with the loaded model's own tokenizer unless --tokenizer says otherwise.
+        if (o.tokenizer.empty()) o.tokenizer = c.tokenizer.empty() ? c.init : cfg.arch.tokenizer;
     } else {
         model = std::make_unique<TrainModel>(cfg.arch, o.seed);
     }
@@ -75,7 +87,6 @@ void run_train(TrainCli& c, CLI::App* sub) {
     std::printf(", %.0f tokens/s\n", r.tokens_per_s);
     if (!o.out.empty()) std::printf("model: %s\n", o.out.c_str());
     if (!r.svg_path.empty()) std::printf("loss curve: %s\n", r.svg_path.c_str());
-    (void)sub;
 }
 
 } // namespace
@@ -129,7 +140,7 @@ void add_train(CLI::App& app) {
     sub->add_option("--out-type", c->out_type, "Type of the output's weights: F32, F16, BF16 or a quantized type");
     sub->add_option("--qat", c->qat, "Quantization-aware training for this type (Q4_0, Q2_K, TQ1_0, TQ2_0, ...); "
                                      "the output is written in it");
-    sub->callback([c, sub]() { run_train(*c, sub); });
+    sub->callback([c]() { run_train(*c); });
 }
 
 } // namespace slm::cli
