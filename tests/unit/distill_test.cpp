@@ -646,6 +646,22 @@ TEST(DistillCli, DistillsAStudentOnAndOffPolicy) {
     EXPECT_EQ(run.exit_code, 0) << run.err;
 }
 
+TEST(DistillCli, QatSelfDistillationWithoutTeacher) {
+    const std::string data = write_text("self.txt"), out = temp_dir() + "/self-q4.gguf";
+    RunResult r = run_cli({"distill", "--student", teacher_file(), "--qat", "Q4_0", "--data", data, "--steps", "3",
+                           "--batch", "2", "--seq-len", "16", "--val-every", "0", "--warmup", "1", "--no-resume", "-o",
+                           out});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.err.find("QAT Q4_0"), std::string::npos) << r.err;
+    slm::GGUFFile f = slm::GGUFFile::open(out);
+    EXPECT_EQ(f.tensor("blk.0.ffn_down.weight").type, GGMLType::Q4_0);  // rows of n_ff 64 (48-wide rows fall back)
+    EXPECT_EQ(slm::Model::load(out)->hparams().n_embd, 48u);
+    // Without a teacher and without --qat there is nothing to distill from.
+    r = run_cli({"distill", "--student", teacher_file(), "--data", data, "--steps", "1", "-o", out});
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.err.find("no --teacher"), std::string::npos) << r.err;
+}
+
 TEST(DistillCli, BadInputsAreClearErrors) {
     const std::string data = write_text("data-bad.txt"), out = temp_dir() + "/bad.gguf";
     std::vector<std::string> base{"distill", "--teacher", teacher_file(), "--student", "tiny", "--data", data,

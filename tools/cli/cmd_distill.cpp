@@ -18,7 +18,7 @@ namespace slm::cli {
 namespace {
 
 struct DistillCli {
-    std::string teacher, student, out, loss = "fkl";
+    std::string teacher, student, out, loss = "fkl", qat;
     int64_t top_k = -1;  // -1 = not given: the full distribution
     DistillOptions d;
     TrainFlags train;
@@ -56,22 +56,40 @@ void run_distill(DistillCli& c) {
     if (o.data.empty()) fail("distill: no data: give --data TEXT|TOKENS");
     if (fresh) {
         if (arch.tokenizer.empty()) arch.tokenizer = c.teacher;
+        if (arch.tokenizer.empty()) fail("distill: a new student needs a tokenizer: give --teacher or \"tokenizer\" in the config");
         student = std::make_unique<TrainModel>(arch, o.seed);
     }
 
-    auto teacher = Teacher::load(c.teacher, o.n_threads);
+    if (!c.qat.empty()) {
+        GGMLType t;
+        if (!type_from_name(c.qat, &t)) fail("distill: --qat '%s': unknown type", c.qat.c_str());
+        o.qat_type = t;
+    }
     c.d.seed = o.seed;
     c.d.n_threads = o.n_threads;
-    Distiller distiller(teacher, c.d, *student);
-    distiller.install(o);
+    // Without --teacher: BitDistiller's self-distillation, the full-precision student at start
+    // teaching its fake-quantized self.
+    std::unique_ptr<Distiller> owned;
+    if (c.teacher.empty()) {
+        if (!o.qat_type) fail("distill: no --teacher: give one, or --qat TYPE for self-distillation of the student");
+        if (fresh) fail("distill: self-distillation (--qat without --teacher) needs a trained student GGUF, not '%s'",
+                        c.student.c_str());
+        o.qat_distill = true;
+        owned = install_self_distillation(*student, o, c.d);
+    } else {
+        owned = std::make_unique<Distiller>(Teacher::load(c.teacher, o.n_threads), c.d, *student);
+        owned->install(o);
+    }
+    Distiller& distiller = *owned;
     const TrainArch& a = student->arch();
     std::fprintf(stderr,
                  "distill: student %s (%u layers x %u wide, %llu parameters), teacher %s, loss %s, T %g, %s, "
-                 "ce-weight %g, on-policy %g\n",
+                 "ce-weight %g, on-policy %g%s\n",
                  a.name.c_str(), a.n_layer, a.n_embd, static_cast<unsigned long long>(student->n_params()),
-                 c.teacher.c_str(), divergence_name(c.d.loss.divergence), double(c.d.loss.temperature),
+                 c.teacher.empty() ? "(the student at start)" : c.teacher.c_str(), divergence_name(c.d.loss.divergence), double(c.d.loss.temperature),
                  c.d.loss.top_k ? strprintf("top-%u + rest", c.d.loss.top_k).c_str() : "full distribution",
-                 double(c.d.loss.ce_weight), double(c.d.on_policy));
+                 double(c.d.loss.ce_weight), double(c.d.on_policy),
+                 o.qat_type ? strprintf(", QAT %s", type_name(*o.qat_type)).c_str() : "");
     const TrainResult r = train(*student, o);
     const DistillStats& st = distiller.stats();
     std::printf("steps %lld, tokens %lld, final distillation loss %.4f", static_cast<long long>(r.curve.size()),
@@ -97,9 +115,11 @@ void add_distill(CLI::App& app) {
         "student is a GGUF, a training config (JSON, as slm train's) or a preset, new students taking the teacher's "
         "tokenizer. Per position the loss is (1 - W) T^2 D(teacher || student) + W CE(label); with --top-k K the "
         "teacher keeps its K most likely tokens and a bucket for the rest. Training flags are slm train's.\n"
+        "QAT self-distillation: slm distill --student model.gguf --qat Q4_0 --data TEXT -o model.q4_0.gguf\n"
         "Example: slm distill --teacher big.gguf --student tiny --data stories.txt --loss rkl --on-policy 0.5 "
         "--steps 500 -o small.gguf");
-    sub->add_option("--teacher", c->teacher, "Teacher model GGUF")->required()->check(CLI::ExistingFile);
+    sub->add_option("--teacher", c->teacher, "Teacher model GGUF (without it and with --qat: self-distillation)")
+        ->check(CLI::ExistingFile);
     sub->add_option("--student", c->student, "Student: a model GGUF, a training config .json, or a preset name")
         ->required();
     sub->add_option("-o,--out", c->out, "Output model GGUF")->required();
@@ -121,6 +141,9 @@ void add_distill(CLI::App& app) {
         ->default_val(1.0);
     sub->add_option("--sample-top-k", c->d.sample_top_k, "On-policy: sample among the student's top K (0 = all)")
         ->default_val(0);
+    sub->add_option("--qat", c->qat,
+                    "Quantization-aware training of the student for this type (Q4_0, Q2_K, TQ2_0, ...), written in it; "
+                    "without --teacher the student's full-precision start is the teacher (BitDistiller)");
     add_train_flags(*sub, c->train);
     sub->callback([c]() { run_distill(*c); });
 }
