@@ -33,6 +33,7 @@
 #pragma once
 
 #include "slm/train.h"
+#include "slm/vocab.h"
 
 #include <cstdint>
 #include <memory>
@@ -98,6 +99,7 @@ public:
     virtual ~Teacher() = default;
     virtual uint32_t n_vocab() const = 0;
     virtual std::string describe() const = 0;  // for messages: the file, or "the start model"
+    virtual const Vocab* vocab() const { return nullptr; }  // the tokenizer, when known
     // B sequences of T tokens -> B T rows of n_vocab logits in `out` (resized).
     virtual void logits(std::span<const int32_t> tokens, int B, int T, std::vector<float>& out) = 0;
 
@@ -134,10 +136,13 @@ struct DistillStats {
 };
 
 // The distillation batch loss. Checks at construction that teacher and student share the
-// vocabulary size (slm::Error naming both). Not thread-safe; one per training run.
+// vocabulary size, and when both tokenizers are known (a GGUF teacher, a student with
+// TrainArch::tokenizer) the same token texts (slm::Error naming the first difference). Not thread-safe; one per training run.
 class Distiller {
 public:
     Distiller(std::shared_ptr<Teacher> teacher, DistillOptions o, const TrainModel& student);
+    Distiller(const Distiller&) = delete;  // install() hands out `this`
+    Distiller& operator=(const Distiller&) = delete;
     // TrainOptions::batch_loss's signature: forward, loss, backward (gradients added, scaled by
     // grad_scale); returns the loss.
     float batch_loss(TrainModel& student, std::span<const int32_t> tokens, std::span<const int32_t> targets, int B,

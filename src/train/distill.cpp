@@ -4,6 +4,7 @@
 #include "slm/distill.h"
 
 #include "slm/error.h"
+#include "slm/gguf.h"
 #include "slm/model.h"
 #include "slm/sampler.h"
 
@@ -27,6 +28,7 @@ public:
     }
     uint32_t n_vocab() const override { return model_->hparams().n_vocab; }
     std::string describe() const override { return "teacher '" + path_ + "'"; }
+    const Vocab* vocab() const override { return &model_->vocab(); }
     void logits(std::span<const int32_t> tokens, int B, int T, std::vector<float>& out) override {
         if (B <= 0 || T <= 0 || tokens.size() != size_t(B) * size_t(T))
             fail("distill: %s: %zu tokens for %d sequences of %d", describe().c_str(), tokens.size(), B, T);
@@ -111,6 +113,18 @@ Distiller::Distiller(std::shared_ptr<Teacher> teacher, DistillOptions o, const T
              "tokenizer",
              teacher_->describe().c_str(), vt, vs);
     o_.validate(vs);
+    // Same size is not the same tokenizer: compare the token texts when both are at hand.
+    const std::string& tok = student.arch().tokenizer;
+    if (teacher_->vocab() && !tok.empty()) {
+        const Vocab sv = Vocab::from_gguf(GGUFFile::open(tok));
+        const Vocab& tv = *teacher_->vocab();
+        const int32_t n = std::min(sv.n_tokens(), tv.n_tokens());
+        for (int32_t i = 0; i < n; ++i)
+            if (sv.token_text(i) != tv.token_text(i))
+                fail("distill: %s and the student's tokenizer '%s' differ at token %d ('%s' vs '%s'): teacher and "
+                     "student must share the tokenizer",
+                     teacher_->describe().c_str(), tok.c_str(), i, tv.token_text(i).c_str(), sv.token_text(i).c_str());
+    }
 }
 
 void Distiller::install(TrainOptions& opts) {
