@@ -166,7 +166,7 @@ private:
 struct TrainOptions {
     std::string data;            // text file (tokenized with the model's tokenizer) or tokens
                                  // (llm.c .bin shard, or whitespace-separated ids in a .txt/.tok)
-    std::string out;             // final model GGUF ("" = none)
+    std::string out;             // final model GGUF ("" = none); with LoRA adapters, the adapter GGUF
     std::string checkpoint_dir;  // "" = beside out: <out>.ckpt/
     int64_t steps = 1000;        // optimizer steps
     int batch = 8;               // sequences per micro-batch
@@ -197,9 +197,11 @@ struct TrainOptions {
         batch_loss;
     std::function<void(const std::string&)> log;  // progress lines; default: stderr
     // How a text file splits into documents (each followed by EOS in the packed stream):
-    // "blank" = runs of blank lines separate documents (TinyStories' stories and paragraphs),
-    // "line" = every non-empty line is one, "none" = the whole file is one. A line that is exactly
-    // "<|endoftext|>" always ends a document (and is dropped). Token files are used as they are.
+    // "blank" = runs of blank lines separate documents (paragraphs or stories: the TinyStories
+    // files in ../shared separate paragraphs by a blank line, and stories by a blank line in the
+    // validation file but by a single newline in the training files), "line" = every non-empty
+    // line is one, "none" = the whole file is one. A line that is exactly "<|endoftext|>" always
+    // ends a document (and is dropped). Token files are used as they are.
     std::string doc_split = "blank";
     // The GGUF whose tokenizer cuts text data; "" = model.arch().tokenizer (a model from
     // TrainModel::load keeps its tokenizer keys but not a path: pass the loaded file here).

@@ -235,7 +235,11 @@ TrainResult train(TrainModel& model, const TrainOptions& o) {
         FakeQuantScope scope(fq ? &*fq : nullptr);
         res.final_val_loss = validate();
     }
-    if (!o.out.empty()) {
+    if (!o.out.empty() && model.has_lora()) {
+        // What was trained is the adapter (save() would write the untouched base).
+        model.save_lora(o.out);
+        log(strprintf("train: wrote the LoRA adapter %s", o.out.c_str()));
+    } else if (!o.out.empty()) {
         const GGMLType type = o.qat_type ? *o.qat_type : o.out_type;
         export_model(model, o.out, type, o.n_threads);
         log(strprintf("train: wrote %s (%s)", o.out.c_str(), type_name(type)));

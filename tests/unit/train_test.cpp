@@ -392,6 +392,48 @@ TEST(Train, ResumeIsBitExactAndCheckpointsRotate) {
     EXPECT_EQ(weights_of(resumed), before);
 }
 
+TEST(Train, LoraTrainsOnlyTheAdaptersAndWritesThem) {
+    TrainModel m(tiny_arch(), 1);
+    LoraOptions lo;
+    lo.rank = 4;
+    m.add_lora(lo);
+    std::vector<std::vector<float>> base;
+    for (const TrainParam& p : m.params())
+        if (!p.g) base.emplace_back(p.w, p.w + p.n);
+    ASSERT_FALSE(base.empty());
+    TrainOptions o = quiet_options();
+    o.data = write_text("lora.txt", stories_text(8000));
+    o.val_fraction = 0;
+    o.seq_len = 16;
+    o.batch = 2;
+    o.steps = 4;
+    o.ckpt_every = 2;
+    o.out = test::temp_dir() + "/lora.gguf";
+    train(m, o);
+    size_t k = 0;
+    bool adapters_moved = false;
+    for (const TrainParam& p : m.params()) {
+        if (!p.g) {
+            EXPECT_EQ(std::vector<float>(p.w, p.w + p.n), base[k++]) << p.name << " is frozen";
+        } else if (p.name.find("lora_b") != std::string::npos) {
+            for (size_t i = 0; i < p.n; ++i) adapters_moved = adapters_moved || p.w[i] != 0.0f;  // B starts at 0
+        }
+    }
+    EXPECT_TRUE(adapters_moved);
+    TrainModel back(tiny_arch(), 1);
+    back.load_lora(o.out);
+    for (const TrainParam& p : m.params()) {
+        if (!p.g) continue;
+        const TrainParam* q = back.find(p.name);
+        ASSERT_NE(q, nullptr) << p.name;
+        EXPECT_EQ(std::vector<float>(q->w, q->w + q->n), std::vector<float>(p.w, p.w + p.n)) << p.name;
+    }
+    // The checkpoint holds optimizer state for the adapters only, and resumes into a LoRA model.
+    const GGUFFile ck = GGUFFile::open(train_impl::checkpoint_path(o.out + ".ckpt", 4));
+    for (const GGUFTensorInfo& t : ck.tensors())
+        if (t.name.rfind("adam.", 0) == 0) EXPECT_NE(t.name.find(".lora_"), std::string::npos) << t.name;
+}
+
 TEST(Train, BadOptionsAreRefusedBeforeTraining) {
     TrainModel m(tiny_arch(), 1);
     TrainOptions o = quiet_options();
@@ -692,6 +734,17 @@ TEST(TrainCli, TrainsEndToEndFromAConfig) {
     const auto again = test::run_cli({"train", "--config", cfg, "--data", data, "-o", out, "--steps", "4"});
     ASSERT_EQ(again.exit_code, 0) << again.err;
     EXPECT_NE(again.err.find("resumed"), std::string::npos) << again.err;
+
+    // QAT from the trained model (--init): text tokenized with the loaded model's own tokenizer,
+    // the output written in Q4_0 and loadable.
+    const std::string q = dir + "/cli_q4_0.gguf";
+    const auto qat = test::run_cli({"train", "--init", out, "--data", data, "-o", q, "--qat", "q4_0", "--steps", "2",
+                                    "--batch", "2", "--seq-len", "16", "--val-fraction", "0", "-t", "2"});
+    ASSERT_EQ(qat.exit_code, 0) << qat.err;
+    EXPECT_NE(qat.err.find("QAT"), std::string::npos) << qat.err;
+    const GGUFFile qf = GGUFFile::open(q);
+    EXPECT_EQ(qf.tensor("blk.0.attn_q.weight").type, GGMLType::Q4_0);
+    EXPECT_NO_THROW(Model::load(q));
 
     const auto bad = test::run_cli({"train", "--config", cfg, "--data", dir + "/nope.txt", "-o", out, "--no-resume"});
     EXPECT_NE(bad.exit_code, 0);
