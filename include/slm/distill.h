@@ -125,6 +125,9 @@ struct DistillOptions {
     uint64_t seed = 1;                // on-policy draws and sampling
     std::string tmp_dir;              // where the student is saved for sampling ("" = the system temp dir)
     int n_threads = 0;                // of the sampling Session
+    // The student's tokenizer GGUF for the token-text check ("" = student.arch().tokenizer; a
+    // model from TrainModel::load has none: give its file).
+    std::string student_tokenizer;
     void validate(uint32_t n_vocab) const;
 };
 
@@ -173,11 +176,6 @@ private:
 // Sets opts.batch_loss; the returned Distiller must outlive train().
 std::unique_ptr<Distiller> install_self_distillation(TrainModel& model, TrainOptions& opts,
                                                      const DistillOptions& o = {});
-
-// TrainModel::load(path) with the file itself as the model's tokenizer (TrainArch::tokenizer), so
-// train() can tokenize text data and save() has tokenizer keys. (A stop-gap while TrainModel::load
-// leaves TrainArch::tokenizer empty: the weights are copied into a model built from the arch.)
-std::unique_ptr<TrainModel> load_train_model(const std::string& path);
 
 // ---- LoRA files ----------------------------------------------------------------------------
 

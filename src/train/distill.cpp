@@ -114,7 +114,7 @@ Distiller::Distiller(std::shared_ptr<Teacher> teacher, DistillOptions o, const T
              teacher_->describe().c_str(), vt, vs);
     o_.validate(vs);
     // Same size is not the same tokenizer: compare the token texts when both are at hand.
-    const std::string& tok = student.arch().tokenizer;
+    const std::string& tok = o_.student_tokenizer.empty() ? student.arch().tokenizer : o_.student_tokenizer;
     if (teacher_->vocab() && !tok.empty()) {
         const Vocab sv = Vocab::from_gguf(GGUFFile::open(tok));
         const Vocab& tv = *teacher_->vocab();

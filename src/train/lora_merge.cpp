@@ -13,20 +13,6 @@
 
 namespace slm {
 
-std::unique_ptr<TrainModel> load_train_model(const std::string& path) {
-    std::unique_ptr<TrainModel> m = TrainModel::load(path);
-    if (!m->arch().tokenizer.empty()) return m;
-    TrainArch a = m->arch();
-    a.tokenizer = path;
-    auto n = std::make_unique<TrainModel>(a, 1);
-    for (TrainParam& p : n->params()) {
-        const TrainParam* q = m->find(p.name);
-        if (!q || q->n != p.n) fail("train: %s: tensor '%s' does not match the model rebuilt from its arch", path.c_str(), p.name.c_str());
-        std::copy(q->w, q->w + q->n, p.w);
-    }
-    return n;
-}
-
 void lora_merge(const std::string& base, const std::string& adapter, const std::string& out, const std::string& type) {
     std::string up = type;
     std::transform(up.begin(), up.end(), up.begin(), [](unsigned char c) { return char(std::toupper(c)); });

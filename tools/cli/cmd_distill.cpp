@@ -41,7 +41,7 @@ void run_distill(DistillCli& c) {
     TrainArch arch;
     bool fresh = false;
     if (ends_with(c.student, ".gguf")) {
-        student = load_train_model(c.student);
+        student = TrainModel::load(c.student);
     } else if (ends_with(c.student, ".json")) {
         TrainConfig cfg = load_train_config(c.student);
         base = cfg.options;
@@ -54,6 +54,10 @@ void run_distill(DistillCli& c) {
     TrainOptions o = c.train.apply(base);
     o.out = c.out;
     if (o.data.empty()) fail("distill: no data: give --data TEXT|TOKENS");
+    if (!fresh) {
+        if (o.tokenizer.empty()) o.tokenizer = c.student;  // text data is cut with the student's tokenizer
+        c.d.student_tokenizer = c.student;
+    }
     if (fresh) {
         if (arch.tokenizer.empty()) arch.tokenizer = c.teacher;
         if (arch.tokenizer.empty()) fail("distill: a new student needs a tokenizer: give --teacher or \"tokenizer\" in the config");

@@ -47,17 +47,16 @@ std::vector<std::string> lora_targets(const std::string& list) {
 void finetune(const FinetuneOptions& f) {
     TrainOptions o = f.train.apply(f.config.empty() ? TrainOptions{} : load_train_config(f.config).options);
     if (o.data.empty()) fail("finetune: no data: give --data TEXT|TOKENS");
-    std::unique_ptr<TrainModel> m = load_train_model(f.base);
+    std::unique_ptr<TrainModel> m = TrainModel::load(f.base);
+    if (o.tokenizer.empty()) o.tokenizer = f.base;  // text data is cut with the base's tokenizer
     LoraOptions lo;
     lo.rank = f.rank;
     lo.alpha = f.alpha > 0 ? f.alpha : 2.0f * float(f.rank);
     lo.targets = lora_targets(f.targets);
     lo.seed = o.seed;
     m->add_lora(lo);
-    o.out = "";  // the adapter is written below, not the model
-    if (o.checkpoint_dir.empty()) o.checkpoint_dir = f.out + ".ckpt";
+    o.out = f.out;  // with adapters, train() writes the adapter GGUF
     TrainResult r = train(*m, o);
-    m->save_lora(f.out);
     std::fprintf(stderr, "slm finetune: adapter rank %u alpha %g on %zu matrix kinds: final loss %.4f, val %.4f -> %s\n",
                  lo.rank, double(lo.alpha), lo.targets.size(), double(r.final_loss), double(r.final_val_loss),
                  f.out.c_str());
