@@ -239,5 +239,7 @@ TrainConfig load_train_config(const std::string& path);
 TrainConfig parse_train_config(const std::string& json_text, const std::string& where);
 // The config a checkpoint or a run used, as JSON (the inverse of parse_train_config).
 std::string train_config_json(const TrainArch& arch, const TrainOptions& o);
+// The "train" fields whose values differ between two such JSON texts (for a note on resume).
+std::vector<std::string> train_config_changes(const std::string& before_json, const std::string& after_json);
 
 } // namespace slm

@@ -155,6 +155,7 @@ CheckpointState load_checkpoint(const std::string& path, TrainModel& model, Adam
     st.tokens_seen = need(f, "slm.train.tokens_seen").as_int(path + ": slm.train.tokens_seen");
     st.seed = need(f, "slm.train.seed").as_uint(path + ": slm.train.seed");
     st.data_tokens = need(f, "slm.train.data_tokens").as_uint(path + ": slm.train.data_tokens");
+    if (const GGUFValue* c = f.find("slm.train.config"); c && c->type == GGUFType::STRING) st.config_json = c->str;
     if (st.step < 0) fail("train: checkpoint %s: key 'slm.train.step' is %lld", path.c_str(), static_cast<long long>(st.step));
     const char* keys[] = {"slm.train.curve.step", "slm.train.curve.tokens", "slm.train.curve.loss",
                           "slm.train.curve.val_loss", "slm.train.curve.lr"};

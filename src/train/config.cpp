@@ -220,4 +220,20 @@ std::string train_config_json(const TrainArch& arch, const TrainOptions& o) {
     return j.dump(1);
 }
 
+std::vector<std::string> train_config_changes(const std::string& before_json, const std::string& after_json) {
+    std::vector<std::string> out;
+    json a, b;
+    try {
+        a = json::parse(before_json);
+        b = json::parse(after_json);
+    } catch (const json::parse_error&) {
+        return out;
+    }
+    const json ta = a.contains("train") ? a["train"] : json::object(), tb = b.contains("train") ? b["train"] : json::object();
+    if (!ta.is_object() || !tb.is_object()) return out;
+    for (const auto& [key, value] : tb.items())
+        if (!ta.contains(key) || ta[key] != value) out.push_back(key);
+    return out;
+}
+
 } // namespace slm

@@ -46,7 +46,8 @@ inline float exp_fast(float x) {
     constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
     const float t = x * 1.44269504088896341f + kMagic;
     const float fn = t - kMagic;
-    int32_t n = std::bit_cast<int32_t>(t) - std::bit_cast<int32_t>(kMagic);
+    // (unsigned: any t, even a NaN's or a negative's bits, wraps instead of overflowing)
+    int32_t n = int32_t(std::bit_cast<uint32_t>(t) - std::bit_cast<uint32_t>(kMagic));
     n = n < -127 ? -127 : n;
     n = n > 128 ? 128 : n;
     const float r = (x - fn * 0.693359375f) - fn * -2.12194440e-4f;

@@ -142,8 +142,14 @@ TrainResult train(TrainModel& model, const TrainOptions& o) {
             if (saved.step > o.steps)
                 fail("train: checkpoint %s: is at step %lld, past this run's %lld steps", path.c_str(),
                      static_cast<long long>(saved.step), static_cast<long long>(o.steps));
+            std::string changed;
+            for (const std::string& k : train_config_changes(saved.config_json, config_json))
+                if (k != "resume" && k != "n_threads" && k != "log_every" && k != "out" && k != "checkpoint_dir")
+                    changed += (changed.empty() ? "" : ", ") + k;
             st = std::move(saved);
             log(strprintf("train: resumed from %s at step %lld", path.c_str(), static_cast<long long>(st.step)));
+            // Allowed (e.g. more steps), but then the run is no longer the uninterrupted one.
+            if (!changed.empty()) log("train: note: options changed since the checkpoint: " + changed);
         }
     }
     res.svg_path = ckpt_dir.empty() ? std::string() : (std::filesystem::path(ckpt_dir) / "loss.svg").string();

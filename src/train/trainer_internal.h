@@ -95,6 +95,7 @@ struct CheckpointState {
     uint64_t seed = 0;             // the data-order seed (checked on resume)
     uint64_t data_tokens = 0;      // stream length (checked on resume: other data = other windows)
     std::vector<TrainPoint> curve; // every step so far
+    std::string config_json;       // the config the checkpoint was written with (load only)
 };
 
 // "<dir>/ckpt-<step, 8 digits>.gguf".

@@ -116,6 +116,25 @@ TEST(TrainModel, GradientCheck) {
     }
 }
 
+// No reduction is split between threads (matrix products split the output, attention its
+// heads, norms their rows or columns): one thread and two give the same bits, so a run resumed
+// with another thread count continues exactly.
+TEST(TrainModel, ThreadCountDoesNotChangeResults) {
+    TrainArch a = train_preset("tiny");
+    a.n_vocab = 512;
+    const std::vector<int32_t> tok = random_tokens(4 * 100, 512, 5), tgt = random_tokens(4 * 100, 512, 6);
+    std::vector<std::vector<float>> g[2];
+    float l[2];
+    for (int k = 0; k < 2; ++k) {
+        TrainModel m(a, 1);
+        m.set_threads(k + 1);
+        l[k] = m.forward_backward(tok, tgt, 4, 100);
+        for (const TrainParam& p : m.params()) g[k].emplace_back(p.g, p.g + p.n);
+    }
+    EXPECT_EQ(l[0], l[1]);
+    for (size_t i = 0; i < g[0].size(); ++i) EXPECT_EQ(g[0][i], g[1][i]) << "parameter " << i;
+}
+
 TEST(TrainModel, OpenElmShapes) {
     TrainArch a = tiny_arch();
     kVariants[3].tweak(a);

@@ -390,6 +390,14 @@ TEST(Train, ResumeIsBitExactAndCheckpointsRotate) {
     const auto before = weights_of(resumed);
     train(resumed, o);
     EXPECT_EQ(weights_of(resumed), before);
+    // Changed options are allowed but noted.
+    std::string notes;
+    TrainOptions more = o;
+    more.steps = 9;
+    more.lr = 2e-3f;
+    more.log = [&](const std::string& line) { notes += line + "\n"; };
+    train(resumed, more);
+    EXPECT_NE(notes.find("options changed since the checkpoint: lr, steps"), std::string::npos) << notes;
 }
 
 TEST(Train, LoraTrainsOnlyTheAdaptersAndWritesThem) {
