@@ -1,6 +1,7 @@
 // slm run: generate text from a prompt.
 #include "commands.h"
 
+#include "slm/distill.h"
 #include "slm/error.h"
 #include "slm/generate.h"
 #include "slm/model.h"
@@ -17,7 +18,7 @@ namespace slm::cli {
 namespace {
 
 struct RunOptions {
-    std::string model, prompt, prompt_file, kv_type = "f16";
+    std::string model, prompt, prompt_file, kv_type = "f16", lora;
     bool prompt_given = false, json = false, no_special = false;
     uint32_t n_ctx = 0;
     int threads = 0;
@@ -26,7 +27,8 @@ struct RunOptions {
 
 void run(const RunOptions& o) {
     const auto t0 = std::chrono::steady_clock::now();
-    std::shared_ptr<const Model> model = Model::load(o.model.empty() ? default_model() : o.model);
+    const std::string path = o.model.empty() ? default_model() : o.model;
+    std::shared_ptr<const Model> model = o.lora.empty() ? Model::load(path) : load_model_with_lora(path, o.lora);
     const double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 
     std::string text = o.prompt_file.empty() ? o.prompt : read_text_file(o.prompt_file);
@@ -80,6 +82,8 @@ void add_run(CLI::App& app) {
     auto* p = sub->add_option("-p,--prompt", o->prompt, "Prompt text (default: empty, i.e. BOS only)");
     auto* f = sub->add_option("-f,--file", o->prompt_file, "Read the prompt from a file")->check(CLI::ExistingFile);
     p->excludes(f);
+    sub->add_option("--lora", o->lora, "LoRA adapter GGUF (slm finetune --lora), merged into the model at load (F32)")
+        ->check(CLI::ExistingFile);
     sub->add_option("-n,--n-predict", o->gen.n_predict, "Tokens to generate; -1 = until end of text or context")
         ->default_val(256)->check(CLI::Range(-1, 1 << 24));
     sub->add_option("--temp", o->gen.sampling.temp, "Temperature; 0 = greedy")->default_val(0.8)->check(CLI::Range(0.0, 100.0));

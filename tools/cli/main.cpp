@@ -26,6 +26,9 @@ int main(int argc, char** argv) {
     slm::cli::add_train(app);
     slm::cli::add_tokenizer(app);
     slm::cli::add_data(app);
+    slm::cli::add_distill(app);
+    slm::cli::add_finetune(app);
+    slm::cli::add_lora(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
