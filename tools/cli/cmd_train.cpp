@@ -1,7 +1,9 @@
 // slm train: train a Llama-family model from a config (or a preset, or an existing model) on a
 // text or token file. All the work is slm::train (include/slm/train.h); this file maps flags.
 #include "commands.h"
+#include "train_flags.h"
 
+#include "slm/distill.h"
 #include "slm/error.h"
 #include "slm/train.h"
 
@@ -15,18 +17,10 @@ namespace slm::cli {
 namespace {
 
 struct TrainCli {
-    std::string config, preset, init, tokenizer;
-    TrainOptions o;  // flag targets; copied over the config's values only when given
-    std::string out_type, qat;
-    bool no_resume = false;
-    std::vector<std::pair<CLI::Option*, std::function<void(TrainOptions&)>>> overrides;
+    std::string config, preset, init, tokenizer, qat;
+    bool qat_distill = false;
+    TrainFlags train;  // the training-loop flags, shared with slm distill / finetune
 };
-
-template <class T> void flag(CLI::App* sub, TrainCli& c, const std::string& names, T TrainOptions::*field,
-                             const std::string& help) {
-    CLI::Option* opt = sub->add_option(names, c.o.*field, help);
-    c.overrides.emplace_back(opt, [&c, field](TrainOptions& o) { o.*field = c.o.*field; });
-}
 
 GGMLType parse_type_flag(const std::string& s, const char* flag_name) {
     GGMLType t;
@@ -52,12 +46,13 @@ void run_train(TrainCli& c) {
         cfg.preset = c.preset;
         cfg.arch = train_preset(c.preset);
     }
+    cfg.options = c.train.apply(cfg.options);
     TrainOptions& o = cfg.options;
-    for (auto& [opt, set] : c.overrides)
-        if (opt->count() > 0) set(o);
-    if (c.no_resume) o.resume = false;
-    if (!c.out_type.empty()) o.out_type = parse_type_flag(c.out_type, "--out-type");
     if (!c.qat.empty()) o.qat_type = parse_type_flag(c.qat, "--qat");
+    if (c.qat_distill) {
+        if (!o.qat_type) fail("train: --qat-distill needs --qat TYPE (the type the student is trained for)");
+        o.qat_distill = true;
+    }
     if (!c.tokenizer.empty()) cfg.arch.tokenizer = c.tokenizer;
     in_repo(cfg.arch.tokenizer);
     in_repo(o.data);
@@ -78,6 +73,9 @@ void run_train(TrainCli& c) {
     std::fprintf(stderr, "model: %s, %u layers x %u wide, %u heads (%u KV), n_ff %u, vocab %u, ctx %u, %llu parameters\n",
                  a.name.c_str(), a.n_layer, a.n_embd, a.n_head, a.n_head_kv ? a.n_head_kv : a.n_head, a.n_ff, a.n_vocab,
                  a.n_ctx, static_cast<unsigned long long>(model->n_params()));
+    // BitDistiller's self-distillation: the full-precision start model teaches its quantized self.
+    std::unique_ptr<Distiller> self_distill;
+    if (o.qat_distill && !o.batch_loss) self_distill = install_self_distillation(*model, o);
     const TrainResult r = train(*model, o);
     std::printf("steps %lld, tokens %lld, final loss %.4f", static_cast<long long>(r.curve.size()),
                 static_cast<long long>(r.tokens_seen), static_cast<double>(r.final_loss));
@@ -112,34 +110,14 @@ void add_train(CLI::App& app) {
     sub->add_option("--preset", c->preset, "A preset architecture instead of --config");
     sub->add_option("--init", c->init, "Continue from this model (a llama GGUF, any type) instead of a random init");
     sub->add_option("--tokenizer", c->tokenizer, "GGUF whose tokenizer the model takes (arch field 'tokenizer')");
-    TrainCli& t = *c;
-    flag(sub, t, "--data", &TrainOptions::data, "Training data: text, or tokens (llm.c .bin shard, .tok / integers)");
-    flag(sub, t, "-o,--out", &TrainOptions::out, "Output model GGUF");
-    flag(sub, t, "--steps", &TrainOptions::steps, "Optimizer steps");
-    flag(sub, t, "--batch", &TrainOptions::batch, "Sequences per micro-batch");
-    flag(sub, t, "--seq-len,--ctx", &TrainOptions::seq_len, "Tokens per sequence (<= the model's n_ctx)");
-    flag(sub, t, "--grad-accum", &TrainOptions::grad_accum, "Micro-batches per optimizer step");
-    flag(sub, t, "--lr", &TrainOptions::lr, "Peak learning rate");
-    flag(sub, t, "--lr-min-ratio", &TrainOptions::lr_min_ratio, "Cosine floor as a fraction of --lr");
-    flag(sub, t, "--warmup", &TrainOptions::warmup, "Linear warm-up steps");
-    flag(sub, t, "--beta1", &TrainOptions::beta1, "AdamW beta1");
-    flag(sub, t, "--beta2", &TrainOptions::beta2, "AdamW beta2");
-    flag(sub, t, "--eps", &TrainOptions::eps, "AdamW epsilon");
-    flag(sub, t, "--wd", &TrainOptions::weight_decay, "Weight decay (2-D weights only)");
-    flag(sub, t, "--clip", &TrainOptions::grad_clip, "Global gradient-norm clip (0 = off)");
-    flag(sub, t, "--val-fraction", &TrainOptions::val_fraction, "Tail of the data held out for validation");
-    flag(sub, t, "--val-every", &TrainOptions::val_every, "Steps between validation losses (0 = at the end only)");
-    flag(sub, t, "--val-batches", &TrainOptions::val_batches, "Validation batches");
-    flag(sub, t, "--ckpt-every", &TrainOptions::ckpt_every, "Steps between checkpoints (0 = at the end only)");
-    flag(sub, t, "--ckpt-dir", &TrainOptions::checkpoint_dir, "Checkpoint folder (default OUT.ckpt)");
-    flag(sub, t, "--seed", &TrainOptions::seed, "Seed of the initialization and the data order");
-    flag(sub, t, "-t,--threads", &TrainOptions::n_threads, "Threads (0 = one per core)");
-    flag(sub, t, "--doc-split", &TrainOptions::doc_split, "blank (default) | line | none: how text splits into documents");
-    flag(sub, t, "--log-every", &TrainOptions::log_every, "Steps between progress lines");
-    sub->add_flag("--no-resume", c->no_resume, "Start over even if the checkpoint folder holds a checkpoint");
-    sub->add_option("--out-type", c->out_type, "Type of the output's weights: F32, F16, BF16 or a quantized type");
+    TrainCli* t = c.get();  // not the shared_ptr: the override lives inside *c
+    CLI::Option* out = sub->add_option("-o,--out", t->train.o.out, "Output model GGUF");
+    t->train.overrides.emplace_back(out, [t](TrainOptions& o) { o.out = t->train.o.out; });
+    add_train_flags(*sub, c->train);
     sub->add_option("--qat", c->qat, "Quantization-aware training for this type (Q4_0, Q2_K, TQ1_0, TQ2_0, ...); "
                                      "the output is written in it");
+    sub->add_flag("--qat-distill", c->qat_distill,
+                  "With --qat: the full-precision start model is the teacher (BitDistiller's self-distillation)");
     sub->callback([c]() { run_train(*c); });
 }
 
