@@ -4,6 +4,7 @@
 #include "slm/error.h"
 #include "slm/model.h"
 #include "slm/quantize.h"
+#include "train/trainer_internal.h"
 
 #include <algorithm>
 #include <cctype>
@@ -32,20 +33,9 @@ void lora_merge(const std::string& base, const std::string& adapter, const std::
         return;
     }
     // Quantized: the merged F32 model beside `out`, quantized as slm quantize does, then removed.
-    const std::string tmp = out + ".merged-f32.tmp.gguf";
-    m->save(tmp, GGMLType::F32);
-    m.reset();
     QuantizeParams q;
     q.type = up;
-    try {
-        quantize_model(tmp, out, q);
-    } catch (...) {
-        std::error_code ec;
-        std::filesystem::remove(tmp, ec);
-        throw;
-    }
-    std::error_code ec;
-    std::filesystem::remove(tmp, ec);
+    train_impl::save_quantized(*m, out, q);
 }
 
 std::shared_ptr<const Model> load_model_with_lora(const std::string& base, const std::string& adapter) {

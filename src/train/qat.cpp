@@ -120,6 +120,10 @@ void export_model(const TrainModel& model, const std::string& path, GGMLType typ
     qp.type = file_type_name(type);
     qp.pure = true;  // every tensor `type` (shape fallbacks aside): what the fake quantization used
     qp.n_threads = n_threads;
+    save_quantized(model, path, qp);
+}
+
+void save_quantized(const TrainModel& model, const std::string& path, const QuantizeParams& qp) {
     const std::string tmp = path + ".f32.tmp";
     model.save(tmp, GGMLType::F32);
     try {

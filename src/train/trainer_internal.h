@@ -3,6 +3,7 @@
 // distillation code use them; frontends use include/slm/train.h.
 #pragma once
 
+#include "slm/quantize.h"
 #include "slm/train.h"
 #include "slm/vocab.h"
 
@@ -151,5 +152,8 @@ private:
 // a temporary file beside it and running slm::quantize_model with --pure (the types the fake
 // quantization used). Returns the type written.
 void export_model(const TrainModel& model, const std::string& path, GGMLType type, int n_threads);
+// `model` written as `qp` says (slm quantize's types and mixtures): saved as F32 beside `path`,
+// quantized into `path`, the F32 file removed whatever happens.
+void save_quantized(const TrainModel& model, const std::string& path, const QuantizeParams& qp);
 
 } // namespace slm::train_impl
