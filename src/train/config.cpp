@@ -174,7 +174,7 @@ TrainConfig parse(const std::string& text, const std::string& where, const std::
     json j;
     try {
         j = json::parse(text);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers too large
         fail("train config: %s: not valid JSON: %s", where.c_str(), e.what());
     }
     const std::string w = "train config: " + where;
@@ -226,7 +226,7 @@ std::vector<std::string> train_config_changes(const std::string& before_json, co
     try {
         a = json::parse(before_json);
         b = json::parse(after_json);
-    } catch (const json::parse_error&) {
+    } catch (const json::exception&) {
         return out;
     }
     const json ta = a.contains("train") ? a["train"] : json::object(), tb = b.contains("train") ? b["train"] : json::object();

@@ -684,6 +684,7 @@ TEST(TrainConfig, BadConfigsNameTheFileAndKey) {
         }
     };
     expect_error(R"({"train": {"steps": 10,}})", {"JSON"});
+    expect_error(R"({"train": {"steps": 1e999}})", {"JSON"});  // a number JSON cannot hold (found by fuzzing)
     expect_error(R"({"train": {"stpes": 10}})", {"train.stpes"});
     expect_error(R"({"arch": {"n_embed": 10}})", {"arch.n_embed"});
     expect_error(R"({"model": {}})", {"'model'"});
