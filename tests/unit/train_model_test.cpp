@@ -13,7 +13,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
@@ -213,6 +216,36 @@ TEST(TrainModel, Stories260KMatchesSession) {
     for (size_t i = 0; i < ref.size(); ++i) ASSERT_NEAR(l2[ref.size() + i], ref[i], 1e-4 * 20);
 }
 
+// The training forward against llama.cpp itself: its F32-weights, F32-KV dump of stories260K
+// (tests/data/reference, copied from ../shared/reference with provenance), every prompt row within
+// 1e-4 of the row's largest |logit|, the bound the inference engine's golden test uses.
+TEST(TrainModel, Stories260KMatchesLlamaCppReference) {
+    std::unique_ptr<TrainModel> m = TrainModel::load(kStories);
+    std::ifstream in(test::source_dir() + "/tests/data/reference/stories260K/stories260K.f32.f32kv.jsonl");
+    ASSERT_TRUE(in);
+    std::string line;
+    int n_lines = 0;
+    while (std::getline(in, line)) {
+        const auto j = nlohmann::json::parse(line);
+        const auto tok = j["tokens"].get<std::vector<int32_t>>();
+        const auto& ref = j["logits"];
+        ASSERT_EQ(ref.size(), tok.size());
+        const float* lt = m->forward(tok, 1, int(tok.size()));
+        for (size_t r = 0; r < tok.size(); ++r) {
+            const auto row = ref[r].get<std::vector<float>>();
+            ASSERT_EQ(row.size(), 512u);
+            double mx = 0, diff = 0;
+            for (size_t i = 0; i < row.size(); ++i) {
+                mx = std::max(mx, std::fabs(double(row[i])));
+                diff = std::max(diff, std::fabs(double(row[i]) - lt[r * 512 + i]));
+            }
+            EXPECT_LE(diff, 1e-4 * mx) << j["prompt"] << " row " << r;
+        }
+        ++n_lines;
+    }
+    EXPECT_GT(n_lines, 0);
+}
+
 TEST(TrainModel, SavedVariantsRunInSession) {
     const std::string dir = test::temp_dir();
     for (const Variant& v : kVariants) {
@@ -373,6 +406,25 @@ TEST(TrainModel, Lora) {
         EXPECT_NE(std::string(e.what()).find(lp), std::string::npos) << e.what();
     }
     EXPECT_FALSE(w.has_lora());
+    // not an adapter (a model), and a truncated adapter: errors naming the file, no adapters added
+    const auto expect_lora_error = [&](const std::string& path) {
+        TrainModel t(a, 3);
+        try {
+            t.load_lora(path);
+            FAIL() << "no error for " << path;
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+        }
+        EXPECT_FALSE(t.has_lora());
+    };
+    const std::string model_file = test::temp_dir() + "/not-an-adapter.gguf";
+    TrainModel(a, 3).save(model_file);
+    expect_lora_error(model_file);
+    std::vector<uint8_t> bytes = test::read_file(lp);
+    bytes.resize(bytes.size() * 2 / 3);
+    const std::string cut = test::temp_dir() + "/cut-adapter.gguf";
+    test::write_file(cut, bytes);
+    expect_lora_error(cut);
 }
 
 void expect_error_naming(const std::string& path, const std::string& what) {
