@@ -16,7 +16,7 @@ FUZZ_SECONDS ?= 60
 
 # Every Debian package the build, the tests, the benchmarks and the fuzzers need.
 PKGS := cmake make g++ pkg-config libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev \
-        libpcre2-dev libcli11-dev libbz2-dev libyaml-cpp-dev jq clang libclang-rt-14-dev g++-aarch64-linux-gnu qemu-user
+        libpcre2-dev libcli11-dev libbz2-dev libyaml-cpp-dev libcpp-httplib-dev jq clang libclang-rt-14-dev g++-aarch64-linux-gnu qemu-user
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build demo test test-neon test-sanitize fuzz bench clean

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
     slm::cli::add_distill(app);
     slm::cli::add_finetune(app);
     slm::cli::add_lora(app);
+    slm::cli::add_serve(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
