@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -40,10 +41,7 @@ double pct(std::vector<double> v, double p) {
     return v[i];
 }
 
-Sample one_request(const std::string& host, int port, const std::string& prompt, int max_tokens, uint64_t seed,
-                   const std::string& key) {
-    httplib::Client cli(host, port);
-    cli.set_read_timeout(600, 0);
+Sample one_request(httplib::Client& cli, const std::string& prompt, int max_tokens, uint64_t seed, const std::string& key) {
     httplib::Request req;
     req.method = "POST";
     req.path = "/v1/completions";
@@ -115,8 +113,15 @@ int main(int argc, char** argv) {
     for (std::string t; std::getline(ss, t, ',');)
         if (std::atoi(t.c_str()) > 0) levels.push_back(std::atoi(t.c_str()));
 
+    auto client = [&] {
+        auto c = std::make_unique<httplib::Client>(host, port);
+        c->set_read_timeout(600, 0);
+        c->set_keep_alive(true);  // one connection per client, as an SDK keeps it
+        c->set_tcp_nodelay(true);
+        return c;
+    };
     // Warm-up (page in the model, first-touch the caches).
-    one_request(host, port, prompt, 4, 1, key);
+    one_request(*client(), prompt, 4, 1, key);
 
     std::printf("| clients | requests | failed | requests/s | gen tokens/s | latency p50 (s) | latency p99 (s) | TTFT p50 (ms) | TTFT p99 (ms) |\n");
     std::printf("|--------:|---------:|-------:|-----------:|-------------:|----------------:|----------------:|--------------:|--------------:|\n");
@@ -130,8 +135,9 @@ int main(int argc, char** argv) {
         std::vector<std::thread> th;
         for (int c = 0; c < n; ++c)
             th.emplace_back([&] {
+                auto cli = client();
                 for (int k; (k = next++) < requests;) {
-                    Sample s = one_request(host, port, prompt, max_tokens, 1000 + static_cast<uint64_t>(k), key);
+                    Sample s = one_request(*cli, prompt, max_tokens, 1000 + static_cast<uint64_t>(k), key);
                     std::lock_guard<std::mutex> lk(mu);
                     samples.push_back(s);
                 }

@@ -50,11 +50,22 @@ bool equal_constant_time(const std::string& a, const std::string& b) {
     return d == 0;
 }
 
+// Debian's cpp-httplib is built with a listen backlog of 5: a burst of clients connecting at once
+// overflows it and the dropped SYNs are retried by the kernel only after a second. Listening
+// again on the bound socket with a longer backlog (Linux updates it in place) avoids that.
+class HttpServer : public httplib::Server {
+public:
+    void widen_backlog(int n) {
+        const socket_t s = svr_sock_;
+        if (s != INVALID_SOCKET) ::listen(s, n);
+    }
+};
+
 } // namespace
 
 struct Server::Impl {
     ServeOptions opts;
-    httplib::Server http;
+    HttpServer http;
     std::thread listen_thread, loader_thread;
     std::atomic<bool> listening_done{false};
 
@@ -483,6 +494,8 @@ int Server::start() {
     im.http.new_task_queue = [n_threads] { return new httplib::ThreadPool(n_threads); };
     im.http.set_payload_max_length(o.max_body_bytes);
     im.http.set_keep_alive_timeout(2);
+    im.http.set_tcp_nodelay(true);  // SSE chunks are small: send each at once
+    im.http.set_keep_alive_max_count(1000);  // httplib closes a connection after 5 requests by default
     im.http.set_read_timeout(30, 0);
     im.http.set_write_timeout(30, 0);
     im.routes();
@@ -493,6 +506,7 @@ int Server::start() {
     } else if (!im.http.bind_to_port(o.host, port)) {
         fail("serve: cannot listen on %s:%d (address in use or not local?)", o.host.c_str(), port);
     }
+    im.http.widen_backlog(1024);
     im.listen_thread = std::thread([&im] {
         im.http.listen_after_bind();
         im.listening_done = true;
