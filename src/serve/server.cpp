@@ -81,6 +81,13 @@ struct Server::Impl {
     std::string model_id;
     std::time_t created = 0;
     std::atomic<uint64_t> next_id{1};
+    // Completions whose answer is not fully written yet (a stream until its last chunk): shutdown
+    // waits for them, because httplib stops writing a chunked answer once the socket is closed.
+    std::atomic<int> in_flight{0};
+    std::shared_ptr<void> in_flight_token() {
+        ++in_flight;
+        return std::shared_ptr<void>(nullptr, [this](void*) { --in_flight; });
+    }
 
     std::mutex metrics_mu;
     std::map<std::pair<std::string, int>, uint64_t> http_counts;  // (endpoint, status) -> requests
@@ -147,6 +154,7 @@ void Server::Impl::load() {
 }
 
 void Server::Impl::completion(const httplib::Request& req, httplib::Response& res, bool chat) {
+    std::shared_ptr<void> token = in_flight_token();  // held by the stream's provider when streaming
     require_ready();
     const json body = serve::parse_body(req.body);
     serve::CompletionRequest r = serve::parse_completion(body, chat);
@@ -280,7 +288,7 @@ void Server::Impl::completion(const httplib::Request& req, httplib::Response& re
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream",
-        [=](size_t, httplib::DataSink& sink) -> bool {
+        [=, token = token](size_t, httplib::DataSink& sink) -> bool {
             auto write = [&](const std::string& s) {
                 if (!sink.write(s.data(), s.size())) {
                     job->cancelled = true;
@@ -544,6 +552,8 @@ void Server::shutdown(double grace_s) {
         im.sched->wait_idle(std::chrono::milliseconds(static_cast<int64_t>(std::max(0.0, grace_s) * 1000)));
         im.sched->stop();  // cancels what is left; waiting handlers answer and return
     }
+    // Let every answer finish writing (streams end with their error event and [DONE]).
+    for (int i = 0; i < 500 && im.in_flight.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     if (im.listen_thread.joinable()) {
         // stop() does nothing until the listening loop has started: repeat until it has ended.
         while (!im.listening_done.load()) {
