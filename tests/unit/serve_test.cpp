@@ -333,6 +333,7 @@ TEST_F(Serve, ConcurrentClientsGetTheirOwnAnswers) {
                                               "Sam had a red ball"};
     std::vector<GenerateResult> want;
     for (size_t i = 0; i < prompts.size(); ++i) want.push_back(expected_greedy(prompts[i], 20 + 5 * static_cast<int>(i)));
+    const double steps0 = metric(port_, "slm_decode_steps_total"), tokens0 = metric(port_, "slm_generated_tokens_total");
     std::vector<json> got(prompts.size());
     std::vector<int> status(prompts.size());
     std::vector<std::thread> th;
@@ -358,6 +359,11 @@ TEST_F(Serve, ConcurrentClientsGetTheirOwnAnswers) {
         ASSERT_EQ(status[i], 200) << i;
         EXPECT_EQ(got[i]["text"], want[i].text) << prompts[i];
     }
+    // Continuous batching: requests shared decode steps (one decode() per step for all of them),
+    // so there were fewer steps than tokens generated.
+    const double steps = metric(port_, "slm_decode_steps_total") - steps0;
+    const double tokens = metric(port_, "slm_generated_tokens_total") - tokens0;
+    EXPECT_LT(steps, tokens * 0.75) << steps << " steps for " << tokens << " tokens";
 }
 
 // A second request sharing the prompt reuses the cached prefix (reported in usage and /metrics)
