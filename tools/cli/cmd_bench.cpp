@@ -31,6 +31,7 @@ struct BenchOptions {
     std::string draft, text = "Once upon a time";
     bool lookup = false;
     std::vector<int> draft_max{16};
+    int ngram_min = 1, ngram_max = 3;
 };
 
 std::string human_bytes(double b) {
@@ -138,6 +139,8 @@ void bench_speculative_cmd(const BenchOptions& o, const std::vector<std::string>
                     SpeculativeParams sp;
                     sp.lookup = !draft;
                     sp.draft_max = k;
+                    sp.ngram_min = o.ngram_min;
+                    sp.ngram_max = o.ngram_max;
                     SessionOptions so;
                     so.n_ctx = static_cast<uint32_t>(prompt.size() + ng + 1);
                     so.n_threads = nt;
@@ -251,6 +254,8 @@ void add_bench(CLI::App& app) {
     sub->add_flag("--lookup", o->lookup, "Speculative decoding by prompt lookup: speed-up and acceptance")->excludes(dr);
     sub->add_option("--draft-max", o->draft_max, "Most tokens drafted per pass; repeat or comma-separate")
         ->delimiter(',')->check(CLI::Range(1, 1024))->default_str("16");
+    sub->add_option("--lookup-ngram", o->ngram_max, "Prompt lookup: longest n-gram matched")->default_val(3)->check(CLI::Range(1, 64));
+    sub->add_option("--lookup-ngram-min", o->ngram_min, "Prompt lookup: shortest n-gram matched")->default_val(1)->check(CLI::Range(1, 64));
     sub->add_option("--text", o->text, "Prompt text for --draft/--lookup (greedy, end of text ignored)");
     sub->add_flag("--json", o->json, "Print a JSON array of result objects instead of the table");
     sub->callback([o]() { bench(*o); });
