@@ -80,7 +80,7 @@ struct SpeculativeBenchResult {
     double spec_tps = 0, spec_tps_sd = 0;     // with
     double acceptance = 0;                    // accepted / drafted, over all measured runs
     double tokens_per_pass = 0;               // generated tokens per target pass
-    bool same_output = false;                 // every speculative run produced the plain tokens
+    bool same_output = false;                 // greedy: every speculative run produced the plain tokens
     double speedup() const { return plain_tps > 0 ? spec_tps / plain_tps : 0; }
 };
 SpeculativeBenchResult bench_speculative(const std::shared_ptr<const Model>& target,
