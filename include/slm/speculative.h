@@ -34,6 +34,8 @@ struct SpeculativeParams {
     float draft_p_min = 0.0f;    // stop drafting once the drafter's top token has probability < this
     float draft_temp = -1.0f;    // sampling: the drafter's temperature (< 0: the target's; 0: greedy
                                  // drafts); a greedy target always drafts greedily
+    bool adaptive = false;       // draft length follows acceptance: kept + 1 after a rejection,
+                                 // doubled (up to draft_max) after a full accept
     bool lookup = false;         // draft by prompt lookup instead of a draft model
     int32_t ngram_max = 3;       // lookup: longest suffix n-gram searched for in the history
     int32_t ngram_min = 1;       // lookup: shortest

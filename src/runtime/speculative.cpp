@@ -228,10 +228,11 @@ SpeculativeResult generate_speculative(Session& target, Session* draft, std::spa
     std::vector<int32_t> drafts, batch;
     std::vector<std::vector<TokenProb>> dq;  // per drafted token: the drafter's distribution (sampling)
     std::vector<float> qdense(n_vocab, 0.0f), resid;
+    size_t k_cur = static_cast<size_t>(spec.draft_max);  // the draft length for the next pass
     while (going) {
         // tok is the newest token, chosen but not yet evaluated by the target (position n_past).
         const uint32_t pos = target.n_past();
-        size_t k = std::min<size_t>(spec.draft_max, n_ctx - 1 - pos);
+        size_t k = std::min<size_t>(k_cur, n_ctx - 1 - pos);
         if (params.n_predict >= 0) k = std::min<size_t>(k, size_t(params.n_predict) - res.stats.n_gen - 1);
 
         drafts.clear();
@@ -335,6 +336,10 @@ SpeculativeResult generate_speculative(Session& target, Session* draft, std::spa
         // kept draft, that one goes too: as after slm::generate, the last token is not evaluated.
         target.truncate(pos + 1 + static_cast<uint32_t>(n_acc) - (going ? 0 : 1));
         if (!going) break;
+        // Adaptive length: after a rejection draft one more than was kept, after a full accept
+        // twice as many (up to draft_max), so a drafter that is often wrong costs short passes.
+        if (spec.adaptive && !drafts.empty())
+            k_cur = n_acc < drafts.size() ? n_acc + 1 : std::min<size_t>(spec.draft_max, 2 * k_cur);
         tsamp.accept(next);
         hist.push_back(next);
         tok = next;

@@ -60,14 +60,15 @@ const char* kPrompts[] = {"Once upon a time", "Tom had a big red ball. He liked 
 // stop reason and final cache length as plain decoding, and the drafts were mostly accepted.
 TEST(Speculative, GreedyDraftModelEqualsPlain) {
     for (const char* p : kPrompts)
-        for (int k : {1, 4, 16}) {
+        for (int k : {1, 4, 16, -16}) {  // -16: adaptive length up to 16
             SCOPED_TRACE(std::string(p) + " k=" + std::to_string(k));
             const std::vector<int32_t> prompt = tok(p);
             Session plain(stories(), opts());
             const GenerateResult a = generate(plain, prompt, greedy(120));
             Session ts(stories(), opts()), ds(stories_q4(), opts());
             SpeculativeParams sp;
-            sp.draft_max = k;
+            sp.draft_max = std::abs(k);
+            sp.adaptive = k < 0;
             const SpeculativeResult b = generate_speculative(ts, &ds, prompt, greedy(120), sp);
             EXPECT_EQ(b.gen.tokens, a.tokens);
             EXPECT_EQ(b.gen.text, a.text);
@@ -96,7 +97,7 @@ TEST(Speculative, SelfDraftAcceptsAll) {
 TEST(Speculative, GreedyLookupEqualsPlain) {
     uint64_t accepted = 0;
     for (const char* p : kPrompts)
-        for (int k : {2, 8}) {
+        for (int k : {2, 8, -8}) {  // -8: adaptive length up to 8
             SCOPED_TRACE(std::string(p) + " k=" + std::to_string(k));
             const std::vector<int32_t> prompt = tok(p);
             Session plain(stories(), opts());
@@ -104,7 +105,8 @@ TEST(Speculative, GreedyLookupEqualsPlain) {
             Session ts(stories(), opts());
             SpeculativeParams sp;
             sp.lookup = true;
-            sp.draft_max = k;
+            sp.draft_max = std::abs(k);
+            sp.adaptive = k < 0;
             const SpeculativeResult b = generate_speculative(ts, nullptr, prompt, greedy(200), sp);
             EXPECT_EQ(b.gen.tokens, a.tokens);
             EXPECT_EQ(b.gen.text, a.text);

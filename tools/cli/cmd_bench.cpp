@@ -33,6 +33,7 @@ struct BenchOptions {
     std::vector<int> draft_max{16};
     int ngram_min = 1, ngram_max = 3;
     float temp = 0;
+    bool adaptive = false;
 };
 
 std::string human_bytes(double b) {
@@ -141,6 +142,7 @@ void bench_speculative_cmd(const BenchOptions& o, const std::vector<std::string>
                     sp.lookup = !draft;
                     sp.draft_max = k;
                     sp.ngram_min = o.ngram_min;
+                    sp.adaptive = o.adaptive;
                     sp.ngram_max = o.ngram_max;
                     SessionOptions so;
                     so.n_ctx = static_cast<uint32_t>(prompt.size() + ng + 1);
@@ -259,6 +261,7 @@ void add_bench(CLI::App& app) {
     sub->add_option("--lookup-ngram-min", o->ngram_min, "Prompt lookup: shortest n-gram matched")->default_val(1)->check(CLI::Range(1, 64));
     sub->add_option("--temp", o->temp, "Sampling temperature for --draft/--lookup (0 = greedy, whose output is checked against plain decoding)")
         ->default_val(0.0)->check(CLI::Range(0.0, 100.0));
+    sub->add_flag("--draft-adaptive", o->adaptive, "Draft length follows acceptance (kept + 1 after a rejection, doubled after a full accept)");
     sub->add_option("--text", o->text, "Prompt text for --draft/--lookup (greedy, end of text ignored)");
     sub->add_flag("--json", o->json, "Print a JSON array of result objects instead of the table");
     sub->callback([o]() { bench(*o); });

@@ -142,6 +142,7 @@ void add_run(CLI::App& app) {
     sub->add_option("--draft-max", o->spec.draft_max, "Most tokens drafted per target pass")->default_val(16)->check(CLI::Range(1, 1024));
     sub->add_option("--draft-min-p", o->spec.draft_p_min, "Stop drafting when the draft's top token is less likely than this")
         ->default_val(0.0)->check(CLI::Range(0.0, 1.0));
+    sub->add_flag("--draft-adaptive", o->spec.adaptive, "Draft length follows acceptance (kept + 1 after a rejection, doubled after a full accept)");
     sub->add_option("--lookup-ngram", o->spec.ngram_max, "Prompt lookup: longest n-gram matched")->default_val(3)->check(CLI::Range(1, 64));
     sub->add_option("--lookup-ngram-min", o->spec.ngram_min, "Prompt lookup: shortest n-gram matched")->default_val(1)->check(CLI::Range(1, 64));
     auto* lm = sub->add_flag("--low-memory", o->low_memory,
