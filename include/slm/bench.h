@@ -56,6 +56,8 @@ struct BenchParams {
     GGMLType kv_type = GGMLType::F16;  // KV cache: F16 (llama.cpp's default) or F32
     uint32_t n_batch = 512;            // most prompt tokens per forward pass (llama-bench's ubatch)
     uint32_t seed = 1234;              // for the random token ids
+    bool low_memory = false;           // weight streaming (SessionOptions::low_memory; no repacking)
+    bool mlock = false;                // Model::lock_weights before running
 };
 
 // Mean and sample standard deviation (n - 1; 0 for one sample) of per-repetition values.

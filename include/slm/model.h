@@ -98,7 +98,16 @@ public:
     // repacked into memory of their own and their pages of the file mapping handed back to the
     // OS, so the weights are held once; SLM_REPACK=0 in the environment keeps them as mapped.
     static std::shared_ptr<const Model> load(const std::string& path);
+    struct LoadOptions {
+        bool repack = true;  // false: every matrix stays as mapped (SLM_REPACK=0), as weight streaming needs
+    };
+    static std::shared_ptr<const Model> load(const std::string& path, const LoadOptions& opts);
     ~Model();
+
+    // Locks the weights in RAM (mlock: the mapped tensors and any repacked copies), so the OS
+    // never pages them out. Throws slm::Error naming the bytes and the limit if the OS refuses
+    // (RLIMIT_MEMLOCK, `ulimit -l`). The lock lasts as long as the model.
+    void lock_weights() const;
 
     const HParams& hparams() const { return hp_; }
     const Vocab& vocab() const { return *vocab_; }
@@ -127,6 +136,11 @@ struct SessionOptions {
     uint32_t n_batch = 512;           // most tokens evaluated in one pass (longer inputs are split)
     GGMLType kv_type = GGMLType::F16; // F16 (llama.cpp's default) or F32
     int n_threads = 0;                // 0 = one per physical core
+    // Weight streaming: each layer's mapped weights are read ahead (madvise WILLNEED) while the
+    // layer before computes and dropped from the process (MADV_DONTNEED) once used, so resident
+    // memory holds about two layers instead of the model. Repacked matrices (Model::LoadOptions)
+    // live in memory of their own and are not streamed. Same results, slower.
+    bool low_memory = false;
 };
 
 class ThreadPool;

@@ -310,7 +310,8 @@ BenchResult run_bench(const BenchParams& p, double bandwidth) {
         fail("bench: n_prompt + n_gen = %lld is more than 1048576", static_cast<long long>(p.n_prompt) + p.n_gen);
 
     const bool rss_reset = reset_peak_rss();
-    std::shared_ptr<const Model> model = Model::load(p.model);
+    std::shared_ptr<const Model> model = Model::load(p.model, {.repack = !p.low_memory});
+    if (p.mlock) model->lock_weights();
     const uint32_t n_vocab = model->hparams().n_vocab;
 
     BenchResult r;
@@ -327,6 +328,7 @@ BenchResult run_bench(const BenchParams& p, double bandwidth) {
     so.n_batch = p.n_batch;
     so.kv_type = p.kv_type;
     so.n_threads = p.n_threads;
+    so.low_memory = p.low_memory;
 
     std::mt19937 rng(p.seed);
     std::uniform_int_distribution<int32_t> any_token(0, static_cast<int32_t>(n_vocab) - 1);

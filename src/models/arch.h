@@ -31,6 +31,14 @@ struct ModelTensor {
     const float* f32() const { return static_cast<const float*>(data); }
 };
 
+// Told by the forward pass as it starts each layer (weight streaming, runtime/weight_stream.h:
+// read the next layer's weights ahead, release the previous one's).
+class LayerHook {
+public:
+    virtual ~LayerHook() = default;
+    virtual void on_layer(uint32_t il) = 0;
+};
+
 // Everything a Session owns: KV cache, scratch activations, threads. Sized once.
 struct SessionState {
     uint32_t n_ctx = 0;
@@ -72,7 +80,13 @@ struct SessionState {
     uint32_t branch_prefix = 0;
 
     MatmulObserver* observer = nullptr;  // Session::set_matmul_observer
+    std::unique_ptr<LayerHook> layer_hook;  // SessionOptions::low_memory; null = none
 };
+
+// Called by every architecture's forward pass at the start of layer il.
+inline void layer_begin(SessionState& st, uint32_t il) {
+    if (st.layer_hook) st.layer_hook->on_layer(il);
+}
 
 // One architecture: its tensors and its forward pass (src/models/<arch>.cpp).
 class ArchModel {

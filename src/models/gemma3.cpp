@@ -110,6 +110,7 @@ public:
         int cached = -1;  // which frequencies st.rope_cache holds: 0 global, 1 local
 
         for (uint32_t il = 0; il < hp.n_layer; ++il) {
+            layer_begin(st, il);  // weight streaming (SessionOptions::low_memory)
             const Gemma3Layer& L = layers_[il];
             const bool local = hp.is_swa(il);
             if (cached != int(local)) {

@@ -116,6 +116,7 @@ public:
 
         blocks::get_rows(tok_embd_, tokens, n, x);  // (n, E)
         for (uint32_t il = 0; il < hp.n_layer; ++il) {
+            layer_begin(st, il);  // weight streaming (SessionOptions::low_memory)
             const JambaLayer& L = layers_[il];
             blocks::rms_norm(x, L.attn_norm.f32(), xb, n, E, hp.rms_eps);
             if (L.is_mamba) {

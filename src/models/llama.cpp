@@ -98,6 +98,7 @@ public:
         const float kq_scale = 1.0f / std::sqrt(static_cast<float>(hp.n_embd_head_k));
 
         for (uint32_t il = 0; il < hp.n_layer; ++il) {
+            layer_begin(st, il);  // weight streaming (SessionOptions::low_memory)
             const LlamaLayer& L = layers_[source_[il]];
             const size_t F = hp.n_ff_l(il), nq = size_t(hp.n_head_l(il)) * hp.n_embd_head_k;
             // attention

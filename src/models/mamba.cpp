@@ -58,6 +58,7 @@ public:
 
         blocks::get_rows(tok_embd_, tokens, n, x);  // (n, E)
         for (uint32_t il = 0; il < hp.n_layer; ++il) {
+            layer_begin(st, il);  // weight streaming (SessionOptions::low_memory)
             const MambaLayer& L = layers_[il];
             blocks::rms_norm(x, L.attn_norm.f32(), xb, n, E, hp.rms_eps);
             // mixer (n, E) -> (n, E), advancing this layer's conv and scan states

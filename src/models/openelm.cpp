@@ -84,6 +84,7 @@ public:
         const float kq_scale = 1.0f / std::sqrt(static_cast<float>(hd));
 
         for (uint32_t il = 0; il < hp.n_layer; ++il) {
+            layer_begin(st, il);  // weight streaming (SessionOptions::low_memory)
             const OpenELMLayer& L = layers_[il];
             const uint32_t nh = hp.n_head_l(il), nkv = hp.n_head_kv_l(il);
             const size_t F = hp.n_ff_l(il);

@@ -92,6 +92,7 @@ public:
         const float q_scale = 1.0f / std::sqrt(static_cast<float>(hp.n_embd_head_k));
 
         for (uint32_t il = 0; il < hp.n_layer; ++il) {
+            layer_begin(st, il);  // weight streaming (SessionOptions::low_memory)
             const PhimoeLayer& L = layers_[il];
             // attention
             norm(x, L.attn_norm, L.attn_norm_b, xb, n);

@@ -70,6 +70,7 @@ public:
         const float kq_scale = 1.0f / std::sqrt(static_cast<float>(hd));
 
         for (uint32_t il = 0; il < hp.n_layer; ++il) {
+            layer_begin(st, il);  // weight streaming (SessionOptions::low_memory)
             const Qwen3Layer& L = layers_[il];
             // attention
             blocks::rms_norm(x, L.attn_norm.f32(), xb, n, E, hp.rms_eps);

@@ -6,6 +6,7 @@
 #include "formats/hf_convert.h"
 #include "kernels/repack.h"
 #include "models/arch.h"
+#include "runtime/weight_stream.h"
 #include "slm/error.h"
 #include "slm/vocab.h"
 
@@ -20,7 +21,9 @@
 
 namespace slm {
 
-std::shared_ptr<const Model> Model::load(const std::string& path) {
+std::shared_ptr<const Model> Model::load(const std::string& path) { return load(path, LoadOptions{}); }
+
+std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOptions& opts) {
     std::shared_ptr<Model> m(new Model());
     // A Hugging Face folder is converted to GGUF first (in a temporary file, unlinked once mapped).
     m->file_ = hf::is_hf_dir(path) ? hf::open_hf_dir_as_gguf(path) : GGUFFile::open(path);
@@ -30,7 +33,7 @@ std::shared_ptr<const Model> Model::load(const std::string& path) {
         fail("model: %s: the tokenizer has %u tokens but token_embd.weight has %u rows", path.c_str(),
              static_cast<uint32_t>(m->vocab_->n_tokens()), m->hp_.n_vocab);
     m->arch_ = make_arch_model(m->file_, m->hp_);
-    m->repack_weights();
+    if (opts.repack) m->repack_weights();
     return m;
 }
 
@@ -145,6 +148,7 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
     st.logits.resize(hp.n_vocab);
     st.scores.resize(size_t(nt) * st.n_ctx);
     st.rope_cache.resize(B * hp.n_rot);
+    if (opts.low_memory) st.layer_hook = make_weight_streamer(*model_);
 }
 
 Session::~Session() = default;

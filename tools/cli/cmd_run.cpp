@@ -5,6 +5,7 @@
 #include "slm/error.h"
 #include "slm/generate.h"
 #include "slm/model.h"
+#include "slm/speculative.h"
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -18,8 +19,9 @@ namespace slm::cli {
 namespace {
 
 struct RunOptions {
-    std::string model, prompt, prompt_file, kv_type = "f16", lora;
-    bool prompt_given = false, json = false, no_special = false;
+    std::string model, prompt, prompt_file, kv_type = "f16", lora, draft;
+    bool prompt_given = false, json = false, no_special = false, low_memory = false, mlock = false;
+    SpeculativeParams spec;
     uint32_t n_ctx = 0;
     int threads = 0;
     GenerateParams gen;
@@ -28,7 +30,11 @@ struct RunOptions {
 void run(const RunOptions& o) {
     const auto t0 = std::chrono::steady_clock::now();
     const std::string path = o.model.empty() ? default_model() : o.model;
-    std::shared_ptr<const Model> model = o.lora.empty() ? Model::load(path) : load_model_with_lora(path, o.lora);
+    if (o.low_memory && !o.lora.empty())
+        fail("--low-memory streams the weights from the file, but a --lora merge holds them in memory: use one or the other");
+    const Model::LoadOptions lo{.repack = !o.low_memory};  // streaming reads the file's own layout
+    std::shared_ptr<const Model> model = o.lora.empty() ? Model::load(path, lo) : load_model_with_lora(path, o.lora);
+    if (o.mlock) model->lock_weights();
     const double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 
     std::string text = o.prompt_file.empty() ? o.prompt : read_text_file(o.prompt_file);
@@ -40,16 +46,31 @@ void run(const RunOptions& o) {
     const uint32_t want = static_cast<uint32_t>(prompt.size()) + static_cast<uint32_t>(std::max(o.gen.n_predict, 0));
     so.n_ctx = o.n_ctx ? o.n_ctx : std::max(std::min<uint32_t>(hp.n_ctx_train, 4096), want);
     so.n_threads = o.threads;
+    so.low_memory = o.low_memory;
     if (!type_from_name(o.kv_type, &so.kv_type)) fail("--kv-type '%s' is not a type name (f16, f32)", o.kv_type.c_str());
     Session session(model, so);
 
-    GenerateResult r = generate(session, prompt, o.gen, [&](std::string_view s) {
+    // Speculative decoding: a draft model of the same vocabulary, or prompt lookup.
+    std::shared_ptr<const Model> draft_model;
+    std::unique_ptr<Session> draft;
+    if (!o.draft.empty()) {
+        draft_model = Model::load(o.draft, lo);
+        if (o.mlock) draft_model->lock_weights();
+        check_draft_vocab(*model, *draft_model);
+        draft = std::make_unique<Session>(draft_model, so);
+    }
+    const bool speculative = draft != nullptr || o.spec.lookup;
+    auto on_text = [&](std::string_view s) {
         if (!o.json) {
             std::fwrite(s.data(), 1, s.size(), stdout);
             std::fflush(stdout);
         }
         return true;
-    });
+    };
+    SpeculativeResult sr;
+    if (speculative) sr = generate_speculative(session, draft.get(), prompt, o.gen, o.spec, on_text);
+    else sr.gen = generate(session, prompt, o.gen, on_text);
+    const GenerateResult& r = sr.gen;
     const GenerateStats& st = r.stats;
     const size_t rss = peak_rss_bytes();
     if (o.json) {
@@ -62,6 +83,13 @@ void run(const RunOptions& o) {
                         {"prompt_tps", st.prompt_tps()}, {"ttft_ms", st.ttft_ms},       {"gen_tokens", st.n_gen},
                         {"gen_ms", st.gen_ms},           {"gen_tps", st.gen_tps()},      {"peak_rss_bytes", rss},
                         {"threads", session.n_threads()}};
+        if (speculative)
+            j["speculative"] = {{"drafted", sr.spec.n_drafted},
+                                {"accepted", sr.spec.n_accepted},
+                                {"acceptance", sr.spec.acceptance()},
+                                {"target_passes", sr.spec.n_target_passes},
+                                {"draft_passes", sr.spec.n_draft_passes},
+                                {"tokens_per_pass", sr.tokens_per_pass()}};
         std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     } else {
         std::printf("\n");
@@ -71,6 +99,10 @@ void run(const RunOptions& o) {
                  "peak RSS %.1f MiB | %d threads | stop: %s\n",
                  load_ms, st.n_prompt, st.prompt_tps(), st.ttft_ms, st.n_gen, st.gen_tps(), rss / 1048576.0,
                  session.n_threads(), r.stop_reason.c_str());
+    if (speculative)
+        std::fprintf(stderr, "slm: %s: drafted %llu, accepted %llu (%.1f %%), %.2f tokens per target pass\n",
+                     o.spec.lookup ? "prompt lookup" : "draft model", static_cast<unsigned long long>(sr.spec.n_drafted),
+                     static_cast<unsigned long long>(sr.spec.n_accepted), 100 * sr.spec.acceptance(), sr.tokens_per_pass());
 }
 
 } // namespace
@@ -103,6 +135,19 @@ void add_run(CLI::App& app) {
     sub->add_option("--kv-type", o->kv_type, "KV cache type: f16 (default, as llama.cpp) or f32")
         ->check(CLI::IsMember({"f16", "f32", "F16", "F32"}));
     sub->add_option("-t,--threads", o->threads, "Threads (default: one per physical core)")->check(CLI::Range(0, 256));
+    auto* dr = sub->add_option("--draft", o->draft, "Speculative decoding with this draft model (same vocabulary, smaller)")
+        ->check(CLI::ExistingFile);
+    auto* lk = sub->add_flag("--lookup", o->spec.lookup, "Speculative decoding drafted by prompt lookup (n-grams of the prompt and output)");
+    dr->excludes(lk);
+    sub->add_option("--draft-max", o->spec.draft_max, "Most tokens drafted per target pass")->default_val(16)->check(CLI::Range(1, 1024));
+    sub->add_option("--draft-min-p", o->spec.draft_p_min, "Stop drafting when the draft's top token is less likely than this")
+        ->default_val(0.0)->check(CLI::Range(0.0, 1.0));
+    sub->add_flag("--draft-adaptive", o->spec.adaptive, "Draft length follows acceptance (kept + 1 after a rejection, doubled after a full accept)");
+    sub->add_option("--lookup-ngram", o->spec.ngram_max, "Prompt lookup: longest n-gram matched")->default_val(3)->check(CLI::Range(1, 64));
+    sub->add_option("--lookup-ngram-min", o->spec.ngram_min, "Prompt lookup: shortest n-gram matched")->default_val(1)->check(CLI::Range(1, 64));
+    auto* lm = sub->add_flag("--low-memory", o->low_memory,
+                             "Stream the weights layer by layer (read ahead, released after use): resident memory about two layers");
+    sub->add_flag("--mlock", o->mlock, "Lock the weights in RAM (fails if ulimit -l is too small)")->excludes(lm);
     sub->add_flag("--json", o->json, "Print one JSON object (prompt_tokens, tokens, text, timings) instead of text");
     sub->callback([o]() { run(*o); });
 }
