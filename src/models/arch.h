@@ -70,9 +70,25 @@ struct SessionState {
     const uint32_t* tok_pos = nullptr;
     const uint32_t* tok_lo = nullptr;
     uint32_t branch_prefix = 0;
+    // Independent sequences side by side in one cache (BatchSession: slot s owns rows
+    // [s * n_ctx, (s + 1) * n_ctx)). When tok_row is set (with tok_pos and tok_lo), token t writes
+    // its K/V to row tok_row[t] instead of n_past + t and attends to rows [tok_lo[t], tok_row[t]]
+    // (within its sliding window, counted in rows: a slot's rows are its positions shifted).
+    const uint32_t* tok_row = nullptr;
+    // Rows of the cache: n_ctx for a Session, n_slots x n_ctx for a BatchSession.
+    uint32_t n_kv_rows = 0;
+    // When set, the forward pass computes logits only for these tokens of the call (increasing
+    // indices), one row each in this order (blocks::first_logit_row), whatever all_logits says.
+    const uint32_t* logit_sel = nullptr;
+    uint32_t n_logit_sel = 0;
 
     MatmulObserver* observer = nullptr;  // Session::set_matmul_observer
 };
+
+// The state of a Session (n_seq 1) or of a BatchSession's n_seq slots of opts.n_ctx positions
+// each: caches, activations for opts.n_batch tokens, threads. Throws slm::Error for a context,
+// KV type or thread count it cannot take.
+std::unique_ptr<SessionState> make_session_state(const Model& model, const SessionOptions& opts, uint32_t n_seq);
 
 // One architecture: its tensors and its forward pass (src/models/<arch>.cpp).
 class ArchModel {

@@ -129,7 +129,7 @@ void kv_store(SessionState& st, const HParams& hp, uint32_t il, const float* k, 
     const int64_t nk = hp.n_embd_k_gqa(il), nv = hp.n_embd_v_gqa(il);
     const size_t es = st.kv_type == GGMLType::F32 ? 4 : 2;
     for (uint32_t t = 0; t < n_tokens; ++t) {
-        const size_t pos = st.n_past + t;
+        const size_t pos = st.tok_row ? st.tok_row[t] : st.n_past + t;
         store_row(st.kv_type, k + t * nk, st.k_cache[il].data() + pos * nk * es, nk);
         store_row(st.kv_type, v + t * nv, st.v_cache[il].data() + pos * nv * es, nv);
     }
@@ -158,6 +158,16 @@ constexpr int64_t kItemsPerThread = 4;
 // The first key position a query at `pos` sees: 0, or pos - n_swa + 1 with a sliding window
 // (llama.cpp's LLAMA_SWA_TYPE_STANDARD masks keys with pos - j >= n_swa).
 uint32_t window_start(uint32_t pos, uint32_t n_swa) { return n_swa > 0 && pos + 1 > n_swa ? pos + 1 - n_swa : 0; }
+
+// Token t's cache row: n_past + t, or its own row in a multi-sequence cache (SessionState::tok_row).
+uint32_t tok_row(const SessionState& st, uint32_t t) { return st.tok_row ? st.tok_row[t] : st.n_past + t; }
+
+// The first row of token t's own rows: its window start, or the start of its branch or sequence
+// when later (a sequence's rows are its positions shifted, so the window counts the same in rows).
+uint32_t tok_own(const SessionState& st, uint32_t t, uint32_t n_swa) {
+    const uint32_t w = window_start(tok_row(st, t), n_swa);
+    return st.tok_lo ? std::max(st.tok_lo[t], w) : w;
+}
 
 struct F16Scratch {
     size_t u16_per_thread, f32_per_thread;
@@ -232,15 +242,20 @@ static void attention_f16(SessionState& st, const HParams& hp, uint32_t il, cons
                     Ss[i] = 0.0f;
                 }
             }
-            const uint32_t n_kv_max = st.n_past + t1;  // causal: the item's last token sees this many rows
-            // With a sliding window, rows before the first token's window are seen by no query
-            // of the item (llama.cpp masks them to -inf, which its kernel skips). Branches see
-            // the shared prefix, then a gap (other branches), then their own rows.
-            const uint32_t lo_min = st.tok_pos ? 0 : window_start(st.n_past + t0, p.n_swa);
+            // The rows any query of the item sees. With a sliding window, rows before the first
+            // token's window are seen by no query of the item (llama.cpp masks them to -inf,
+            // which its kernel skips). Branches see the shared prefix, then a gap (other
+            // branches), then their own rows; sequences of a batch their own rows only.
+            uint32_t n_kv_max = 0, lo_min = UINT32_MAX;
+            for (uint32_t t = t0; t < t1; ++t) {
+                n_kv_max = std::max(n_kv_max, tok_row(st, t) + 1);
+                const uint32_t own = tok_own(st, t, p.n_swa);
+                lo_min = std::min(lo_min, st.tok_pos && std::min(st.branch_prefix, own) > 0 ? 0 : own);
+            }
             for (uint32_t j0 = lo_min / kKVTile * kKVTile; j0 < n_kv_max; j0 += kKVTile) {
                 for (uint32_t t = t0; t < t1; ++t) {
-                    const uint32_t n_kv = st.n_past + t + 1;
-                    const uint32_t own = st.tok_pos ? st.tok_lo[t] : window_start(st.n_past + t, p.n_swa);
+                    const uint32_t n_kv = tok_row(st, t) + 1;
+                    const uint32_t own = tok_own(st, t, p.n_swa);
                     const uint32_t n_pre = st.tok_pos ? std::min(st.branch_prefix, own) : 0;
                     // The visible rows of this tile, in increasing order: [j0, prefix) then [own, n_kv).
                     const uint32_t ranges[2][2] = {{j0, std::min(j0 + kKVTile, n_pre)},
@@ -319,7 +334,7 @@ static void attention_f32(SessionState& st, const HParams& hp, uint32_t il, cons
     const auto kq_dot = sgemm_kq ? ops.dot_f32_sgemm : ops.dot_f32_ggml;
 
     // Per thread: scores and exponentials over the context rounded up to 16, 16 rows of hd_v.
-    const size_t n_pad = (static_cast<size_t>(st.n_ctx) + 15) / 16 * 16;
+    const size_t n_pad = (static_cast<size_t>(std::max(st.n_ctx, st.n_kv_rows)) + 15) / 16 * 16;
     const size_t per_thread = 2 * n_pad + 16 * static_cast<size_t>(hd_v);
     const int n_threads = st.pool ? st.pool->size() : 1;
     if (st.attn_f32.size() < per_thread * n_threads) st.attn_f32.resize(per_thread * n_threads);
@@ -331,9 +346,9 @@ static void attention_f32(SessionState& st, const HParams& hp, uint32_t il, cons
         for (int64_t w = begin; w < end; ++w) {
             const uint32_t t = static_cast<uint32_t>(w / n_head), h = static_cast<uint32_t>(w % n_head);
             const uint32_t hk = h / group;
-            const uint32_t n_kv = st.n_past + t + 1;  // causal: this token and everything before
+            const uint32_t n_kv = tok_row(st, t) + 1;  // causal: this token and everything before
             // Visible: [0, n_pre) and [own, n_kv); n_pre = 0 unless this is a branch (see SessionState).
-            const uint32_t own = st.tok_pos ? st.tok_lo[t] : window_start(st.n_past + t, p.n_swa);
+            const uint32_t own = tok_own(st, t, p.n_swa);
             const uint32_t n_pre = st.tok_pos ? std::min(st.branch_prefix, own) : 0;
             const uint32_t lo = n_pre > 0 ? 0 : own;
             const uint32_t c0 = lo / 16 * 16, c1 = (n_kv + 15) / 16 * 16;  // whole groups of 16
@@ -377,6 +392,20 @@ void attention(SessionState& st, const HParams& hp, uint32_t il, const float* q,
         attention_f16(st, hp, il, q, out, n_tokens, p);
     else
         attention_f32(st, hp, il, q, out, n_tokens, p);
+}
+
+uint32_t first_logit_row(SessionState& st, float* x, uint32_t n, size_t E, bool all_logits) {
+    if (st.logit_sel == nullptr) return all_logits ? 0 : n - 1;
+    const uint32_t k = st.n_logit_sel;
+    if (k == 0 || k > n) fail("forward: %u logit rows selected of %u tokens", k, n);
+    // Selected row i goes to row n - k + i >= sel[i]; moving the last first never overwrites a
+    // row still to be moved (sel[i] < sel[j] <= n - k + j for j > i).
+    for (uint32_t i = k; i-- > 0;) {
+        const uint32_t src = st.logit_sel[i], dst = n - k + i;
+        if (src >= n || (i + 1 < k && src >= st.logit_sel[i + 1])) fail("forward: logit row selection is not increasing below %u", n);
+        if (src != dst) std::memmove(x + size_t(dst) * E, x + size_t(src) * E, E * sizeof(float));
+    }
+    return n - k;
 }
 
 void swiglu(float* hb, const float* hb2, size_t n) {

@@ -120,7 +120,7 @@ public:
         }
 
         // Only the rows whose logits are wanted go through the final norm and output matrix.
-        const uint32_t first = all_logits ? 0 : n - 1;
+        const uint32_t first = blocks::first_logit_row(st, x, n, E, all_logits);
         const uint32_t rows = n - first;
         blocks::rms_norm(x + first * E, output_norm_.f32(), xb, rows, E, hp.rms_eps);
         const ModelTensor& out = hp.tied_output ? tok_embd_ : output_;          // (the loader may repack one)

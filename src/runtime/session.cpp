@@ -105,13 +105,16 @@ size_t Model::weight_bytes() const {
     return n;
 }
 
-Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
-    : model_(std::move(model)), st_(std::make_unique<SessionState>()) {
-    const HParams& hp = model_->hparams();
-    SessionState& st = *st_;
+std::unique_ptr<SessionState> make_session_state(const Model& model, const SessionOptions& opts, uint32_t n_seq) {
+    const HParams& hp = model.hparams();
+    auto stp = std::make_unique<SessionState>();
+    SessionState& st = *stp;
     st.n_ctx = opts.n_ctx ? opts.n_ctx : hp.n_ctx_train;
     if (st.n_ctx > (1u << 20)) fail("session: n_ctx = %u is larger than 1048576", st.n_ctx);
-    st.n_batch = std::max<uint32_t>(1, std::min(opts.n_batch ? opts.n_batch : 512, st.n_ctx));
+    if (n_seq < 1 || uint64_t(n_seq) * st.n_ctx > (1u << 22))
+        fail("session: %u sequences of %u positions is more than 4194304 cache rows", n_seq, st.n_ctx);
+    st.n_kv_rows = st.n_ctx * n_seq;
+    st.n_batch = std::max<uint32_t>(1, std::min(opts.n_batch ? opts.n_batch : 512, st.n_kv_rows));
     if (opts.kv_type != GGMLType::F32 && opts.kv_type != GGMLType::F16)
         fail("session: KV cache type %s is not supported (f32, f16)", type_name(opts.kv_type));
     st.kv_type = opts.kv_type;
@@ -120,15 +123,14 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
     st.pool = std::make_unique<ThreadPool>(nt);
 
     const size_t es = st.kv_type == GGMLType::F32 ? 4 : 2;
-    const ArchModel& arch = model_->arch();
+    const ArchModel& arch = model.arch();
     st.k_cache.resize(hp.n_layer);
     st.v_cache.resize(hp.n_layer);
     st.r_state.resize(hp.n_layer);
     for (uint32_t il = 0; il < hp.n_layer; ++il) {
-        st.k_cache[il].assign(size_t(st.n_ctx) * hp.n_embd_k_gqa(il) * es, 0);
-        st.v_cache[il].assign(size_t(st.n_ctx) * hp.n_embd_v_gqa(il) * es, 0);
+        st.k_cache[il].assign(size_t(st.n_kv_rows) * hp.n_embd_k_gqa(il) * es, 0);
+        st.v_cache[il].assign(size_t(st.n_kv_rows) * hp.n_embd_v_gqa(il) * es, 0);
         st.r_state[il].assign(arch.recurrent_state_floats(il), 0.0f);
-        recurrent_ = recurrent_ || !st.r_state[il].empty();
     }
     const size_t B = st.n_batch;
     st.extra.resize(B * arch.extra_floats_per_token());
@@ -145,6 +147,12 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
     st.logits.resize(hp.n_vocab);
     st.scores.resize(size_t(nt) * st.n_ctx);
     st.rope_cache.resize(B * hp.n_rot);
+    return stp;
+}
+
+Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
+    : model_(std::move(model)), st_(make_session_state(*model_, opts, 1)) {
+    for (const auto& r : st_->r_state) recurrent_ = recurrent_ || !r.empty();
 }
 
 Session::~Session() = default;

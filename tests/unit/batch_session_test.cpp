@@ -119,4 +119,96 @@ TEST(BatchSession, BadInputsChangeNothing) {
     EXPECT_THROW(b.logits(1), Error);
 }
 
+// A schedule of inputs for up to three slots: prompts, single tokens and short runs mixed in one
+// pass, a slot joining late, one cleared and refilled, one truncated. Every input's logits are
+// checked against a lone Session fed the same chunks; tolerance relative to the largest logit
+// (the same sums, possibly taken in another order when the pass holds more tokens).
+void check_against_lone(std::shared_ptr<const Model> m, const BatchOptions& bo, bool expect_batched, float tol = 1e-4f) {
+    const HParams& hp = m->hparams();
+    const size_t nv = hp.n_vocab;
+    BatchSession b(m, bo);
+    EXPECT_EQ(b.batched(), expect_batched) << hp.arch;
+    SessionOptions so;
+    so.n_ctx = bo.n_ctx_slot;
+    so.kv_type = bo.kv_type;
+    so.n_threads = bo.n_threads;
+    std::vector<std::unique_ptr<Session>> lone;
+    for (uint32_t s = 0; s < bo.n_slots; ++s) lone.push_back(std::make_unique<Session>(m, so));
+    uint64_t rng = 12345;
+    auto next_tok = [&] {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        return static_cast<int32_t>((rng >> 33) % nv);
+    };
+    // step -> {slot, n_tokens}; slot 1's 40-token prompt rides with the others' single tokens.
+    const std::vector<std::vector<std::pair<uint32_t, int>>> plan = {
+        {{0, 9}},
+        {{0, 1}, {1, 40}},
+        {{1, 1}, {0, 1}, {2, 3}},
+        {{0, 3}, {1, 1}, {2, 1}},
+        {{2, 17}, {0, 1}},
+        {{0, 1}, {1, 1}, {2, 1}},
+        {{1, 2}, {2, 1}},  // then slot 0 is cleared and slot 1 truncated (below)
+        {{0, 5}, {1, 1}, {2, 1}},
+        {{0, 1}, {1, 1}, {2, 1}},
+    };
+    for (size_t step = 0; step < plan.size(); ++step) {
+        if (step == 7) {
+            b.clear(0);
+            lone[0]->reset();
+            const uint32_t n = lone[1]->recurrent() ? 0 : b.n_past(1) - 4;  // a recurrent state only resets
+            b.truncate(1, n);
+            lone[1]->truncate(n);
+        }
+        std::vector<std::vector<int32_t>> toks;
+        std::vector<BatchInput> in;
+        for (auto [slot, n] : plan[step]) {
+            if (slot >= bo.n_slots) continue;
+            toks.emplace_back();
+            for (int i = 0; i < n; ++i) toks.back().push_back(next_tok());
+        }
+        size_t k = 0;
+        for (auto [slot, n] : plan[step])
+            if (slot < bo.n_slots) in.push_back({slot, toks[k++]});
+        b.decode(in);
+        for (size_t i = 0; i < in.size(); ++i) {
+            const float* want = lone[in[i].slot]->eval(in[i].tokens);
+            const float scale = std::fabs(*std::max_element(want, want + nv));
+            ASSERT_LE(max_abs_diff(want, b.logits(i), nv), tol * std::max(1.0f, scale))
+                << hp.arch << " step " << step << " input " << i << " slot " << in[i].slot;
+            EXPECT_EQ(b.n_past(in[i].slot), lone[in[i].slot]->n_past());
+        }
+    }
+}
+
+TEST(BatchSession, SinglePassStories) {
+    BatchOptions bo;
+    bo.n_slots = 3;
+    bo.n_ctx_slot = 96;
+    check_against_lone(stories(), bo, true);
+    bo.n_batch = 5;  // passes split into chunks, some holding no input's last token
+    check_against_lone(stories(), bo, true);
+    bo.kv_type = GGMLType::F32;
+    bo.n_batch = 512;
+    check_against_lone(stories(), bo, true);
+}
+
+// The small reference models of the other architectures (F32 weights): GQA llama, qwen2 (biases),
+// qwen3, phi3, qwen2moe, gemma2 / gemma3 (sliding-window layers, soft-caps) batched; mamba and
+// jamba (recurrent) one slot after the other.
+TEST(BatchSession, SinglePassOtherArchitectures) {
+    SLM_REQUIRE_SHARED();
+    for (const char* a : {"llama", "qwen2", "qwen3", "phi3", "qwen2moe", "gemma2", "gemma3", "mamba", "jamba"}) {
+        auto m = Model::load(test::shared_path(std::string("reference/archs/") + a + "/" + a + ".f32.gguf"));
+        const bool rec = std::string(a) == "mamba" || std::string(a) == "jamba";
+        BatchOptions bo;
+        bo.n_slots = 3;
+        bo.n_ctx_slot = 96;
+        bo.n_batch = 16;
+        SCOPED_TRACE(std::string(a) + " n_swa " + std::to_string(m->hparams().n_swa));
+        check_against_lone(m, bo, !rec);
+        bo.kv_type = GGMLType::F32;
+        check_against_lone(m, bo, !rec);
+    }
+}
+
 } // namespace
