@@ -119,19 +119,23 @@ void rope_apply(const SessionState& st, const HParams& hp, float* x, uint32_t n_
 static void store_row(GGMLType type, const float* src, uint8_t* dst, int64_t n) {
     if (type == GGMLType::F32) {
         std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
-    } else {
+    } else if (type == GGMLType::F16) {
         // Round to nearest even, as kernels::fp32_to_fp16 (vectorized; NaN payloads aside).
         kernels::vec_ops().cvt_f32_f16(n, src, reinterpret_cast<uint16_t*>(dst));
+    } else {
+        // A quantized cache (Q8_0, Q4_0): the type's from_float, as ggml's copy into the cache
+        // (blocks of 32 never straddle two heads: Session requires head sizes of whole blocks).
+        kernels::traits(type)->from_float(src, dst, n);
     }
 }
 
 void kv_store(SessionState& st, const HParams& hp, uint32_t il, const float* k, const float* v, uint32_t n_tokens) {
     const int64_t nk = hp.n_embd_k_gqa(il), nv = hp.n_embd_v_gqa(il);
-    const size_t es = st.kv_type == GGMLType::F32 ? 4 : 2;
+    const size_t rk = row_size(st.kv_type, nk), rv = row_size(st.kv_type, nv);
     for (uint32_t t = 0; t < n_tokens; ++t) {
         const size_t pos = st.tok_row ? st.tok_row[t] : st.n_past + t;
-        store_row(st.kv_type, k + t * nk, st.k_cache[il].data() + pos * nk * es, nk);
-        store_row(st.kv_type, v + t * nv, st.v_cache[il].data() + pos * nv * es, nv);
+        store_row(st.kv_type, k + t * nk, st.k_cache[il].data() + pos * rk, nk);
+        store_row(st.kv_type, v + t * nv, st.v_cache[il].data() + pos * rv, nv);
     }
 }
 
@@ -385,13 +389,90 @@ static void attention_f32(SessionState& st, const HParams& hp, uint32_t il, cons
         work(0, n_work, 0);
 }
 
+// Attention over a quantized KV cache (Q8_0, Q4_0) as ggml's CPU flash attention computes it
+// for quantized K/V (ggml_compute_forward_flash_attn_ext_f16 with k->type, v->type quantized):
+// the query converted to K's vec_dot_type (Q8_0) with that type's from_float, K . Q by K's
+// vec_dot, the score scaled (and soft-capped), the online softmax in F32 with the V sum in an
+// F32 accumulator: on a new maximum the accumulator is scaled by exp(M_old - M), each V row is
+// dequantized (to_float) and added times exp(s - M) with a fused multiply-add; the sum divided
+// by S at the end. The cache rows are read as stored: no dequantized copy of the cache exists.
+// One work item per (token, head); visible rows as in the other paths.
+static void attention_q(SessionState& st, const HParams& hp, uint32_t il, const float* q, float* out,
+                        uint32_t n_tokens, const AttnParams& p) {
+    const kernels::VecOps& ops = kernels::vec_ops();
+    const kernels::TypeTraits* kt = kernels::traits(st.kv_type);
+    const kernels::TypeTraits* qt = kt ? kernels::traits(kt->vec_dot_type) : nullptr;
+    if (kt == nullptr || qt == nullptr) fail("attention: KV cache type %s has no kernels", type_name(st.kv_type));
+    const uint32_t n_head = hp.n_head_l(il), hd_k = hp.n_embd_head_k, hd_v = hp.n_embd_head_v;
+    const uint32_t group = n_head / hp.n_head_kv_l(il);
+    const size_t rk = row_size(st.kv_type, hp.n_embd_k_gqa(il)), rv = row_size(st.kv_type, hp.n_embd_v_gqa(il));
+    const size_t hk_bytes = row_size(st.kv_type, hd_k), hv_bytes = row_size(st.kv_type, hd_v);
+    const size_t q8_bytes = row_size(kt->vec_dot_type, hd_k);
+    const uint8_t* kc = st.k_cache[il].data();
+    const uint8_t* vc = st.v_cache[il].data();
+    const size_t q_stride = static_cast<size_t>(n_head) * hd_k;
+    const size_t o_stride = static_cast<size_t>(n_head) * hd_v;
+    // ggml folds the soft-cap's 1/softcap into the scale ("scale /= logit_softcap").
+    const float scale = p.softcap != 0.0f ? p.scale / p.softcap : p.scale;
+    // Per thread: the converted query (as floats' worth of bytes), one dequantized V row.
+    const size_t per_thread = (q8_bytes + sizeof(float) - 1) / sizeof(float) + hd_v;
+    const int n_threads = st.pool ? st.pool->size() : 1;
+    if (st.attn_f32.size() < per_thread * n_threads) st.attn_f32.resize(per_thread * n_threads);
+
+    auto work = [&](int64_t begin, int64_t end, int tid) {
+        float* v32 = st.attn_f32.data() + static_cast<size_t>(tid) * per_thread;
+        auto* q8 = reinterpret_cast<uint8_t*>(v32 + hd_v);
+        for (int64_t w = begin; w < end; ++w) {
+            const uint32_t t = static_cast<uint32_t>(w / n_head), h = static_cast<uint32_t>(w % n_head);
+            const uint32_t hk = h / group;
+            const uint32_t n_kv = tok_row(st, t) + 1;
+            const uint32_t own = tok_own(st, t, p.n_swa);
+            const uint32_t n_pre = st.tok_pos ? std::min(st.branch_prefix, own) : 0;
+            qt->from_float(q + t * q_stride + static_cast<size_t>(h) * hd_k, q8, hd_k);
+            float* o = out + t * o_stride + static_cast<size_t>(h) * hd_v;
+            std::fill(o, o + hd_v, 0.0f);
+            float M = -INFINITY, S = 0.0f;
+            const uint32_t ranges[2][2] = {{0, n_pre}, {own, n_kv}};
+            for (const auto& r : ranges) {
+                for (uint32_t j = r[0]; j < r[1]; ++j) {
+                    float s;
+                    kt->vec_dot(hd_k, &s, kc + j * rk + hk * hk_bytes, q8);
+                    s *= scale;
+                    if (p.softcap != 0.0f) s = p.softcap * std::tanh(s);
+                    float ms = 1.0f, vs = 1.0f;
+                    if (s > M) {
+                        const float m_old = M;
+                        M = s;
+                        ms = std::exp(m_old - M);
+                        for (uint32_t d = 0; d < hd_v; ++d) o[d] *= ms;
+                    } else {
+                        vs = std::exp(s - M);
+                    }
+                    kt->to_float(vc + j * rv + hk * hv_bytes, v32, hd_v);
+                    ops.mad_f32(hd_v, o, v32, vs);
+                    S = S * ms + vs;
+                }
+            }
+            const float inv = S > 0.0f ? 1.0f / S : 0.0f;
+            for (uint32_t d = 0; d < hd_v; ++d) o[d] *= inv;
+        }
+    };
+    const int64_t n_work = static_cast<int64_t>(n_tokens) * n_head;
+    if (st.pool)
+        st.pool->parallel_for(n_work, work);
+    else
+        work(0, n_work, 0);
+}
+
 void attention(SessionState& st, const HParams& hp, uint32_t il, const float* q, float* out, uint32_t n_tokens,
                const AttnParams& p) {
     if (!(p.softcap >= 0.0f) || std::isinf(p.softcap)) fail("attention: soft-cap %g must be finite and >= 0", p.softcap);
     if (st.kv_type == GGMLType::F16)
         attention_f16(st, hp, il, q, out, n_tokens, p);
-    else
+    else if (st.kv_type == GGMLType::F32)
         attention_f32(st, hp, il, q, out, n_tokens, p);
+    else
+        attention_q(st, hp, il, q, out, n_tokens, p);
 }
 
 uint32_t first_logit_row(SessionState& st, float* x, uint32_t n, size_t E, bool all_logits) {

@@ -115,21 +115,26 @@ std::unique_ptr<SessionState> make_session_state(const Model& model, const Sessi
         fail("session: %u sequences of %u positions is more than 4194304 cache rows", n_seq, st.n_ctx);
     st.n_kv_rows = st.n_ctx * n_seq;
     st.n_batch = std::max<uint32_t>(1, std::min(opts.n_batch ? opts.n_batch : 512, st.n_kv_rows));
-    if (opts.kv_type != GGMLType::F32 && opts.kv_type != GGMLType::F16)
-        fail("session: KV cache type %s is not supported (f32, f16)", type_name(opts.kv_type));
-    st.kv_type = opts.kv_type;
+    const GGMLType kv = opts.kv_type;
+    if (kv != GGMLType::F32 && kv != GGMLType::F16 && kv != GGMLType::Q8_0 && kv != GGMLType::Q4_0)
+        fail("session: KV cache type %s is not supported (f16, f32, q8_0, q4_0)", type_name(kv));
+    // A quantized cache is stored per head in blocks of 32: head sizes must be whole blocks.
+    const int64_t blck = type_info(kv).blck_size;
+    if (blck > 1 && (hp.n_embd_head_k % blck != 0 || hp.n_embd_head_v % blck != 0))
+        fail("session: KV cache type %s needs head sizes that are multiples of %lld; the model (%s) has %u (K) and %u "
+             "(V)", type_name(kv), static_cast<long long>(blck), hp.arch.c_str(), hp.n_embd_head_k, hp.n_embd_head_v);
+    st.kv_type = kv;
     const int nt = opts.n_threads > 0 ? opts.n_threads : physical_cores();
     if (nt > 256) fail("session: %d threads is more than 256", nt);
     st.pool = std::make_unique<ThreadPool>(nt);
 
-    const size_t es = st.kv_type == GGMLType::F32 ? 4 : 2;
     const ArchModel& arch = model.arch();
     st.k_cache.resize(hp.n_layer);
     st.v_cache.resize(hp.n_layer);
     st.r_state.resize(hp.n_layer);
     for (uint32_t il = 0; il < hp.n_layer; ++il) {
-        st.k_cache[il].assign(size_t(st.n_kv_rows) * hp.n_embd_k_gqa(il) * es, 0);
-        st.v_cache[il].assign(size_t(st.n_kv_rows) * hp.n_embd_v_gqa(il) * es, 0);
+        st.k_cache[il].assign(size_t(st.n_kv_rows) * row_size(kv, hp.n_embd_k_gqa(il)), 0);
+        st.v_cache[il].assign(size_t(st.n_kv_rows) * row_size(kv, hp.n_embd_v_gqa(il)), 0);
         st.r_state[il].assign(arch.recurrent_state_floats(il), 0.0f);
     }
     const size_t B = st.n_batch;

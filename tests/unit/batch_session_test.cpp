@@ -205,10 +205,42 @@ TEST(BatchSession, SinglePassOtherArchitectures) {
         bo.n_ctx_slot = 96;
         bo.n_batch = 16;
         SCOPED_TRACE(std::string(a) + " n_swa " + std::to_string(m->hparams().n_swa));
-        check_against_lone(m, bo, !rec);
-        bo.kv_type = GGMLType::F32;
-        check_against_lone(m, bo, !rec);
+        for (GGMLType kv : {GGMLType::F16, GGMLType::F32, GGMLType::Q8_0, GGMLType::Q4_0}) {
+            SCOPED_TRACE(type_name(kv));
+            bo.kv_type = kv;
+            check_against_lone(m, bo, !rec);
+        }
     }
+}
+
+// Quantized caches are stored per head in blocks of 32: stories260K's heads of 8 are refused,
+// naming the type and the head size; the cache shrinks as the type says.
+TEST(BatchSession, QuantizedCacheNeedsWholeBlocks) {
+    BatchOptions bo;
+    bo.n_slots = 2;
+    bo.n_ctx_slot = 32;
+    bo.kv_type = GGMLType::Q8_0;
+    try {
+        BatchSession b(stories(), bo);
+        ADD_FAILURE() << "a Q8_0 cache with heads of 8 was accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("Q8_0"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("multiples of 32"), std::string::npos) << e.what();
+    }
+    SessionOptions so;
+    so.kv_type = GGMLType::Q4_0;
+    EXPECT_THROW(Session(stories(), so), Error);
+    SLM_REQUIRE_SHARED();
+    auto m = Model::load(test::shared_path("reference/archs/llama/llama.f32.gguf"));
+    size_t bytes[3];
+    int i = 0;
+    for (GGMLType kv : {GGMLType::F16, GGMLType::Q8_0, GGMLType::Q4_0}) {
+        bo.kv_type = kv;
+        bytes[i++] = BatchSession(m, bo).cache_bytes();
+    }
+    // Per 32 values: 64 bytes (F16), 34 (Q8_0), 18 (Q4_0).
+    EXPECT_EQ(bytes[0] * 34, bytes[1] * 64);
+    EXPECT_EQ(bytes[0] * 18, bytes[2] * 64);
 }
 
 } // namespace

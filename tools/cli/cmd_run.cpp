@@ -40,7 +40,7 @@ void run(const RunOptions& o) {
     const uint32_t want = static_cast<uint32_t>(prompt.size()) + static_cast<uint32_t>(std::max(o.gen.n_predict, 0));
     so.n_ctx = o.n_ctx ? o.n_ctx : std::max(std::min<uint32_t>(hp.n_ctx_train, 4096), want);
     so.n_threads = o.threads;
-    if (!type_from_name(o.kv_type, &so.kv_type)) fail("--kv-type '%s' is not a type name (f16, f32)", o.kv_type.c_str());
+    if (!type_from_name(o.kv_type, &so.kv_type)) fail("--cache-type '%s' is not a type name (f16, f32, q8_0, q4_0)", o.kv_type.c_str());
     Session session(model, so);
 
     GenerateResult r = generate(session, prompt, o.gen, [&](std::string_view s) {
@@ -100,8 +100,8 @@ void add_run(CLI::App& app) {
     sub->add_flag("--no-special", o->no_special, "Do not parse special tokens (<s>, <|im_start|>) in the prompt");
     sub->add_option("-c,--ctx-size", o->n_ctx, "Context length (default: training context up to 4096, raised to fit)")
         ->check(CLI::Range(0, 1 << 20));
-    sub->add_option("--kv-type", o->kv_type, "KV cache type: f16 (default, as llama.cpp) or f32")
-        ->check(CLI::IsMember({"f16", "f32", "F16", "F32"}));
+    sub->add_option("--cache-type,--kv-type", o->kv_type, "KV cache type: f16 (default, as llama.cpp), f32, q8_0 or q4_0")
+        ->check(CLI::IsMember({"f16", "f32", "q8_0", "q4_0"}, CLI::ignore_case));
     sub->add_option("-t,--threads", o->threads, "Threads (default: one per physical core)")->check(CLI::Range(0, 256));
     sub->add_flag("--json", o->json, "Print one JSON object (prompt_tokens, tokens, text, timings) instead of text");
     sub->callback([o]() { run(*o); });
