@@ -102,6 +102,19 @@ public:
     // Floats of recurrent state layer il carries between tokens (0: none, the default). A model
     // with any cannot forget the last positions: Session::truncate then only resets to 0.
     virtual size_t recurrent_state_floats(uint32_t il) const { return 0; }
+    // The RoPE frequencies of layer il's cached keys, for the context shift (which re-rotates
+    // them by a position delta): by default hp.rope_freq_base / rope_freq_scale, no per-pair
+    // factors. Architectures with other frequencies (per-layer bases, factor tensors) or keys
+    // without RoPE override it.
+    struct LayerRope {
+        bool rotated = true;                  // false: the keys carry no position (nothing to do)
+        float base = 10000.0f, scale = 1.0f;  // rope.freq_base, 1 / linear scaling factor
+        const float* freq_factors = nullptr;  // n_rot / 2 divisors of the angles, or null
+    };
+    virtual LayerRope layer_rope(const HParams& hp, uint32_t il, const SessionState& st) const {
+        (void)il, (void)st;
+        return {true, hp.rope_freq_base, hp.rope_freq_scale, nullptr};
+    }
     // Architecture-specific hyper-parameters for `slm info`, as (name, value) pairs.
     virtual std::vector<std::pair<std::string, std::string>> info() const { return {}; }
     // Every tensor the architecture uses, for `slm info` and weight accounting.

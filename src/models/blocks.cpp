@@ -139,6 +139,63 @@ void kv_store(SessionState& st, const HParams& hp, uint32_t il, const float* k, 
     }
 }
 
+static void load_row(GGMLType type, const uint8_t* src, float* dst, int64_t n) {
+    if (type == GGMLType::F32)
+        std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+    else
+        kernels::traits(type)->to_float(src, dst, n);
+}
+
+void kv_shift(SessionState& st, const HParams& hp, const ArchModel& arch, uint32_t base, uint32_t n_past, uint32_t n_keep,
+              uint32_t n_discard) {
+    if (n_discard == 0) return;
+    if (n_keep + n_discard > n_past) fail("kv_shift: keeping %u and discarding %u of %u positions", n_keep, n_discard, n_past);
+    const uint32_t n_move = n_past - n_keep - n_discard;
+    const uint32_t n_rot = hp.n_rot;
+    std::vector<float> row, cs(n_rot);
+    for (uint32_t il = 0; il < hp.n_layer; ++il) {
+        if (st.k_cache[il].empty()) continue;  // no attention in this layer
+        const int64_t nk = hp.n_embd_k_gqa(il), nv = hp.n_embd_v_gqa(il);
+        const size_t rk = row_size(st.kv_type, nk), rv = row_size(st.kv_type, nv);
+        uint8_t* kc = st.k_cache[il].data() + size_t(base) * rk;
+        uint8_t* vc = st.v_cache[il].data() + size_t(base) * rv;
+        const size_t from = size_t(n_keep) + n_discard, to = n_keep;
+        std::memmove(kc + to * rk, kc + from * rk, size_t(n_move) * rk);
+        std::memmove(vc + to * rv, vc + from * rv, size_t(n_move) * rv);
+        const ArchModel::LayerRope lr = arch.layer_rope(hp, il, st);
+        if (!lr.rotated || n_move == 0) continue;
+        // cos and sin of the rotation by -n_discard positions, pair by pair as rope_cache
+        // forms a position's angles (theta advanced by repeated multiplication in float).
+        const float theta_scale = std::pow(lr.base, -2.0f / static_cast<float>(n_rot));
+        float theta = -static_cast<float>(n_discard);
+        for (uint32_t i0 = 0; i0 < n_rot; i0 += 2) {
+            const float ff = lr.freq_factors ? lr.freq_factors[i0 / 2] : 1.0f;
+            const float th = lr.scale * (theta / ff);
+            cs[i0] = std::cos(th);
+            cs[i0 + 1] = std::sin(th);
+            theta *= theta_scale;
+        }
+        row.resize(static_cast<size_t>(nk));
+        const uint32_t hd = hp.n_embd_head_k, n_head_kv = static_cast<uint32_t>(nk / hd);
+        for (uint32_t j = 0; j < n_move; ++j) {
+            uint8_t* kr = kc + (size_t(to) + j) * rk;
+            load_row(st.kv_type, kr, row.data(), nk);
+            for (uint32_t h = 0; h < n_head_kv; ++h) {
+                float* v = row.data() + size_t(h) * hd;
+                for (uint32_t i0 = 0; i0 < n_rot; i0 += 2) {
+                    // The pair rope_apply rotates: neighbours (Norm) or i and i + n_rot/2 (NeoX).
+                    float* a = hp.rope_type == RopeType::Norm ? v + i0 : v + i0 / 2;
+                    float* b = hp.rope_type == RopeType::Norm ? v + i0 + 1 : v + i0 / 2 + n_rot / 2;
+                    const float x0 = *a, x1 = *b;
+                    *a = x0 * cs[i0] - x1 * cs[i0 + 1];
+                    *b = x0 * cs[i0 + 1] + x1 * cs[i0];
+                }
+            }
+            store_row(st.kv_type, row.data(), kr, nk);
+        }
+    }
+}
+
 // Attention over an F16 KV cache as llama.cpp computes it by default (flash attention on the CPU,
 // ggml_compute_forward_flash_attn_ext_f16): Q rounded to F16 for the Q.K dot products, online
 // softmax in F32, and the V sum kept in an F16 buffer (VKQ16) that is rescaled whenever the

@@ -47,6 +47,14 @@ void rope_apply(const SessionState& st, const HParams& hp, float* x, uint32_t n_
 // rows st.n_past.. of layer il's cache (rows st.tok_row[t] when set).
 void kv_store(SessionState& st, const HParams& hp, uint32_t il, const float* k, const float* v, uint32_t n_tokens);
 
+// The context shift (StreamingLLM-style eviction) of one sequence whose rows are
+// [base, base + n_past): forgets rows [n_keep, n_keep + n_discard) of every attention layer, moves
+// the later rows down by n_discard and re-rotates their keys by -n_discard positions (RoPE with
+// the layer's frequencies, ArchModel::layer_rope; a quantized or F16 row is dequantized, rotated
+// and stored again). The moved keys then carry the positions of their new rows.
+void kv_shift(SessionState& st, const HParams& hp, const ArchModel& arch, uint32_t base, uint32_t n_past, uint32_t n_keep,
+              uint32_t n_discard);
+
 // How a layer's attention scores are formed.
 struct AttnParams {
     float scale = 1.0f;    // multiplies q . k (1/sqrt(head size) for most models)

@@ -177,6 +177,12 @@ public:
         return out;
     }
 
+    // Local (sliding-window) layers may have their own base.
+    LayerRope layer_rope(const HParams& hp, uint32_t il, const SessionState&) const override {
+        const blocks::RopeFreqs rf = hp.is_swa(il) ? rope_local_ : blocks::RopeFreqs{hp.rope_freq_base, hp.rope_freq_scale, 1.0f};
+        return {true, rf.base, rf.scale, nullptr};
+    }
+
 private:
     const HParams& hp_;
     blocks::RopeFreqs rope_local_;

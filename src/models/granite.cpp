@@ -170,6 +170,10 @@ public:
         return out;
     }
 
+    LayerRope layer_rope(const HParams& hp, uint32_t, const SessionState&) const override {
+        return {use_rope_, hp.rope_freq_base, hp.rope_freq_scale, rope_freqs_.present() ? rope_freqs_.f32() : nullptr};
+    }
+
 private:
     const HParams& hp_;
     float logit_scale_ = 1.0f, residual_scale_ = 0.0f, embedding_scale_ = 0.0f, attention_scale_ = 0.0f;

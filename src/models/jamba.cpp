@@ -203,6 +203,8 @@ public:
         return out;
     }
 
+    LayerRope layer_rope(const HParams&, uint32_t, const SessionState&) const override { return {false}; }
+
 private:
     const HParams& hp_;
     ModelTensor tok_embd_, output_norm_, output_;

@@ -159,6 +159,11 @@ public:
         return out;
     }
 
+    // Llama 3's rope_freqs.weight divides the angles of the cached keys too.
+    LayerRope layer_rope(const HParams& hp, uint32_t, const SessionState&) const override {
+        return {true, hp.rope_freq_base, hp.rope_freq_scale, rope_freqs_.present() ? rope_freqs_.f32() : nullptr};
+    }
+
 private:
     const HParams& hp_;
     ModelTensor tok_embd_, output_norm_, output_, rope_freqs_;

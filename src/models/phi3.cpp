@@ -203,6 +203,11 @@ public:
         return out;
     }
 
+    // LongRoPE: the factors the forward pass chose for this session's context.
+    LayerRope layer_rope(const HParams& hp, uint32_t, const SessionState& st) const override {
+        return {true, hp.rope_freq_base, hp.rope_freq_scale, rope_factors(st)};
+    }
+
 private:
     // llama_model::get_rope_factors: long factors once the context exceeds the original one.
     const float* rope_factors(const SessionState& st) const {

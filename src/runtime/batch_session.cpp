@@ -11,6 +11,7 @@
 
 #include "core/thread_pool.h"
 #include "models/arch.h"
+#include "models/blocks.h"
 #include "slm/error.h"
 
 #include <algorithm>
@@ -174,6 +175,18 @@ void BatchSession::truncate(uint32_t slot, uint32_t n) {
     if (n > st_->n_past[slot])
         fail("batch: slot %u: cannot truncate to %u, only %u positions are cached", slot, n, st_->n_past[slot]);
     st_->n_past[slot] = n;
+}
+
+void BatchSession::context_shift(uint32_t slot, uint32_t n_keep, uint32_t n_discard) {
+    if (slot >= n_slots()) fail("batch: slot %u is outside 0..%u", slot, n_slots() - 1);
+    if (!batched()) return st_->slots[slot]->context_shift(n_keep, n_discard);
+    const uint32_t np = st_->n_past[slot];
+    if (uint64_t(n_keep) + n_discard > np)
+        fail("batch: slot %u: context shift keeping %u and discarding %u positions, only %u are cached", slot, n_keep,
+             n_discard, np);
+    SessionState& st = *st_->st;
+    blocks::kv_shift(st, model_->hparams(), model_->arch(), slot * st.n_ctx, np, n_keep, n_discard);
+    st_->n_past[slot] = np - n_discard;
 }
 
 uint32_t BatchSession::n_slots() const { return st_->opts.n_slots; }

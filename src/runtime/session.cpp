@@ -6,6 +6,7 @@
 #include "formats/hf_convert.h"
 #include "kernels/repack.h"
 #include "models/arch.h"
+#include "models/blocks.h"
 #include "slm/error.h"
 #include "slm/vocab.h"
 
@@ -220,6 +221,18 @@ void Session::truncate(uint32_t n_past) {
 }
 
 bool Session::recurrent() const { return recurrent_; }
+
+void Session::context_shift(uint32_t n_keep, uint32_t n_discard) {
+    SessionState& st = *st_;
+    if (recurrent_)
+        fail("session: context shift: the model (%s) keeps a recurrent state, which cannot forget positions",
+             model_->hparams().arch.c_str());
+    if (uint64_t(n_keep) + n_discard > st.n_past)
+        fail("session: context shift: keeping %u and discarding %u positions needs %u cached, only %u are", n_keep,
+             n_discard, n_keep + n_discard, st.n_past);
+    blocks::kv_shift(st, model_->hparams(), model_->arch(), 0, st.n_past, n_keep, n_discard);
+    st.n_past -= n_discard;
+}
 
 bool Session::supports_branches() const { return !recurrent_ && model_->hparams().n_swa == 0; }
 

@@ -97,6 +97,11 @@ void add_run(CLI::App& app) {
     sub->add_option("-s,--seed", o->gen.sampling.seed, "Random seed: the same seed repeats a run")->default_val(42);
     sub->add_option("--stop", o->gen.stop, "Stop string (repeatable)");
     sub->add_flag("--ignore-eos", o->gen.ignore_eos, "Keep generating past end-of-text tokens");
+    sub->add_flag("--context-shift", o->gen.context_shift,
+                  "When the context (-c) is full, forget half of the tokens after the first --keep and go on (StreamingLLM "
+                  "eviction: constant memory for any -n)");
+    sub->add_option("--keep", o->gen.n_keep, "Tokens kept at the start by --context-shift (attention sinks)")
+        ->default_val(4)->check(CLI::Range(0, 1 << 20));
     sub->add_flag("--no-special", o->no_special, "Do not parse special tokens (<s>, <|im_start|>) in the prompt");
     sub->add_option("-c,--ctx-size", o->n_ctx, "Context length (default: training context up to 4096, raised to fit)")
         ->check(CLI::Range(0, 1 << 20));
