@@ -59,6 +59,10 @@ public:
     void clear(uint32_t slot);               // empties the slot
     // Forgets the slot's positions >= n (see Session::truncate for models with a recurrent state).
     void truncate(uint32_t slot, uint32_t n);
+    // Session::context_shift for one slot: forgets its positions [n_keep, n_keep + n_discard) and
+    // moves the later ones down (keys re-rotated). Throws slm::Error when not batched() (a
+    // recurrent state cannot forget) or for more positions than the slot holds.
+    void context_shift(uint32_t slot, uint32_t n_keep, uint32_t n_discard);
 
     uint32_t n_slots() const;
     uint32_t n_ctx_slot() const;

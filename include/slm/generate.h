@@ -26,6 +26,11 @@ struct GenerateParams {
     SamplerParams sampling;           // temp <= 0 is greedy
     std::vector<std::string> stop;    // stop strings: generation ends where one appears in the text
     bool ignore_eos = false;          // keep going past end-of-generation tokens
+    // When the context is full: stop ("context"), or, with context_shift, forget half of the
+    // positions after the first n_keep (attention sinks) and go on (Session::context_shift), so
+    // generation runs at constant memory for as long as n_predict says.
+    bool context_shift = false;
+    uint32_t n_keep = 4;
 };
 
 struct GenerateStats {
@@ -34,6 +39,7 @@ struct GenerateStats {
     double ttft_ms = 0;               // start to first generated token sampled
     uint32_t n_gen = 0;               // tokens generated
     double gen_ms = 0;                // from first generated token to the last
+    uint32_t n_shifts = 0;            // context shifts (GenerateParams::context_shift)
     double prompt_tps() const { return prompt_ms > 0 ? n_prompt * 1000.0 / prompt_ms : 0; }
     // Decode speed: tokens after the first, over the time they took (the first is the prompt's).
     double gen_tps() const { return gen_ms > 0 && n_gen > 1 ? (n_gen - 1) * 1000.0 / gen_ms : 0; }

@@ -134,7 +134,7 @@ private:
 struct SessionOptions {
     uint32_t n_ctx = 0;               // KV cache length; 0 = the model's training context
     uint32_t n_batch = 512;           // most tokens evaluated in one pass (longer inputs are split)
-    GGMLType kv_type = GGMLType::F16; // F16 (llama.cpp's default) or F32
+    GGMLType kv_type = GGMLType::F16; // F16 (llama.cpp's default), F32, Q8_0 or Q4_0 (head sizes of whole blocks of 32)
     int n_threads = 0;                // 0 = one per physical core
     // Weight streaming: each layer's mapped weights are read ahead (madvise WILLNEED) while the
     // layer before computes and dropped from the process (MADV_DONTNEED) once used, so resident
@@ -188,6 +188,13 @@ public:
     // part of what it has seen: for it, only n_past 0 (a reset) or the current length is allowed.
     void truncate(uint32_t n_past);
     bool recurrent() const;             // the model keeps a recurrent state (see truncate)
+    // Context shift (StreamingLLM eviction, llama.cpp's context shift): forgets positions
+    // [n_keep, n_keep + n_discard) - the first n_keep stay as attention sinks - and moves the
+    // later ones down, re-rotating their cached keys (RoPE) to their new positions, so that
+    // generation can go on at constant memory. n_past() drops by n_discard. The cached values of
+    // the kept positions are those computed with the forgotten ones in context (as StreamingLLM).
+    // Throws slm::Error for a model with a recurrent state or n_keep + n_discard > n_past().
+    void context_shift(uint32_t n_keep, uint32_t n_discard);
 
     // Several continuations of the cached prefix [0, n_prefix) in one batched pass, each computed
     // as if it alone followed the prefix: branch b's tokens take positions n_prefix.. and attend to

@@ -78,6 +78,17 @@ struct SessionState {
     const uint32_t* tok_pos = nullptr;
     const uint32_t* tok_lo = nullptr;
     uint32_t branch_prefix = 0;
+    // Independent sequences side by side in one cache (BatchSession: slot s owns rows
+    // [s * n_ctx, (s + 1) * n_ctx)). When tok_row is set (with tok_pos and tok_lo), token t writes
+    // its K/V to row tok_row[t] instead of n_past + t and attends to rows [tok_lo[t], tok_row[t]]
+    // (within its sliding window, counted in rows: a slot's rows are its positions shifted).
+    const uint32_t* tok_row = nullptr;
+    // Rows of the cache: n_ctx for a Session, n_slots x n_ctx for a BatchSession.
+    uint32_t n_kv_rows = 0;
+    // When set, the forward pass computes logits only for these tokens of the call (increasing
+    // indices), one row each in this order (blocks::first_logit_row), whatever all_logits says.
+    const uint32_t* logit_sel = nullptr;
+    uint32_t n_logit_sel = 0;
 
     MatmulObserver* observer = nullptr;  // Session::set_matmul_observer
     std::unique_ptr<LayerHook> layer_hook;  // SessionOptions::low_memory; null = none
@@ -87,6 +98,11 @@ struct SessionState {
 inline void layer_begin(SessionState& st, uint32_t il) {
     if (st.layer_hook) st.layer_hook->on_layer(il);
 }
+
+// The state of a Session (n_seq 1) or of a BatchSession's n_seq slots of opts.n_ctx positions
+// each: caches, activations for opts.n_batch tokens, threads. Throws slm::Error for a context,
+// KV type or thread count it cannot take.
+std::unique_ptr<SessionState> make_session_state(const Model& model, const SessionOptions& opts, uint32_t n_seq);
 
 // One architecture: its tensors and its forward pass (src/models/<arch>.cpp).
 class ArchModel {
@@ -100,6 +116,19 @@ public:
     // Floats of recurrent state layer il carries between tokens (0: none, the default). A model
     // with any cannot forget the last positions: Session::truncate then only resets to 0.
     virtual size_t recurrent_state_floats(uint32_t il) const { return 0; }
+    // The RoPE frequencies of layer il's cached keys, for the context shift (which re-rotates
+    // them by a position delta): by default hp.rope_freq_base / rope_freq_scale, no per-pair
+    // factors. Architectures with other frequencies (per-layer bases, factor tensors) or keys
+    // without RoPE override it.
+    struct LayerRope {
+        bool rotated = true;                  // false: the keys carry no position (nothing to do)
+        float base = 10000.0f, scale = 1.0f;  // rope.freq_base, 1 / linear scaling factor
+        const float* freq_factors = nullptr;  // n_rot / 2 divisors of the angles, or null
+    };
+    virtual LayerRope layer_rope(const HParams& hp, uint32_t il, const SessionState& st) const {
+        (void)il, (void)st;
+        return {true, hp.rope_freq_base, hp.rope_freq_scale, nullptr};
+    }
     // Architecture-specific hyper-parameters for `slm info`, as (name, value) pairs.
     virtual std::vector<std::pair<std::string, std::string>> info() const { return {}; }
     // Every tensor the architecture uses, for `slm info` and weight accounting.

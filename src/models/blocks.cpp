@@ -119,19 +119,80 @@ void rope_apply(const SessionState& st, const HParams& hp, float* x, uint32_t n_
 static void store_row(GGMLType type, const float* src, uint8_t* dst, int64_t n) {
     if (type == GGMLType::F32) {
         std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
-    } else {
+    } else if (type == GGMLType::F16) {
         // Round to nearest even, as kernels::fp32_to_fp16 (vectorized; NaN payloads aside).
         kernels::vec_ops().cvt_f32_f16(n, src, reinterpret_cast<uint16_t*>(dst));
+    } else {
+        // A quantized cache (Q8_0, Q4_0): the type's from_float, as ggml's copy into the cache
+        // (blocks of 32 never straddle two heads: Session requires head sizes of whole blocks).
+        kernels::traits(type)->from_float(src, dst, n);
     }
 }
 
 void kv_store(SessionState& st, const HParams& hp, uint32_t il, const float* k, const float* v, uint32_t n_tokens) {
     const int64_t nk = hp.n_embd_k_gqa(il), nv = hp.n_embd_v_gqa(il);
-    const size_t es = st.kv_type == GGMLType::F32 ? 4 : 2;
+    const size_t rk = row_size(st.kv_type, nk), rv = row_size(st.kv_type, nv);
     for (uint32_t t = 0; t < n_tokens; ++t) {
-        const size_t pos = st.n_past + t;
-        store_row(st.kv_type, k + t * nk, st.k_cache[il].data() + pos * nk * es, nk);
-        store_row(st.kv_type, v + t * nv, st.v_cache[il].data() + pos * nv * es, nv);
+        const size_t pos = st.tok_row ? st.tok_row[t] : st.n_past + t;
+        store_row(st.kv_type, k + t * nk, st.k_cache[il].data() + pos * rk, nk);
+        store_row(st.kv_type, v + t * nv, st.v_cache[il].data() + pos * rv, nv);
+    }
+}
+
+static void load_row(GGMLType type, const uint8_t* src, float* dst, int64_t n) {
+    if (type == GGMLType::F32)
+        std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+    else
+        kernels::traits(type)->to_float(src, dst, n);
+}
+
+void kv_shift(SessionState& st, const HParams& hp, const ArchModel& arch, uint32_t base, uint32_t n_past, uint32_t n_keep,
+              uint32_t n_discard) {
+    if (n_discard == 0) return;
+    if (n_keep + n_discard > n_past) fail("kv_shift: keeping %u and discarding %u of %u positions", n_keep, n_discard, n_past);
+    const uint32_t n_move = n_past - n_keep - n_discard;
+    const uint32_t n_rot = hp.n_rot;
+    std::vector<float> row, cs(n_rot);
+    for (uint32_t il = 0; il < hp.n_layer; ++il) {
+        if (st.k_cache[il].empty()) continue;  // no attention in this layer
+        const int64_t nk = hp.n_embd_k_gqa(il), nv = hp.n_embd_v_gqa(il);
+        const size_t rk = row_size(st.kv_type, nk), rv = row_size(st.kv_type, nv);
+        uint8_t* kc = st.k_cache[il].data() + size_t(base) * rk;
+        uint8_t* vc = st.v_cache[il].data() + size_t(base) * rv;
+        const size_t from = size_t(n_keep) + n_discard, to = n_keep;
+        std::memmove(kc + to * rk, kc + from * rk, size_t(n_move) * rk);
+        std::memmove(vc + to * rv, vc + from * rv, size_t(n_move) * rv);
+        const ArchModel::LayerRope lr = arch.layer_rope(hp, il, st);
+        if (!lr.rotated || n_move == 0) continue;
+        // cos and sin of the rotation by -n_discard positions, pair by pair as rope_cache
+        // forms a position's angles (theta advanced by repeated multiplication in float).
+        const float theta_scale = std::pow(lr.base, -2.0f / static_cast<float>(n_rot));
+        float theta = -static_cast<float>(n_discard);
+        for (uint32_t i0 = 0; i0 < n_rot; i0 += 2) {
+            const float ff = lr.freq_factors ? lr.freq_factors[i0 / 2] : 1.0f;
+            const float th = lr.scale * (theta / ff);
+            cs[i0] = std::cos(th);
+            cs[i0 + 1] = std::sin(th);
+            theta *= theta_scale;
+        }
+        row.resize(static_cast<size_t>(nk));
+        const uint32_t hd = hp.n_embd_head_k, n_head_kv = static_cast<uint32_t>(nk / hd);
+        for (uint32_t j = 0; j < n_move; ++j) {
+            uint8_t* kr = kc + (size_t(to) + j) * rk;
+            load_row(st.kv_type, kr, row.data(), nk);
+            for (uint32_t h = 0; h < n_head_kv; ++h) {
+                float* v = row.data() + size_t(h) * hd;
+                for (uint32_t i0 = 0; i0 < n_rot; i0 += 2) {
+                    // The pair rope_apply rotates: neighbours (Norm) or i and i + n_rot/2 (NeoX).
+                    float* a = hp.rope_type == RopeType::Norm ? v + i0 : v + i0 / 2;
+                    float* b = hp.rope_type == RopeType::Norm ? v + i0 + 1 : v + i0 / 2 + n_rot / 2;
+                    const float x0 = *a, x1 = *b;
+                    *a = x0 * cs[i0] - x1 * cs[i0 + 1];
+                    *b = x0 * cs[i0 + 1] + x1 * cs[i0];
+                }
+            }
+            store_row(st.kv_type, row.data(), kr, nk);
+        }
     }
 }
 
@@ -158,6 +219,16 @@ constexpr int64_t kItemsPerThread = 4;
 // The first key position a query at `pos` sees: 0, or pos - n_swa + 1 with a sliding window
 // (llama.cpp's LLAMA_SWA_TYPE_STANDARD masks keys with pos - j >= n_swa).
 uint32_t window_start(uint32_t pos, uint32_t n_swa) { return n_swa > 0 && pos + 1 > n_swa ? pos + 1 - n_swa : 0; }
+
+// Token t's cache row: n_past + t, or its own row in a multi-sequence cache (SessionState::tok_row).
+uint32_t tok_row(const SessionState& st, uint32_t t) { return st.tok_row ? st.tok_row[t] : st.n_past + t; }
+
+// The first row of token t's own rows: its window start, or the start of its branch or sequence
+// when later (a sequence's rows are its positions shifted, so the window counts the same in rows).
+uint32_t tok_own(const SessionState& st, uint32_t t, uint32_t n_swa) {
+    const uint32_t w = window_start(tok_row(st, t), n_swa);
+    return st.tok_lo ? std::max(st.tok_lo[t], w) : w;
+}
 
 struct F16Scratch {
     size_t u16_per_thread, f32_per_thread;
@@ -232,15 +303,20 @@ static void attention_f16(SessionState& st, const HParams& hp, uint32_t il, cons
                     Ss[i] = 0.0f;
                 }
             }
-            const uint32_t n_kv_max = st.n_past + t1;  // causal: the item's last token sees this many rows
-            // With a sliding window, rows before the first token's window are seen by no query
-            // of the item (llama.cpp masks them to -inf, which its kernel skips). Branches see
-            // the shared prefix, then a gap (other branches), then their own rows.
-            const uint32_t lo_min = st.tok_pos ? 0 : window_start(st.n_past + t0, p.n_swa);
+            // The rows any query of the item sees. With a sliding window, rows before the first
+            // token's window are seen by no query of the item (llama.cpp masks them to -inf,
+            // which its kernel skips). Branches see the shared prefix, then a gap (other
+            // branches), then their own rows; sequences of a batch their own rows only.
+            uint32_t n_kv_max = 0, lo_min = UINT32_MAX;
+            for (uint32_t t = t0; t < t1; ++t) {
+                n_kv_max = std::max(n_kv_max, tok_row(st, t) + 1);
+                const uint32_t own = tok_own(st, t, p.n_swa);
+                lo_min = std::min(lo_min, st.tok_pos && std::min(st.branch_prefix, own) > 0 ? 0 : own);
+            }
             for (uint32_t j0 = lo_min / kKVTile * kKVTile; j0 < n_kv_max; j0 += kKVTile) {
                 for (uint32_t t = t0; t < t1; ++t) {
-                    const uint32_t n_kv = st.n_past + t + 1;
-                    const uint32_t own = st.tok_pos ? st.tok_lo[t] : window_start(st.n_past + t, p.n_swa);
+                    const uint32_t n_kv = tok_row(st, t) + 1;
+                    const uint32_t own = tok_own(st, t, p.n_swa);
                     const uint32_t n_pre = st.tok_pos ? std::min(st.branch_prefix, own) : 0;
                     // The visible rows of this tile, in increasing order: [j0, prefix) then [own, n_kv).
                     const uint32_t ranges[2][2] = {{j0, std::min(j0 + kKVTile, n_pre)},
@@ -319,7 +395,7 @@ static void attention_f32(SessionState& st, const HParams& hp, uint32_t il, cons
     const auto kq_dot = sgemm_kq ? ops.dot_f32_sgemm : ops.dot_f32_ggml;
 
     // Per thread: scores and exponentials over the context rounded up to 16, 16 rows of hd_v.
-    const size_t n_pad = (static_cast<size_t>(st.n_ctx) + 15) / 16 * 16;
+    const size_t n_pad = (static_cast<size_t>(std::max(st.n_ctx, st.n_kv_rows)) + 15) / 16 * 16;
     const size_t per_thread = 2 * n_pad + 16 * static_cast<size_t>(hd_v);
     const int n_threads = st.pool ? st.pool->size() : 1;
     if (st.attn_f32.size() < per_thread * n_threads) st.attn_f32.resize(per_thread * n_threads);
@@ -331,9 +407,9 @@ static void attention_f32(SessionState& st, const HParams& hp, uint32_t il, cons
         for (int64_t w = begin; w < end; ++w) {
             const uint32_t t = static_cast<uint32_t>(w / n_head), h = static_cast<uint32_t>(w % n_head);
             const uint32_t hk = h / group;
-            const uint32_t n_kv = st.n_past + t + 1;  // causal: this token and everything before
+            const uint32_t n_kv = tok_row(st, t) + 1;  // causal: this token and everything before
             // Visible: [0, n_pre) and [own, n_kv); n_pre = 0 unless this is a branch (see SessionState).
-            const uint32_t own = st.tok_pos ? st.tok_lo[t] : window_start(st.n_past + t, p.n_swa);
+            const uint32_t own = tok_own(st, t, p.n_swa);
             const uint32_t n_pre = st.tok_pos ? std::min(st.branch_prefix, own) : 0;
             const uint32_t lo = n_pre > 0 ? 0 : own;
             const uint32_t c0 = lo / 16 * 16, c1 = (n_kv + 15) / 16 * 16;  // whole groups of 16
@@ -370,13 +446,104 @@ static void attention_f32(SessionState& st, const HParams& hp, uint32_t il, cons
         work(0, n_work, 0);
 }
 
+// Attention over a quantized KV cache (Q8_0, Q4_0) as ggml's CPU flash attention computes it
+// for quantized K/V (ggml_compute_forward_flash_attn_ext_f16 with k->type, v->type quantized):
+// the query converted to K's vec_dot_type (Q8_0) with that type's from_float, K . Q by K's
+// vec_dot, the score scaled (and soft-capped), the online softmax in F32 with the V sum in an
+// F32 accumulator: on a new maximum the accumulator is scaled by exp(M_old - M), each V row is
+// dequantized (to_float) and added times exp(s - M) with a fused multiply-add; the sum divided
+// by S at the end. The cache rows are read as stored: no dequantized copy of the cache exists.
+// One work item per (token, head); visible rows as in the other paths.
+static void attention_q(SessionState& st, const HParams& hp, uint32_t il, const float* q, float* out,
+                        uint32_t n_tokens, const AttnParams& p) {
+    const kernels::VecOps& ops = kernels::vec_ops();
+    const kernels::TypeTraits* kt = kernels::traits(st.kv_type);
+    const kernels::TypeTraits* qt = kt ? kernels::traits(kt->vec_dot_type) : nullptr;
+    if (kt == nullptr || qt == nullptr) fail("attention: KV cache type %s has no kernels", type_name(st.kv_type));
+    const uint32_t n_head = hp.n_head_l(il), hd_k = hp.n_embd_head_k, hd_v = hp.n_embd_head_v;
+    const uint32_t group = n_head / hp.n_head_kv_l(il);
+    const size_t rk = row_size(st.kv_type, hp.n_embd_k_gqa(il)), rv = row_size(st.kv_type, hp.n_embd_v_gqa(il));
+    const size_t hk_bytes = row_size(st.kv_type, hd_k), hv_bytes = row_size(st.kv_type, hd_v);
+    const size_t q8_bytes = row_size(kt->vec_dot_type, hd_k);
+    const uint8_t* kc = st.k_cache[il].data();
+    const uint8_t* vc = st.v_cache[il].data();
+    const size_t q_stride = static_cast<size_t>(n_head) * hd_k;
+    const size_t o_stride = static_cast<size_t>(n_head) * hd_v;
+    // ggml folds the soft-cap's 1/softcap into the scale ("scale /= logit_softcap").
+    const float scale = p.softcap != 0.0f ? p.scale / p.softcap : p.scale;
+    // Per thread: the converted query (as floats' worth of bytes), one dequantized V row.
+    const size_t per_thread = (q8_bytes + sizeof(float) - 1) / sizeof(float) + hd_v;
+    const int n_threads = st.pool ? st.pool->size() : 1;
+    if (st.attn_f32.size() < per_thread * n_threads) st.attn_f32.resize(per_thread * n_threads);
+
+    auto work = [&](int64_t begin, int64_t end, int tid) {
+        float* v32 = st.attn_f32.data() + static_cast<size_t>(tid) * per_thread;
+        auto* q8 = reinterpret_cast<uint8_t*>(v32 + hd_v);
+        for (int64_t w = begin; w < end; ++w) {
+            const uint32_t t = static_cast<uint32_t>(w / n_head), h = static_cast<uint32_t>(w % n_head);
+            const uint32_t hk = h / group;
+            const uint32_t n_kv = tok_row(st, t) + 1;
+            const uint32_t own = tok_own(st, t, p.n_swa);
+            const uint32_t n_pre = st.tok_pos ? std::min(st.branch_prefix, own) : 0;
+            qt->from_float(q + t * q_stride + static_cast<size_t>(h) * hd_k, q8, hd_k);
+            float* o = out + t * o_stride + static_cast<size_t>(h) * hd_v;
+            std::fill(o, o + hd_v, 0.0f);
+            float M = -INFINITY, S = 0.0f;
+            const uint32_t ranges[2][2] = {{0, n_pre}, {own, n_kv}};
+            for (const auto& r : ranges) {
+                for (uint32_t j = r[0]; j < r[1]; ++j) {
+                    float s;
+                    kt->vec_dot(hd_k, &s, kc + j * rk + hk * hk_bytes, q8);
+                    s *= scale;
+                    if (p.softcap != 0.0f) s = p.softcap * std::tanh(s);
+                    float ms = 1.0f, vs = 1.0f;
+                    if (s > M) {
+                        const float m_old = M;
+                        M = s;
+                        ms = std::exp(m_old - M);
+                        for (uint32_t d = 0; d < hd_v; ++d) o[d] *= ms;
+                    } else {
+                        vs = std::exp(s - M);
+                    }
+                    kt->to_float(vc + j * rv + hk * hv_bytes, v32, hd_v);
+                    ops.mad_f32(hd_v, o, v32, vs);
+                    S = S * ms + vs;
+                }
+            }
+            const float inv = S > 0.0f ? 1.0f / S : 0.0f;
+            for (uint32_t d = 0; d < hd_v; ++d) o[d] *= inv;
+        }
+    };
+    const int64_t n_work = static_cast<int64_t>(n_tokens) * n_head;
+    if (st.pool)
+        st.pool->parallel_for(n_work, work);
+    else
+        work(0, n_work, 0);
+}
+
 void attention(SessionState& st, const HParams& hp, uint32_t il, const float* q, float* out, uint32_t n_tokens,
                const AttnParams& p) {
     if (!(p.softcap >= 0.0f) || std::isinf(p.softcap)) fail("attention: soft-cap %g must be finite and >= 0", p.softcap);
     if (st.kv_type == GGMLType::F16)
         attention_f16(st, hp, il, q, out, n_tokens, p);
-    else
+    else if (st.kv_type == GGMLType::F32)
         attention_f32(st, hp, il, q, out, n_tokens, p);
+    else
+        attention_q(st, hp, il, q, out, n_tokens, p);
+}
+
+uint32_t first_logit_row(SessionState& st, float* x, uint32_t n, size_t E, bool all_logits) {
+    if (st.logit_sel == nullptr) return all_logits ? 0 : n - 1;
+    const uint32_t k = st.n_logit_sel;
+    if (k == 0 || k > n) fail("forward: %u logit rows selected of %u tokens", k, n);
+    // Selected row i goes to row n - k + i >= sel[i]; moving the last first never overwrites a
+    // row still to be moved (sel[i] < sel[j] <= n - k + j for j > i).
+    for (uint32_t i = k; i-- > 0;) {
+        const uint32_t src = st.logit_sel[i], dst = n - k + i;
+        if (src >= n || (i + 1 < k && src >= st.logit_sel[i + 1])) fail("forward: logit row selection is not increasing below %u", n);
+        if (src != dst) std::memmove(x + size_t(dst) * E, x + size_t(src) * E, E * sizeof(float));
+    }
+    return n - k;
 }
 
 void swiglu(float* hb, const float* hb2, size_t n) {

@@ -44,8 +44,16 @@ void rope_apply(const SessionState& st, const HParams& hp, float* x, uint32_t n_
                 uint32_t head_dim, size_t stride);
 
 // Stores the K/V rows (hp.n_embd_k_gqa(il) / n_embd_v_gqa(il) floats each) of n_tokens tokens at
-// positions st.n_past.. of layer il's cache.
+// rows st.n_past.. of layer il's cache (rows st.tok_row[t] when set).
 void kv_store(SessionState& st, const HParams& hp, uint32_t il, const float* k, const float* v, uint32_t n_tokens);
+
+// The context shift (StreamingLLM-style eviction) of one sequence whose rows are
+// [base, base + n_past): forgets rows [n_keep, n_keep + n_discard) of every attention layer, moves
+// the later rows down by n_discard and re-rotates their keys by -n_discard positions (RoPE with
+// the layer's frequencies, ArchModel::layer_rope; a quantized or F16 row is dequantized, rotated
+// and stored again). The moved keys then carry the positions of their new rows.
+void kv_shift(SessionState& st, const HParams& hp, const ArchModel& arch, uint32_t base, uint32_t n_past, uint32_t n_keep,
+              uint32_t n_discard);
 
 // How a layer's attention scores are formed.
 struct AttnParams {
@@ -63,6 +71,11 @@ struct AttnParams {
 // head counts, hp.n_head_l(il) / hp.n_head_kv_l(il)); lo = 0, or pos - n_swa + 1 with a window.
 void attention(SessionState& st, const HParams& hp, uint32_t il, const float* q, float* out, uint32_t n_tokens,
                const AttnParams& p);
+
+// The first of the token rows of x (n rows of E) whose logits the forward pass computes: rows
+// first..n-1. 0 with all_logits, else n - 1; with st.logit_sel, the selected rows are first moved
+// (in order) to the end of x, so that first = n - n_logit_sel.
+uint32_t first_logit_row(SessionState& st, float* x, uint32_t n, size_t E, bool all_logits);
 
 // hb = silu(hb) * hb2, elementwise over n values (SwiGLU).
 void swiglu(float* hb, const float* hb2, size_t n);

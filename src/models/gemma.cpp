@@ -97,7 +97,7 @@ public:
             blocks::add_inplace(x, xb, n * E);
         }
 
-        const uint32_t first = all_logits ? 0 : n - 1;
+        const uint32_t first = blocks::first_logit_row(st, x, n, E, all_logits);
         const uint32_t rows = n - first;
         blocks::rms_norm(x + first * E, output_norm_.f32(), xb, rows, E, hp.rms_eps);
         blocks::matmul(st, tok_embd_, xb, st.logits.data(), rows);             // (V, E) @ xb -> (rows, V)

@@ -133,7 +133,7 @@ public:
             blocks::add_inplace(x, xb, n * E);
         }
 
-        const uint32_t first = all_logits ? 0 : n - 1;
+        const uint32_t first = blocks::first_logit_row(st, x, n, E, all_logits);
         const uint32_t rows = n - first;
         blocks::rms_norm(x + first * E, output_norm_.f32(), xb, rows, E, hp.rms_eps);
         blocks::matmul(st, hp.tied_output ? tok_embd_ : output_, xb, st.logits.data(), rows);  // (V, E) @ xb -> (rows, V)
@@ -169,6 +169,10 @@ public:
             for (ModelTensor* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) out.push_back(t);
         out.push_back(hp_.tied_output ? &tok_embd_ : &output_);
         return out;
+    }
+
+    LayerRope layer_rope(const HParams& hp, uint32_t, const SessionState&) const override {
+        return {use_rope_, hp.rope_freq_base, hp.rope_freq_scale, rope_freqs_.present() ? rope_freqs_.f32() : nullptr};
     }
 
 private:

@@ -121,7 +121,7 @@ public:
         }
 
         // Only the rows whose logits are wanted go through the final norm and output matrix.
-        const uint32_t first = all_logits ? 0 : n - 1;
+        const uint32_t first = blocks::first_logit_row(st, x, n, E, all_logits);
         const uint32_t rows = n - first;
         blocks::rms_norm(x + first * E, output_norm_.f32(), xb, rows, E, hp.rms_eps);
         const ModelTensor& out = hp.tied_output ? tok_embd_ : output_;          // (the loader may repack one)
@@ -158,6 +158,11 @@ public:
         // Tied: the embedding table is the output matrix; get_rows reads repacked rows too.
         out.push_back(hp_.tied_output ? &tok_embd_ : &output_);
         return out;
+    }
+
+    // Llama 3's rope_freqs.weight divides the angles of the cached keys too.
+    LayerRope layer_rope(const HParams& hp, uint32_t, const SessionState&) const override {
+        return {true, hp.rope_freq_base, hp.rope_freq_scale, rope_freqs_.present() ? rope_freqs_.f32() : nullptr};
     }
 
 private:

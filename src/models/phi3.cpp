@@ -152,7 +152,7 @@ public:
             blocks::add_inplace(x, xb, n * E);
         }
 
-        const uint32_t first = all_logits ? 0 : n - 1;
+        const uint32_t first = blocks::first_logit_row(st, x, n, E, all_logits);
         const uint32_t rows = n - first;
         blocks::rms_norm(x + first * E, output_norm_.f32(), xb, rows, E, hp.rms_eps);
         blocks::matmul(st, hp.tied_output ? tok_embd_ : output_, xb, st.logits.data(), rows);  // (V, E) @ xb -> (rows, V)
@@ -202,6 +202,11 @@ public:
                 out.push_back(t);
         out.push_back(hp_.tied_output ? &tok_embd_ : &output_);
         return out;
+    }
+
+    // LongRoPE: the factors the forward pass chose for this session's context.
+    LayerRope layer_rope(const HParams& hp, uint32_t, const SessionState& st) const override {
+        return {true, hp.rope_freq_base, hp.rope_freq_scale, rope_factors(st)};
     }
 
 private:

@@ -117,7 +117,7 @@ public:
             blocks::add_inplace(x, ffn_out, n * E);
         }
 
-        const uint32_t first = all_logits ? 0 : n - 1;
+        const uint32_t first = blocks::first_logit_row(st, x, n, E, all_logits);
         const uint32_t rows = n - first;
         norm(x + first * E, output_norm_, output_norm_b_, xb, rows);
         blocks::matmul(st, output_, xb, st.logits.data(), rows);                // (V, E) @ xb -> (rows, V)

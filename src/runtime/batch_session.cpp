@@ -1,9 +1,17 @@
 // batch_session.cpp - BatchSession: slots of KV cache decoded together.
 //
-// This version keeps one Session per slot and evaluates the inputs one after the other: correct
-// for every architecture, and the reference the single-pass batched forward is tested against.
+// Attention-only models run every decode() as one forward pass: one SessionState whose cache holds
+// the slots side by side (slot s owns rows [s * n_ctx_slot, (s + 1) * n_ctx_slot)); each token of
+// the pass carries its own RoPE position, cache row and visible rows (SessionState::tok_pos /
+// tok_row / tok_lo), so it writes and reads only its own slot, and the weights are read once for
+// all slots. Only the rows whose logits are wanted (each input's last token) reach the output
+// matrix (SessionState::logit_sel). Models with a recurrent state (Mamba, Jamba) keep one
+// Session per slot, evaluated one after the other: a recurrent state is one sequence.
 #include "slm/batch.h"
 
+#include "core/thread_pool.h"
+#include "models/arch.h"
+#include "models/blocks.h"
 #include "slm/error.h"
 
 #include <algorithm>
@@ -13,10 +21,23 @@ namespace slm {
 
 struct BatchSessionState {
     BatchOptions opts;
+    // Batched: one state for all slots, and each slot's cached length.
+    std::unique_ptr<SessionState> st;
+    std::vector<uint32_t> n_past;
+    // Fallback (recurrent models): one Session per slot.
     std::vector<std::unique_ptr<Session>> slots;
     std::vector<float> logits;  // one row per input of the last decode()
     size_t n_rows = 0;
+    // Per-token views of the current pass (kept to reuse their allocations).
+    std::vector<int32_t> tokens;
+    std::vector<uint32_t> pos, row, lo, sel;
 };
+
+static bool is_recurrent(const Model& m) {
+    for (uint32_t il = 0; il < m.hparams().n_layer; ++il)
+        if (m.arch().recurrent_state_floats(il) > 0) return true;
+    return false;
+}
 
 BatchSession::BatchSession(std::shared_ptr<const Model> model, const BatchOptions& opts)
     : model_(std::move(model)), st_(std::make_unique<BatchSessionState>()) {
@@ -27,19 +48,27 @@ BatchSession::BatchSession(std::shared_ptr<const Model> model, const BatchOption
     so.n_batch = opts.n_batch;
     so.kv_type = opts.kv_type;
     so.n_threads = opts.n_threads;
-    for (uint32_t s = 0; s < opts.n_slots; ++s) st_->slots.push_back(std::make_unique<Session>(model_, so));
-    st_->opts.n_ctx_slot = st_->slots[0]->n_ctx();
+    if (is_recurrent(*model_)) {
+        for (uint32_t s = 0; s < opts.n_slots; ++s) st_->slots.push_back(std::make_unique<Session>(model_, so));
+        st_->opts.n_ctx_slot = st_->slots[0]->n_ctx();
+    } else {
+        st_->st = make_session_state(*model_, so, opts.n_slots);
+        st_->opts.n_ctx_slot = st_->st->n_ctx;
+        st_->n_past.assign(opts.n_slots, 0);
+    }
 }
 
 BatchSession::~BatchSession() = default;
 
 void BatchSession::decode(std::span<const BatchInput> inputs) {
-    BatchSessionState& st = *st_;
+    BatchSessionState& bs = *st_;
     const HParams& hp = model_->hparams();
-    std::vector<uint8_t> seen(st.slots.size(), 0);
+    const uint32_t n_slots = this->n_slots();
+    std::vector<uint8_t> seen(n_slots, 0);
+    size_t total = 0;
     for (size_t i = 0; i < inputs.size(); ++i) {
         const BatchInput& in = inputs[i];
-        if (in.slot >= st.slots.size()) fail("batch: input %zu: slot %u is outside 0..%zu", i, in.slot, st.slots.size() - 1);
+        if (in.slot >= n_slots) fail("batch: input %zu: slot %u is outside 0..%u", i, in.slot, n_slots - 1);
         if (seen[in.slot]) fail("batch: input %zu: slot %u appears twice", i, in.slot);
         seen[in.slot] = 1;
         if (in.tokens.empty()) fail("batch: input %zu (slot %u) has no tokens", i, in.slot);
@@ -47,17 +76,79 @@ void BatchSession::decode(std::span<const BatchInput> inputs) {
             if (in.tokens[t] < 0 || static_cast<uint32_t>(in.tokens[t]) >= hp.n_vocab)
                 fail("batch: input %zu (slot %u): token id %d at index %zu is outside the vocabulary [0, %u)", i, in.slot,
                      in.tokens[t], t, hp.n_vocab);
-        const Session& s = *st.slots[in.slot];
-        if (s.n_past() + in.tokens.size() > s.n_ctx())
+        const uint32_t np = n_past(in.slot);
+        if (np + in.tokens.size() > n_ctx_slot())
             fail("batch: input %zu (slot %u): %zu tokens after %u would overflow the slot's context of %u", i, in.slot,
-                 in.tokens.size(), s.n_past(), s.n_ctx());
+                 in.tokens.size(), np, n_ctx_slot());
+        total += in.tokens.size();
     }
-    st.logits.resize(inputs.size() * hp.n_vocab);
-    st.n_rows = inputs.size();
-    for (size_t i = 0; i < inputs.size(); ++i) {
-        const float* l = st.slots[inputs[i].slot]->eval(inputs[i].tokens);
-        std::memcpy(st.logits.data() + i * hp.n_vocab, l, hp.n_vocab * sizeof(float));
+    bs.logits.resize(inputs.size() * hp.n_vocab);
+    bs.n_rows = 0;
+    if (!batched()) {
+        for (size_t i = 0; i < inputs.size(); ++i) {
+            const float* l = bs.slots[inputs[i].slot]->eval(inputs[i].tokens);
+            std::memcpy(bs.logits.data() + i * hp.n_vocab, l, hp.n_vocab * sizeof(float));
+        }
+        bs.n_rows = inputs.size();
+        return;
     }
+
+    // All inputs' tokens in one row of the pass, each with its position, cache row and the first
+    // row of its slot; sel = each input's last token.
+    SessionState& st = *bs.st;
+    const uint32_t C = st.n_ctx;
+    bs.tokens.clear();
+    bs.pos.clear();
+    bs.row.clear();
+    bs.lo.clear();
+    bs.sel.clear();
+    for (const BatchInput& in : inputs) {
+        const uint32_t base = in.slot * C, np = bs.n_past[in.slot];
+        for (size_t t = 0; t < in.tokens.size(); ++t) {
+            bs.tokens.push_back(in.tokens[t]);
+            bs.pos.push_back(np + static_cast<uint32_t>(t));
+            bs.row.push_back(base + np + static_cast<uint32_t>(t));
+            bs.lo.push_back(base);
+        }
+        bs.sel.push_back(static_cast<uint32_t>(bs.tokens.size() - 1));
+    }
+    const size_t rows_max = std::min<size_t>(st.n_batch, inputs.size());
+    if (st.logits.size() < rows_max * hp.n_vocab) st.logits.resize(rows_max * hp.n_vocab);
+
+    // The per-token view lasts for this call only, whatever happens.
+    struct Restore {
+        SessionState& st;
+        ~Restore() {
+            st.tok_pos = st.tok_lo = st.tok_row = st.logit_sel = nullptr;
+            st.n_logit_sel = 0;
+            st.n_past = 0;
+        }
+    } restore{st};
+    std::vector<uint32_t> chunk_sel;
+    size_t done = 0, next_sel = 0;
+    while (done < total) {
+        const uint32_t n = static_cast<uint32_t>(std::min<size_t>(st.n_batch, total - done));
+        // The selected tokens of this chunk, relative to it; a chunk holding no input's last
+        // token still computes one row (the forward pass always has some), which is dropped.
+        chunk_sel.clear();
+        const size_t first_sel = next_sel;
+        while (next_sel < bs.sel.size() && bs.sel[next_sel] < done + n)
+            chunk_sel.push_back(static_cast<uint32_t>(bs.sel[next_sel++] - done));
+        if (chunk_sel.empty()) chunk_sel.push_back(n - 1);
+        st.n_past = 0;
+        st.tok_pos = bs.pos.data() + done;
+        st.tok_row = bs.row.data() + done;
+        st.tok_lo = bs.lo.data() + done;
+        st.logit_sel = chunk_sel.data();
+        st.n_logit_sel = static_cast<uint32_t>(chunk_sel.size());
+        model_->arch().forward(st, bs.tokens.data() + done, n, false);
+        for (size_t i = first_sel; i < next_sel; ++i)
+            std::memcpy(bs.logits.data() + i * hp.n_vocab, st.logits.data() + (i - first_sel) * hp.n_vocab,
+                        hp.n_vocab * sizeof(float));
+        done += n;
+    }
+    for (const BatchInput& in : inputs) bs.n_past[in.slot] += static_cast<uint32_t>(in.tokens.size());
+    bs.n_rows = inputs.size();
 }
 
 const float* BatchSession::logits(size_t input) const {
@@ -66,31 +157,52 @@ const float* BatchSession::logits(size_t input) const {
 }
 
 uint32_t BatchSession::n_past(uint32_t slot) const {
-    if (slot >= st_->slots.size()) fail("batch: slot %u is outside 0..%zu", slot, st_->slots.size() - 1);
-    return st_->slots[slot]->n_past();
+    if (slot >= n_slots()) fail("batch: slot %u is outside 0..%u", slot, n_slots() - 1);
+    return batched() ? st_->n_past[slot] : st_->slots[slot]->n_past();
 }
 
 void BatchSession::clear(uint32_t slot) {
-    if (slot >= st_->slots.size()) fail("batch: slot %u is outside 0..%zu", slot, st_->slots.size() - 1);
-    st_->slots[slot]->reset();
+    if (slot >= n_slots()) fail("batch: slot %u is outside 0..%u", slot, n_slots() - 1);
+    if (batched())
+        st_->n_past[slot] = 0;
+    else
+        st_->slots[slot]->reset();
 }
 
 void BatchSession::truncate(uint32_t slot, uint32_t n) {
-    if (slot >= st_->slots.size()) fail("batch: slot %u is outside 0..%zu", slot, st_->slots.size() - 1);
-    st_->slots[slot]->truncate(n);
+    if (slot >= n_slots()) fail("batch: slot %u is outside 0..%u", slot, n_slots() - 1);
+    if (!batched()) return st_->slots[slot]->truncate(n);
+    if (n > st_->n_past[slot])
+        fail("batch: slot %u: cannot truncate to %u, only %u positions are cached", slot, n, st_->n_past[slot]);
+    st_->n_past[slot] = n;
 }
 
-uint32_t BatchSession::n_slots() const { return static_cast<uint32_t>(st_->slots.size()); }
+void BatchSession::context_shift(uint32_t slot, uint32_t n_keep, uint32_t n_discard) {
+    if (slot >= n_slots()) fail("batch: slot %u is outside 0..%u", slot, n_slots() - 1);
+    if (!batched()) return st_->slots[slot]->context_shift(n_keep, n_discard);
+    const uint32_t np = st_->n_past[slot];
+    if (uint64_t(n_keep) + n_discard > np)
+        fail("batch: slot %u: context shift keeping %u and discarding %u positions, only %u are cached", slot, n_keep,
+             n_discard, np);
+    SessionState& st = *st_->st;
+    blocks::kv_shift(st, model_->hparams(), model_->arch(), slot * st.n_ctx, np, n_keep, n_discard);
+    st_->n_past[slot] = np - n_discard;
+}
+
+uint32_t BatchSession::n_slots() const { return st_->opts.n_slots; }
 uint32_t BatchSession::n_ctx_slot() const { return st_->opts.n_ctx_slot; }
-int BatchSession::n_threads() const { return st_->slots[0]->n_threads(); }
-bool BatchSession::batched() const { return false; }
+int BatchSession::n_threads() const { return batched() ? st_->st->pool->size() : st_->slots[0]->n_threads(); }
+bool BatchSession::batched() const { return st_->st != nullptr; }
 
 size_t BatchSession::cache_bytes() const {
     const HParams& hp = model_->hparams();
-    const size_t es = st_->opts.kv_type == GGMLType::F32 ? 4 : 2;
+    const GGMLType kt = st_->opts.kv_type;
     size_t per_pos = 0;
-    for (uint32_t il = 0; il < hp.n_layer; ++il) per_pos += (hp.n_embd_k_gqa(il) + hp.n_embd_v_gqa(il)) * es;
-    return per_pos * st_->opts.n_ctx_slot * st_->slots.size();
+    for (uint32_t il = 0; il < hp.n_layer; ++il)
+        per_pos += row_size(kt, hp.n_embd_k_gqa(il)) + row_size(kt, hp.n_embd_v_gqa(il));
+    size_t recurrent = 0;
+    for (uint32_t il = 0; il < hp.n_layer; ++il) recurrent += model_->arch().recurrent_state_floats(il) * sizeof(float);
+    return (per_pos * st_->opts.n_ctx_slot + recurrent) * n_slots();
 }
 
 } // namespace slm

@@ -4,6 +4,7 @@
 #include "slm/error.h"
 #include "slm/vocab.h"
 
+#include <algorithm>
 #include <chrono>
 #include <sys/resource.h>
 
@@ -136,8 +137,15 @@ GenerateResult generate(Session& session, std::span<const int32_t> prompt, const
         }
         if (params.n_predict >= 0 && i + 1 == params.n_predict) break;
         if (session.n_past() >= session.n_ctx()) {
-            res.stop_reason = "context";
-            break;
+            // llama.cpp's context shift: discard half of what follows the kept tokens.
+            const uint32_t n_keep = std::min(params.n_keep, session.n_past());
+            const uint32_t n_discard = (session.n_past() - n_keep) / 2;
+            if (!params.context_shift || n_discard == 0 || session.recurrent()) {
+                res.stop_reason = "context";
+                break;
+            }
+            session.context_shift(n_keep, n_discard);
+            ++res.stats.n_shifts;
         }
         logits = session.eval(std::span<const int32_t>(&tok, 1));
     }

@@ -7,6 +7,7 @@
 #include "kernels/repack.h"
 #include "models/arch.h"
 #include "runtime/weight_stream.h"
+#include "models/blocks.h"
 #include "slm/error.h"
 #include "slm/vocab.h"
 
@@ -108,30 +109,37 @@ size_t Model::weight_bytes() const {
     return n;
 }
 
-Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
-    : model_(std::move(model)), st_(std::make_unique<SessionState>()) {
-    const HParams& hp = model_->hparams();
-    SessionState& st = *st_;
+std::unique_ptr<SessionState> make_session_state(const Model& model, const SessionOptions& opts, uint32_t n_seq) {
+    const HParams& hp = model.hparams();
+    auto stp = std::make_unique<SessionState>();
+    SessionState& st = *stp;
     st.n_ctx = opts.n_ctx ? opts.n_ctx : hp.n_ctx_train;
     if (st.n_ctx > (1u << 20)) fail("session: n_ctx = %u is larger than 1048576", st.n_ctx);
-    st.n_batch = std::max<uint32_t>(1, std::min(opts.n_batch ? opts.n_batch : 512, st.n_ctx));
-    if (opts.kv_type != GGMLType::F32 && opts.kv_type != GGMLType::F16)
-        fail("session: KV cache type %s is not supported (f32, f16)", type_name(opts.kv_type));
-    st.kv_type = opts.kv_type;
+    if (n_seq < 1 || uint64_t(n_seq) * st.n_ctx > (1u << 22))
+        fail("session: %u sequences of %u positions is more than 4194304 cache rows", n_seq, st.n_ctx);
+    st.n_kv_rows = st.n_ctx * n_seq;
+    st.n_batch = std::max<uint32_t>(1, std::min(opts.n_batch ? opts.n_batch : 512, st.n_kv_rows));
+    const GGMLType kv = opts.kv_type;
+    if (kv != GGMLType::F32 && kv != GGMLType::F16 && kv != GGMLType::Q8_0 && kv != GGMLType::Q4_0)
+        fail("session: KV cache type %s is not supported (f16, f32, q8_0, q4_0)", type_name(kv));
+    // A quantized cache is stored per head in blocks of 32: head sizes must be whole blocks.
+    const int64_t blck = type_info(kv).blck_size;
+    if (blck > 1 && (hp.n_embd_head_k % blck != 0 || hp.n_embd_head_v % blck != 0))
+        fail("session: KV cache type %s needs head sizes that are multiples of %lld; the model (%s) has %u (K) and %u "
+             "(V)", type_name(kv), static_cast<long long>(blck), hp.arch.c_str(), hp.n_embd_head_k, hp.n_embd_head_v);
+    st.kv_type = kv;
     const int nt = opts.n_threads > 0 ? opts.n_threads : physical_cores();
     if (nt > 256) fail("session: %d threads is more than 256", nt);
     st.pool = std::make_unique<ThreadPool>(nt);
 
-    const size_t es = st.kv_type == GGMLType::F32 ? 4 : 2;
-    const ArchModel& arch = model_->arch();
+    const ArchModel& arch = model.arch();
     st.k_cache.resize(hp.n_layer);
     st.v_cache.resize(hp.n_layer);
     st.r_state.resize(hp.n_layer);
     for (uint32_t il = 0; il < hp.n_layer; ++il) {
-        st.k_cache[il].assign(size_t(st.n_ctx) * hp.n_embd_k_gqa(il) * es, 0);
-        st.v_cache[il].assign(size_t(st.n_ctx) * hp.n_embd_v_gqa(il) * es, 0);
+        st.k_cache[il].assign(size_t(st.n_kv_rows) * row_size(kv, hp.n_embd_k_gqa(il)), 0);
+        st.v_cache[il].assign(size_t(st.n_kv_rows) * row_size(kv, hp.n_embd_v_gqa(il)), 0);
         st.r_state[il].assign(arch.recurrent_state_floats(il), 0.0f);
-        recurrent_ = recurrent_ || !st.r_state[il].empty();
     }
     const size_t B = st.n_batch;
     st.extra.resize(B * arch.extra_floats_per_token());
@@ -148,7 +156,13 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
     st.logits.resize(hp.n_vocab);
     st.scores.resize(size_t(nt) * st.n_ctx);
     st.rope_cache.resize(B * hp.n_rot);
-    if (opts.low_memory) st.layer_hook = make_weight_streamer(*model_);
+    if (opts.low_memory) st.layer_hook = make_weight_streamer(model);
+    return stp;
+}
+
+Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
+    : model_(std::move(model)), st_(make_session_state(*model_, opts, 1)) {
+    for (const auto& r : st_->r_state) recurrent_ = recurrent_ || !r.empty();
 }
 
 Session::~Session() = default;
@@ -211,6 +225,18 @@ void Session::truncate(uint32_t n_past) {
 }
 
 bool Session::recurrent() const { return recurrent_; }
+
+void Session::context_shift(uint32_t n_keep, uint32_t n_discard) {
+    SessionState& st = *st_;
+    if (recurrent_)
+        fail("session: context shift: the model (%s) keeps a recurrent state, which cannot forget positions",
+             model_->hparams().arch.c_str());
+    if (uint64_t(n_keep) + n_discard > st.n_past)
+        fail("session: context shift: keeping %u and discarding %u positions needs %u cached, only %u are", n_keep,
+             n_discard, n_keep + n_discard, st.n_past);
+    blocks::kv_shift(st, model_->hparams(), model_->arch(), 0, st.n_past, n_keep, n_discard);
+    st.n_past -= n_discard;
+}
 
 bool Session::supports_branches() const { return !recurrent_ && model_->hparams().n_swa == 0; }
 

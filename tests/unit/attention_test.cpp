@@ -51,9 +51,8 @@ struct AttnCase {
         st.n_ctx = 256;
         st.kv_type = kv;
         st.pool = std::make_unique<ThreadPool>(threads);
-        const size_t es = kv == GGMLType::F32 ? 4 : 2;
-        st.k_cache.assign(1, std::vector<uint8_t>(size_t(st.n_ctx) * hp.n_embd_k_gqa() * es));
-        st.v_cache.assign(1, std::vector<uint8_t>(size_t(st.n_ctx) * hp.n_embd_v_gqa() * es));
+        st.k_cache.assign(1, std::vector<uint8_t>(size_t(st.n_ctx) * row_size(kv, hp.n_embd_k_gqa())));
+        st.v_cache.assign(1, std::vector<uint8_t>(size_t(st.n_ctx) * row_size(kv, hp.n_embd_v_gqa())));
         st.scores.resize(size_t(threads) * st.n_ctx);
         std::mt19937 rng(seed);
         std::normal_distribution<float> d(0.0f, 1.0f);
@@ -72,7 +71,7 @@ struct AttnCase {
     // A score q.k (in double) as the path under test forms it from the raw dot product.
     double form_score(double qk) const {
         if (softcap == 0.0f) return qk * scale();
-        if (st.kv_type == GGMLType::F16) return softcap * std::tanh(qk * scale() / softcap);
+        if (st.kv_type != GGMLType::F32) return softcap * std::tanh(qk * scale() / softcap);  // flash paths
         return scale() * (softcap * std::tanh(qk / softcap));
     }
     // The first key a query at pos sees: keys with pos - j >= n_swa are masked.
@@ -88,13 +87,24 @@ struct AttnCase {
         return out;
     }
 
+    mutable std::vector<float> deq_k, deq_v;  // a quantized cache, dequantized
     float kv_at(const std::vector<std::vector<uint8_t>>& cache, size_t row, size_t i, size_t width) const {
         if (st.kv_type == GGMLType::F32) return reinterpret_cast<const float*>(cache[0].data())[row * width + i];
+        if (st.kv_type != GGMLType::F16) {  // quantized: the reference dequantization, once
+            std::vector<float>& d = &cache == &st.k_cache ? deq_k : deq_v;
+            if (d.empty()) {
+                d.resize(size_t(st.n_ctx) * width);
+                for (size_t r = 0; r < st.n_ctx; ++r)
+                    kernels::ref_traits(st.kv_type)->to_float(cache[0].data() + r * row_size(st.kv_type, width),
+                                                              d.data() + r * width, width);
+            }
+            return d[row * width + i];
+        }
         return kernels::fp16_to_fp32(reinterpret_cast<const uint16_t*>(cache[0].data())[row * width + i]);
     }
 
     // softmax(q . K * scale) . V in double over the cached values (Q rounded to F16 when the
-    // cache is F16, as the kernel does).
+    // cache is F16, through Q8_0 when it is quantized, as the kernel does).
     std::vector<double> naive() const {
         const uint32_t H = hp.n_head, G = hp.n_head / hp.n_head_kv, hd = hp.n_embd_head_k;
         const size_t nk = hp.n_embd_k_gqa();
@@ -106,11 +116,14 @@ struct AttnCase {
                 const uint32_t hk = h / G;
                 std::vector<double> s(n_kv, -INFINITY);
                 double mx = -INFINITY;
+                const std::vector<float> q8 = st.kv_type == GGMLType::Q8_0 || st.kv_type == GGMLType::Q4_0
+                                                  ? q8_rounded(t, h) : std::vector<float>();
                 for (uint32_t j = lo; j < n_kv; ++j) {
                     double acc = 0;
                     for (uint32_t i = 0; i < hd; ++i) {
                         float qi = q[(size_t(t) * H + h) * hd + i];
                         if (st.kv_type == GGMLType::F16) qi = kernels::fp16_to_fp32(kernels::fp32_to_fp16(qi));
+                        if (!q8.empty()) qi = q8[i];
                         acc += double(qi) * kv_at(st.k_cache, j, size_t(hk) * hd + i, nk);
                     }
                     s[j] = form_score(acc);
@@ -126,6 +139,17 @@ struct AttnCase {
             }
         }
         return out;
+    }
+
+    // The query of (t, h) through the reference Q8_0 quantization of its head and back.
+    std::vector<float> q8_rounded(uint32_t t, uint32_t h) const {
+        const uint32_t hd = hp.n_embd_head_k;
+        const float* qh = q.data() + (size_t(t) * hp.n_head + h) * hd;
+        std::vector<uint8_t> blk(row_size(GGMLType::Q8_0, hd));
+        std::vector<float> back(hd);
+        kernels::ref_traits(GGMLType::Q8_0)->from_float(qh, blk.data(), hd);
+        kernels::ref_traits(GGMLType::Q8_0)->to_float(blk.data(), back.data(), hd);
+        return back;
     }
 
     // The F16 flash-attention emulation one row at a time, per element (what blocks.cpp did
@@ -321,6 +345,30 @@ TEST(Attention, BadSoftcapIsRefused) {
     AttnCase s(GGMLType::F32, 0, 1, 1);
     s.softcap = -1.0f;
     EXPECT_THROW(s.run(), Error);
+}
+
+// Quantized caches (Q8_0, Q4_0): the rows as stored, read directly by K's vec_dot against the
+// query in Q8_0 and V dequantized into an F32 sum, against the double-precision softmax of the
+// same quantized values (and the Q8_0-rounded query); sliding window and soft-cap included.
+// Also bounded against the attention of the unquantized values: what the quantization costs.
+TEST(Attention, QuantizedCacheMatchesNaiveSoftmax) {
+    for (GGMLType kv : {GGMLType::Q8_0, GGMLType::Q4_0}) {
+        for (const Shape& sh : kShapes) {
+            for (int threads : {1, 2}) {
+                SCOPED_TRACE(std::string(type_name(kv)) + " " + sh.name + " threads=" + std::to_string(threads));
+                AttnCase s(kv, sh.n_past, sh.n_tokens, threads);
+                EXPECT_LT(max_abs_diff(s.run(), s.naive()), 1e-4);
+                s.n_swa = 50;
+                s.softcap = 3.0f;
+                EXPECT_LT(max_abs_diff(s.run(), s.naive()), 1e-4);
+                // The same case with an F32 cache: the quantization error stays small.
+                AttnCase f(GGMLType::F32, sh.n_past, sh.n_tokens, threads);
+                const auto exact = f.naive();
+                EXPECT_LT(max_abs_diff(AttnCase(kv, sh.n_past, sh.n_tokens, threads).run(), exact),
+                          kv == GGMLType::Q8_0 ? 0.15 : 1.5);
+            }
+        }
+    }
 }
 
 } // namespace

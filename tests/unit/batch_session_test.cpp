@@ -2,6 +2,7 @@
 #include "slm/batch.h"
 #include "slm/error.h"
 #include "slm/model.h"
+#include "slm/synth.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
@@ -117,6 +118,164 @@ TEST(BatchSession, BadInputsChangeNothing) {
     EXPECT_THROW(BatchSession(stories(), BatchOptions{0, 16}), Error);
     EXPECT_THROW(BatchSession(stories(), BatchOptions{257, 16}), Error);
     EXPECT_THROW(b.logits(1), Error);
+}
+
+// A schedule of inputs for up to three slots: prompts, single tokens and short runs mixed in one
+// pass, a slot joining late, one cleared and refilled, one truncated. Every input's logits are
+// checked against a lone Session fed the same chunks; tolerance relative to the largest logit
+// (the same sums, possibly taken in another order when the pass holds more tokens).
+void check_against_lone(std::shared_ptr<const Model> m, const BatchOptions& bo, bool expect_batched, float tol = 1e-4f) {
+    const HParams& hp = m->hparams();
+    const size_t nv = hp.n_vocab;
+    BatchSession b(m, bo);
+    EXPECT_EQ(b.batched(), expect_batched) << hp.arch;
+    SessionOptions so;
+    so.n_ctx = bo.n_ctx_slot;
+    so.kv_type = bo.kv_type;
+    so.n_threads = bo.n_threads;
+    std::vector<std::unique_ptr<Session>> lone;
+    for (uint32_t s = 0; s < bo.n_slots; ++s) lone.push_back(std::make_unique<Session>(m, so));
+    uint64_t rng = 12345;
+    auto next_tok = [&] {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        return static_cast<int32_t>((rng >> 33) % nv);
+    };
+    // step -> {slot, n_tokens}; slot 1's 40-token prompt rides with the others' single tokens.
+    const std::vector<std::vector<std::pair<uint32_t, int>>> plan = {
+        {{0, 9}},
+        {{0, 1}, {1, 40}},
+        {{1, 1}, {0, 1}, {2, 3}},
+        {{0, 3}, {1, 1}, {2, 1}},
+        {{2, 17}, {0, 1}},
+        {{0, 1}, {1, 1}, {2, 1}},
+        {{1, 2}, {2, 1}},  // then slot 0 is cleared and slot 1 truncated (below)
+        {{0, 5}, {1, 1}, {2, 1}},
+        {{0, 1}, {1, 1}, {2, 1}},
+    };
+    for (size_t step = 0; step < plan.size(); ++step) {
+        if (step == 7) {
+            b.clear(0);
+            lone[0]->reset();
+            const uint32_t n = lone[1]->recurrent() ? 0 : b.n_past(1) - 4;  // a recurrent state only resets
+            b.truncate(1, n);
+            lone[1]->truncate(n);
+        }
+        std::vector<std::vector<int32_t>> toks;
+        std::vector<BatchInput> in;
+        for (auto [slot, n] : plan[step]) {
+            if (slot >= bo.n_slots) continue;
+            toks.emplace_back();
+            for (int i = 0; i < n; ++i) toks.back().push_back(next_tok());
+        }
+        size_t k = 0;
+        for (auto [slot, n] : plan[step])
+            if (slot < bo.n_slots) in.push_back({slot, toks[k++]});
+        b.decode(in);
+        for (size_t i = 0; i < in.size(); ++i) {
+            const float* want = lone[in[i].slot]->eval(in[i].tokens);
+            const float scale = std::fabs(*std::max_element(want, want + nv));
+            ASSERT_LE(max_abs_diff(want, b.logits(i), nv), tol * std::max(1.0f, scale))
+                << hp.arch << " step " << step << " input " << i << " slot " << in[i].slot;
+            EXPECT_EQ(b.n_past(in[i].slot), lone[in[i].slot]->n_past());
+        }
+    }
+}
+
+TEST(BatchSession, SinglePassStories) {
+    BatchOptions bo;
+    bo.n_slots = 3;
+    bo.n_ctx_slot = 96;
+    check_against_lone(stories(), bo, true);
+    bo.n_batch = 5;  // passes split into chunks, some holding no input's last token
+    check_against_lone(stories(), bo, true);
+    bo.kv_type = GGMLType::F32;
+    bo.n_batch = 512;
+    check_against_lone(stories(), bo, true);
+}
+
+// The small reference models of the other architectures (F32 weights): GQA llama, qwen2 (biases),
+// qwen3, phi3, qwen2moe, gemma2 / gemma3 (sliding-window layers, soft-caps) batched; mamba and
+// jamba (recurrent) one slot after the other.
+TEST(BatchSession, SinglePassOtherArchitectures) {
+    SLM_REQUIRE_SHARED();
+    for (const char* a : {"llama", "qwen2", "qwen3", "phi3", "qwen2moe", "gemma2", "gemma3", "mamba", "jamba"}) {
+        auto m = Model::load(test::shared_path(std::string("reference/archs/") + a + "/" + a + ".f32.gguf"));
+        const bool rec = std::string(a) == "mamba" || std::string(a) == "jamba";
+        BatchOptions bo;
+        bo.n_slots = 3;
+        bo.n_ctx_slot = 96;
+        bo.n_batch = 16;
+        SCOPED_TRACE(std::string(a) + " n_swa " + std::to_string(m->hparams().n_swa));
+        for (GGMLType kv : {GGMLType::F16, GGMLType::F32, GGMLType::Q8_0, GGMLType::Q4_0}) {
+            SCOPED_TRACE(type_name(kv));
+            bo.kv_type = kv;
+            check_against_lone(m, bo, !rec);
+        }
+    }
+}
+
+// The architectures slm synth writes that have no reference model here: gemma (GeGLU, NeoX
+// RoPE), granite (multipliers), olmoe and phimoe (mixtures of experts), tiny random shapes.
+TEST(BatchSession, SinglePassSynthArchitectures) {
+    for (const char* a : {"gemma", "granite", "olmoe", "phimoe"}) {
+        SynthConfig c;
+        c.arch = a;
+        c.n_embd = 128;
+        c.n_layer = 2;
+        c.n_head = 4;
+        c.n_head_kv = 2;
+        c.head_dim = 32;
+        c.n_ff = 128;
+        c.n_ctx_train = 128;
+        c.tied_embeddings = true;
+        c.type = GGMLType::F32;
+        c.pure = true;
+        if (std::string(a) == "olmoe" || std::string(a) == "phimoe") c.n_expert = 4, c.n_expert_used = 2, c.tied_embeddings = false;
+        if (std::string(a) == "granite") c.embedding_scale = 12, c.residual_scale = 0.22f, c.attention_scale = 0.03f, c.logit_scale = 8;
+        c.tokenizer = test::model_path("stories260K/stories260K.gguf");
+        const std::string path = test::temp_dir() + "/batch-" + a + ".gguf";
+        synthesize(c, path);
+        auto m = Model::load(path);
+        SCOPED_TRACE(a);
+        BatchOptions bo;
+        bo.n_slots = 3;
+        bo.n_ctx_slot = 96;
+        bo.n_batch = 16;
+        for (GGMLType kv : {GGMLType::F16, GGMLType::Q8_0}) {
+            bo.kv_type = kv;
+            check_against_lone(m, bo, true);
+        }
+    }
+}
+
+// Quantized caches are stored per head in blocks of 32: stories260K's heads of 8 are refused,
+// naming the type and the head size; the cache shrinks as the type says.
+TEST(BatchSession, QuantizedCacheNeedsWholeBlocks) {
+    BatchOptions bo;
+    bo.n_slots = 2;
+    bo.n_ctx_slot = 32;
+    bo.kv_type = GGMLType::Q8_0;
+    try {
+        BatchSession b(stories(), bo);
+        ADD_FAILURE() << "a Q8_0 cache with heads of 8 was accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("Q8_0"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("multiples of 32"), std::string::npos) << e.what();
+    }
+    SessionOptions so;
+    so.kv_type = GGMLType::Q4_0;
+    EXPECT_THROW(Session(stories(), so), Error);
+    SLM_REQUIRE_SHARED();
+    auto m = Model::load(test::shared_path("reference/archs/llama/llama.f32.gguf"));
+    size_t bytes[3];
+    int i = 0;
+    for (GGMLType kv : {GGMLType::F16, GGMLType::Q8_0, GGMLType::Q4_0}) {
+        bo.kv_type = kv;
+        bytes[i++] = BatchSession(m, bo).cache_bytes();
+    }
+    // Per 32 values: 64 bytes (F16), 34 (Q8_0), 18 (Q4_0).
+    EXPECT_EQ(bytes[0] * 34, bytes[1] * 64);
+    EXPECT_EQ(bytes[0] * 18, bytes[2] * 64);
 }
 
 } // namespace

@@ -217,7 +217,7 @@ TEST(CliBench, ErrorsExitNonZero) {
 
     // Each bad value alone, on top of otherwise valid, quick arguments.
     const std::vector<std::pair<std::string, std::string>> bad = {
-        {"-p", "0"}, {"-r", "0"}, {"-n", "0"}, {"-t", "-1"}, {"--kv-type", "q4_0"}};
+        {"-p", "0"}, {"-r", "0"}, {"-n", "0"}, {"-t", "-1"}, {"--cache-type", "q5_1"}};
     for (const auto& [flag, value] : bad) {
         std::vector<std::string> args = {"bench", flag, value};
         for (const char* f : {"-p", "-n", "-r"})

@@ -108,7 +108,7 @@ TEST(Session, Errors) {
     }
     EXPECT_THROW(s.eval(std::span<const int32_t>()), Error);
     EXPECT_THROW(s.truncate(3), Error);
-    SessionOptions bad_kv;
+    SessionOptions bad_kv;  // a Q4_0 cache needs heads of whole blocks of 32; stories260K's are 8
     bad_kv.kv_type = GGMLType::Q4_0;
     EXPECT_THROW(Session(stories(), bad_kv), Error);
 }

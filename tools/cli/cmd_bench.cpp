@@ -171,7 +171,7 @@ void bench(const BenchOptions& o) {
     if (models.empty()) models.push_back(default_model());
     if (!o.draft.empty() || o.lookup) return bench_speculative_cmd(o, models);
     GGMLType kv_type;
-    if (!type_from_name(o.kv_type, &kv_type)) fail("--kv-type '%s' is not a type name (f16, f32)", o.kv_type.c_str());
+    if (!type_from_name(o.kv_type, &kv_type)) fail("--cache-type '%s' is not a type name (f16, f32, q8_0, q4_0)", o.kv_type.c_str());
 
     // Open every model before the (slow) bandwidth test, so a bad path fails at once.
     size_t desc_width = 5;
@@ -246,8 +246,8 @@ void add_bench(CLI::App& app) {
         ->delimiter(',')->check(CLI::Range(0, 256));
     sub->add_option("-r,--repetitions", o->reps, "Measured repetitions of each test (after one warm-up)")
         ->default_val(5)->check(CLI::Range(1, 1000));
-    sub->add_option("--kv-type", o->kv_type, "KV cache type: f16 (default, as llama.cpp) or f32")
-        ->check(CLI::IsMember({"f16", "f32", "F16", "F32"}));
+    sub->add_option("--cache-type,--kv-type", o->kv_type, "KV cache type: f16 (default, as llama.cpp), f32, q8_0 or q4_0")
+        ->check(CLI::IsMember({"f16", "f32", "q8_0", "q4_0"}, CLI::ignore_case));
     sub->add_option("--bw-size", o->bw_mib, "MiB read by the bandwidth test (default: 1 GiB or 8x the last-level cache, at most RAM/4)")
         ->check(CLI::Range(1, 1 << 20));
     sub->add_flag("--low-memory", o->low_memory, "Also run with weight streaming (slm run --low-memory): peak RSS against speed");

@@ -58,7 +58,7 @@ void chat(const ChatCliOptions& o) {
     co.gen = o.gen;
     co.session.n_ctx = o.n_ctx;
     co.session.n_threads = o.threads;
-    if (!type_from_name(o.kv_type, &co.session.kv_type)) fail("--kv-type '%s' is not a type name (f16, f32)", o.kv_type.c_str());
+    if (!type_from_name(o.kv_type, &co.session.kv_type)) fail("--cache-type '%s' is not a type name (f16, f32, q8_0, q4_0)", o.kv_type.c_str());
     ChatSession chat(model, co);
     SigintGuard guard;  // before the banner: once it is out, Ctrl-C no longer ends the program
     if (chat.template_is_fallback())
@@ -151,7 +151,8 @@ void add_chat(CLI::App& app) {
     sub->add_option("--repeat-penalty", o->gen.sampling.repeat_penalty, "Repetition penalty; 1 = off")->default_val(1.0)->check(CLI::Range(0.0, 10.0));
     sub->add_option("-s,--seed", o->gen.sampling.seed, "Random seed")->default_val(42);
     sub->add_option("-c,--ctx-size", o->n_ctx, "Context length (default: the training context, at most 4096)");
-    sub->add_option("--kv-type", o->kv_type, "KV cache type: f16 (default) or f32")->check(CLI::IsMember({"f16", "f32"}));
+    sub->add_option("--cache-type,--kv-type", o->kv_type, "KV cache type: f16 (default), f32, q8_0 or q4_0")
+        ->check(CLI::IsMember({"f16", "f32", "q8_0", "q4_0"}, CLI::ignore_case));
     sub->add_option("-t,--threads", o->threads, "Threads (default: one per physical core)")->check(CLI::Range(0, 256));
     sub->add_flag("-q,--quiet", o->quiet, "No prompt marker, banner or per-turn statistics");
     sub->callback([o]() { chat(*o); });

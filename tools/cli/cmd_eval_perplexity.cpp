@@ -53,7 +53,7 @@ void run_perplexity(const PplOptions& o, std::shared_ptr<const Model> model, con
     p.n_batch = o.n_batch;
     p.n_threads = o.threads;
     p.save_logits = o.save_logits;
-    if (!type_from_name(o.kv_type, &p.kv_type)) fail("--kv-type '%s' is not a type name (f16, f32)", o.kv_type.c_str());
+    if (!type_from_name(o.kv_type, &p.kv_type)) fail("--cache-type '%s' is not a type name (f16, f32, q8_0, q4_0)", o.kv_type.c_str());
 
     // The running estimates ("[1]x,[2]y,...", as llama-perplexity) share one line; when stdout and
     // the progress bar are the same terminal, they are printed at the end instead, so redrawing the
@@ -112,7 +112,7 @@ void run_kl_divergence(const PplOptions& o, std::shared_ptr<const Model> model, 
     p.n_chunks = o.chunks;
     p.n_batch = o.n_batch;
     p.n_threads = o.threads;
-    if (!type_from_name(o.kv_type, &p.kv_type)) fail("--kv-type '%s' is not a type name (f16, f32)", o.kv_type.c_str());
+    if (!type_from_name(o.kv_type, &p.kv_type)) fail("--cache-type '%s' is not a type name (f16, f32, q8_0, q4_0)", o.kv_type.c_str());
 
     std::optional<ProgressBar> bar;
     const KLDivergenceResult r = kl_divergence(model, p, [&](const KLDivergenceChunk& c, int n_chunk) {
@@ -203,8 +203,8 @@ void add_eval_perplexity(CLI::App& eval) {
                     "Write this model's log-probabilities of every scored token to a base file (llama.cpp's "
                     "--kl-divergence-base layout) for a later --kl-divergence");
     sub->add_option("--kl-divergence", o->kl_base, "Compare with the base file written by --save-logits (or llama-perplexity)");
-    sub->add_option("--kv-type", o->kv_type, "KV cache type: f16 (default, as llama.cpp) or f32")
-        ->check(CLI::IsMember({"f16", "f32", "F16", "F32"}));
+    sub->add_option("--cache-type,--kv-type", o->kv_type, "KV cache type: f16 (default, as llama.cpp), f32, q8_0 or q4_0")
+        ->check(CLI::IsMember({"f16", "f32", "q8_0", "q4_0"}, CLI::ignore_case));
     sub->add_option("--seed", o->seed, "Recorded in --json; perplexity itself uses no randomness");
     sub->add_option("--json", o->json_out, "Also write every figure, per chunk too, to this JSON file");
     sub->callback([o]() {

@@ -47,7 +47,7 @@ void run(const RunOptions& o) {
     so.n_ctx = o.n_ctx ? o.n_ctx : std::max(std::min<uint32_t>(hp.n_ctx_train, 4096), want);
     so.n_threads = o.threads;
     so.low_memory = o.low_memory;
-    if (!type_from_name(o.kv_type, &so.kv_type)) fail("--kv-type '%s' is not a type name (f16, f32)", o.kv_type.c_str());
+    if (!type_from_name(o.kv_type, &so.kv_type)) fail("--cache-type '%s' is not a type name (f16, f32, q8_0, q4_0)", o.kv_type.c_str());
     Session session(model, so);
 
     // Speculative decoding: a draft model of the same vocabulary, or prompt lookup.
@@ -60,6 +60,8 @@ void run(const RunOptions& o) {
         draft = std::make_unique<Session>(draft_model, so);
     }
     const bool speculative = draft != nullptr || o.spec.lookup;
+    if (speculative && o.gen.context_shift)
+        fail("--context-shift is not supported with --draft or --lookup (speculative decoding stops at the context's end)");
     auto on_text = [&](std::string_view s) {
         if (!o.json) {
             std::fwrite(s.data(), 1, s.size(), stdout);
@@ -129,11 +131,16 @@ void add_run(CLI::App& app) {
     sub->add_option("-s,--seed", o->gen.sampling.seed, "Random seed: the same seed repeats a run")->default_val(42);
     sub->add_option("--stop", o->gen.stop, "Stop string (repeatable)");
     sub->add_flag("--ignore-eos", o->gen.ignore_eos, "Keep generating past end-of-text tokens");
+    sub->add_flag("--context-shift", o->gen.context_shift,
+                  "When the context (-c) is full, forget half of the tokens after the first --keep and go on (StreamingLLM "
+                  "eviction: constant memory for any -n)");
+    sub->add_option("--keep", o->gen.n_keep, "Tokens kept at the start by --context-shift (attention sinks)")
+        ->default_val(4)->check(CLI::Range(0, 1 << 20));
     sub->add_flag("--no-special", o->no_special, "Do not parse special tokens (<s>, <|im_start|>) in the prompt");
     sub->add_option("-c,--ctx-size", o->n_ctx, "Context length (default: training context up to 4096, raised to fit)")
         ->check(CLI::Range(0, 1 << 20));
-    sub->add_option("--kv-type", o->kv_type, "KV cache type: f16 (default, as llama.cpp) or f32")
-        ->check(CLI::IsMember({"f16", "f32", "F16", "F32"}));
+    sub->add_option("--cache-type,--kv-type", o->kv_type, "KV cache type: f16 (default, as llama.cpp), f32, q8_0 or q4_0")
+        ->check(CLI::IsMember({"f16", "f32", "q8_0", "q4_0"}, CLI::ignore_case));
     sub->add_option("-t,--threads", o->threads, "Threads (default: one per physical core)")->check(CLI::Range(0, 256));
     auto* dr = sub->add_option("--draft", o->draft, "Speculative decoding with this draft model (same vocabulary, smaller)")
         ->check(CLI::ExistingFile);
