@@ -29,6 +29,7 @@ struct BatchOptions {
     uint32_t n_batch = 512;            // most tokens in one forward pass, all slots together
     GGMLType kv_type = GGMLType::F16;  // as SessionOptions::kv_type
     int n_threads = 0;                 // 0 = one per physical core
+    bool swa_full = false;             // as SessionOptions::swa_full (per slot)
 };
 
 // Tokens to append to one slot. Slots appear at most once in a decode() call.
@@ -59,6 +60,7 @@ public:
     void clear(uint32_t slot);               // empties the slot
     // Forgets the slot's positions >= n (see Session::truncate for models with a recurrent state).
     void truncate(uint32_t slot, uint32_t n);
+    bool can_truncate(uint32_t slot, uint32_t n) const;  // as Session::can_truncate, for one slot
     // Session::context_shift for one slot: forgets its positions [n_keep, n_keep + n_discard) and
     // moves the later ones down (keys re-rotated). Throws slm::Error when not batched() (a
     // recurrent state cannot forget) or for more positions than the slot holds.

@@ -141,6 +141,10 @@ struct SessionOptions {
     // memory holds about two layers instead of the model. Repacked matrices (Model::LoadOptions)
     // live in memory of their own and are not streamed. Same results, slower.
     bool low_memory = false;
+    // Sliding-window layers (Gemma 2/3) hold only their window: n_swa + n_batch positions (a
+    // ring), not n_ctx. true keeps the whole context in them too (llama.cpp's --swa-full): more
+    // memory, but truncate() can then go back anywhere. Same results either way.
+    bool swa_full = false;
 };
 
 class ThreadPool;
@@ -186,8 +190,16 @@ public:
     void reset();                       // empties the KV cache (and any recurrent state)
     // Forgets positions >= n_past. A model with a recurrent state (Mamba, Jamba) cannot forget
     // part of what it has seen: for it, only n_past 0 (a reset) or the current length is allowed.
+    // With sliding-window rings (SessionOptions::swa_full false) the n_swa - 1 positions before
+    // n_past must still be in the rings: about the last n_batch positions can be dropped, not
+    // more (can_truncate says; a caller that wants to go further resets and evaluates again).
     void truncate(uint32_t n_past);
+    // Whether truncate(n_past) is possible now: n_past 0 or the current length always; other
+    // lengths unless the model keeps a recurrent state or the rings have lost the window before.
+    bool can_truncate(uint32_t n_past) const;
     bool recurrent() const;             // the model keeps a recurrent state (see truncate)
+    // Bytes of KV cache (and recurrent state) the session holds.
+    size_t cache_bytes() const;
     // Context shift (StreamingLLM eviction, llama.cpp's context shift): forgets positions
     // [n_keep, n_keep + n_discard) - the first n_keep stay as attention sinks - and moves the
     // later ones down, re-rotating their cached keys (RoPE) to their new positions, so that

@@ -172,7 +172,7 @@ PasskeyResult run_passkey(Session& session, const PasskeyParams& params,
                 size_t common = 0;
                 const size_t lim = std::min({cached.size(), p.tokens.size() - 1, size_t(session.n_past())});
                 while (common < lim && cached[common] == p.tokens[common]) ++common;
-                if (session.recurrent() && common != session.n_past()) common = 0;  // cannot forget part
+                if (!session.can_truncate(static_cast<uint32_t>(common))) common = 0;  // cannot go back there
                 if (common == 0) session.reset();
                 else session.truncate(static_cast<uint32_t>(common));
 

@@ -221,8 +221,8 @@ size_t Scorer::reuse_prefix(const std::vector<int32_t>& tokens, size_t keep_max)
         common = std::min(common, keep_max);
     }
     if (common == kv_.size()) return common;
-    if (s_.recurrent() || common == 0) {
-        s_.reset();  // a recurrent state cannot forget part of what it has seen
+    if (common == 0 || !s_.can_truncate(static_cast<uint32_t>(common))) {
+        s_.reset();  // a recurrent state (or a sliding-window ring) cannot go back that far
         kv_.clear();
         return 0;
     }
@@ -384,11 +384,12 @@ std::string Scorer::generate(const std::string& ctx, const std::vector<std::stri
     n_evaluated += tokens.size() - keep + res.stats.n_gen;
     n_without_reuse += tokens.size() + res.stats.n_gen;
     // forget the generated tokens: the next prompt shares at most this prompt with this one
-    if (s_.recurrent()) {
+    const auto n_keep = static_cast<uint32_t>(std::min<size_t>(tokens.size(), s_.n_past()));
+    if (!s_.can_truncate(n_keep)) {
         s_.reset();
         kv_.clear();
     } else {
-        s_.truncate(static_cast<uint32_t>(std::min<size_t>(tokens.size(), s_.n_past())));
+        s_.truncate(n_keep);
         kv_ = tokens;
         kv_.resize(s_.n_past());
     }

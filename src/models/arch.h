@@ -47,9 +47,32 @@ struct SessionState {
     GGMLType kv_type = GGMLType::F16;
     std::unique_ptr<ThreadPool> pool;
 
-    // KV cache: per layer, n_ctx rows of n_embd_k_gqa(il) (K) / n_embd_v_gqa(il) (V) elements of
-    // kv_type; empty for a layer without attention.
+    // KV cache: per layer, n_kv_rows rows of n_embd_k_gqa(il) (K) / n_embd_v_gqa(il) (V) elements
+    // of kv_type (fewer for a ring, below); empty for a layer without attention.
     std::vector<std::vector<uint8_t>> k_cache, v_cache;
+    // Sliding-window layers kept as rings (SessionOptions::swa_full false): such a layer holds
+    // swa_ring = n_swa + n_batch rows per sequence instead of n_ctx (a chunk of n_batch queries
+    // still finds the n_swa keys before its first one), position p of sequence s in row
+    // s * swa_ring + p % swa_ring. kv_ring[il] is swa_ring for those layers, 0 for the others.
+    // Everything else (tok_row, tok_lo, n_past) keeps counting logical rows, s * n_ctx + p;
+    // cache_row() maps one to where it lies in layer il's cache.
+    std::vector<uint32_t> kv_ring;
+    uint32_t swa_ring = 0;
+    // Per sequence: the first position whose K/V the rings still hold (later writes overwrote
+    // the ones before, or a context shift dropped them). Attention on a ring layer never reads
+    // below it; Session::truncate refuses to go back past the window it still has.
+    std::vector<uint32_t> swa_lo;
+    // Whether the rings still hold the window (n_swa positions) of a query at position n of
+    // sequence seq: what truncating the sequence to n needs.
+    bool swa_keeps(uint32_t seq, uint32_t n, uint32_t n_swa) const {
+        if (swa_ring == 0) return true;
+        return (n + 1 > n_swa ? n + 1 - n_swa : 0) >= swa_lo[seq];
+    }
+    size_t cache_row(uint32_t il, uint32_t row) const {
+        const uint32_t r = kv_ring.empty() ? 0 : kv_ring[il];
+        if (r == 0) return row;
+        return size_t(row / n_ctx) * r + (row % n_ctx) % r;
+    }
     // Recurrent state (Mamba's conv and SSM states): per layer, ArchModel::recurrent_state_floats(il)
     // floats, zero at position 0, carried from one forward call to the next.
     std::vector<std::vector<float>> r_state;

@@ -132,10 +132,17 @@ static void store_row(GGMLType type, const float* src, uint8_t* dst, int64_t n) 
 void kv_store(SessionState& st, const HParams& hp, uint32_t il, const float* k, const float* v, uint32_t n_tokens) {
     const int64_t nk = hp.n_embd_k_gqa(il), nv = hp.n_embd_v_gqa(il);
     const size_t rk = row_size(st.kv_type, nk), rv = row_size(st.kv_type, nv);
+    const uint32_t ring = st.kv_ring.empty() ? 0 : st.kv_ring[il];
     for (uint32_t t = 0; t < n_tokens; ++t) {
-        const size_t pos = st.tok_row ? st.tok_row[t] : st.n_past + t;
-        store_row(st.kv_type, k + t * nk, st.k_cache[il].data() + pos * rk, nk);
-        store_row(st.kv_type, v + t * nv, st.v_cache[il].data() + pos * rv, nv);
+        const uint32_t row = st.tok_row ? st.tok_row[t] : st.n_past + t;
+        const size_t at = st.cache_row(il, row);
+        store_row(st.kv_type, k + t * nk, st.k_cache[il].data() + at * rk, nk);
+        store_row(st.kv_type, v + t * nv, st.v_cache[il].data() + at * rv, nv);
+        // In a ring, position p takes the row of p - ring, which is gone from then on.
+        if (ring > 0) {
+            const uint32_t seq = row / st.n_ctx, pos = row % st.n_ctx;
+            if (pos + 1 > ring) st.swa_lo[seq] = std::max(st.swa_lo[seq], pos + 1 - ring);
+        }
     }
 }
 
@@ -150,20 +157,43 @@ void kv_shift(SessionState& st, const HParams& hp, const ArchModel& arch, uint32
               uint32_t n_discard) {
     if (n_discard == 0) return;
     if (n_keep + n_discard > n_past) fail("kv_shift: keeping %u and discarding %u of %u positions", n_keep, n_discard, n_past);
-    const uint32_t n_move = n_past - n_keep - n_discard;
     const uint32_t n_rot = hp.n_rot;
+    const uint32_t seq = base / st.n_ctx;
+    // A ring holds the positions from swa_lo on: only those of the moved ones are there to move.
+    const uint32_t ring_lo = st.swa_lo.empty() ? 0 : st.swa_lo[seq];
     std::vector<float> row, cs(n_rot);
+    std::vector<uint8_t> tmp_k, tmp_v;
     for (uint32_t il = 0; il < hp.n_layer; ++il) {
         if (st.k_cache[il].empty()) continue;  // no attention in this layer
         const int64_t nk = hp.n_embd_k_gqa(il), nv = hp.n_embd_v_gqa(il);
         const size_t rk = row_size(st.kv_type, nk), rv = row_size(st.kv_type, nv);
-        uint8_t* kc = st.k_cache[il].data() + size_t(base) * rk;
-        uint8_t* vc = st.v_cache[il].data() + size_t(base) * rv;
-        const size_t from = size_t(n_keep) + n_discard, to = n_keep;
-        std::memmove(kc + to * rk, kc + from * rk, size_t(n_move) * rk);
-        std::memmove(vc + to * rv, vc + from * rv, size_t(n_move) * rv);
+        const uint32_t ring = st.kv_ring.empty() ? 0 : st.kv_ring[il];
+        // The rows that move, from logical row base + from + j to base + to + j, j < n_rows.
+        const uint32_t from = ring > 0 ? std::max(n_keep + n_discard, ring_lo) : n_keep + n_discard;
+        const uint32_t n_rows = n_past > from ? n_past - from : 0;
+        const uint32_t to = from - n_discard;
+        uint8_t* kc = st.k_cache[il].data();
+        uint8_t* vc = st.v_cache[il].data();
+        if (ring == 0) {
+            std::memmove(kc + (size_t(base) + to) * rk, kc + (size_t(base) + from) * rk, size_t(n_rows) * rk);
+            std::memmove(vc + (size_t(base) + to) * rv, vc + (size_t(base) + from) * rv, size_t(n_rows) * rv);
+        } else {
+            // Within a ring the rows rotate by n_discard: through a copy, as they may overlap.
+            tmp_k.resize(size_t(n_rows) * rk);
+            tmp_v.resize(size_t(n_rows) * rv);
+            for (uint32_t j = 0; j < n_rows; ++j) {
+                const size_t at = st.cache_row(il, base + from + j);
+                std::memcpy(tmp_k.data() + size_t(j) * rk, kc + at * rk, rk);
+                std::memcpy(tmp_v.data() + size_t(j) * rv, vc + at * rv, rv);
+            }
+            for (uint32_t j = 0; j < n_rows; ++j) {
+                const size_t at = st.cache_row(il, base + to + j);
+                std::memcpy(kc + at * rk, tmp_k.data() + size_t(j) * rk, rk);
+                std::memcpy(vc + at * rv, tmp_v.data() + size_t(j) * rv, rv);
+            }
+        }
         const ArchModel::LayerRope lr = arch.layer_rope(hp, il, st);
-        if (!lr.rotated || n_move == 0) continue;
+        if (!lr.rotated || n_rows == 0) continue;
         // cos and sin of the rotation by -n_discard positions, pair by pair as rope_cache
         // forms a position's angles (theta advanced by repeated multiplication in float).
         const float theta_scale = std::pow(lr.base, -2.0f / static_cast<float>(n_rot));
@@ -177,8 +207,8 @@ void kv_shift(SessionState& st, const HParams& hp, const ArchModel& arch, uint32
         }
         row.resize(static_cast<size_t>(nk));
         const uint32_t hd = hp.n_embd_head_k, n_head_kv = static_cast<uint32_t>(nk / hd);
-        for (uint32_t j = 0; j < n_move; ++j) {
-            uint8_t* kr = kc + (size_t(to) + j) * rk;
+        for (uint32_t j = 0; j < n_rows; ++j) {
+            uint8_t* kr = kc + st.cache_row(il, base + to + j) * rk;
             load_row(st.kv_type, kr, row.data(), nk);
             for (uint32_t h = 0; h < n_head_kv; ++h) {
                 float* v = row.data() + size_t(h) * hd;
@@ -194,6 +224,11 @@ void kv_shift(SessionState& st, const HParams& hp, const ArchModel& arch, uint32
             store_row(st.kv_type, row.data(), kr, nk);
         }
     }
+    // What the rings hold now: the sinks they still had and every moved row; when the sinks were
+    // already overwritten, nothing below the moved rows (a window reaching back there sees less
+    // than the full cache would: the sinks are gone, as in llama.cpp's sliding-window cache).
+    if (!st.swa_lo.empty() && ring_lo > n_keep)
+        st.swa_lo[seq] = std::max(n_keep, ring_lo > n_keep + n_discard ? ring_lo - n_discard : n_keep);
 }
 
 // Attention over an F16 KV cache as llama.cpp computes it by default (flash attention on the CPU,
@@ -225,9 +260,16 @@ uint32_t tok_row(const SessionState& st, uint32_t t) { return st.tok_row ? st.to
 
 // The first row of token t's own rows: its window start, or the start of its branch or sequence
 // when later (a sequence's rows are its positions shifted, so the window counts the same in rows).
-uint32_t tok_own(const SessionState& st, uint32_t t, uint32_t n_swa) {
-    const uint32_t w = window_start(tok_row(st, t), n_swa);
-    return st.tok_lo ? std::max(st.tok_lo[t], w) : w;
+// On a ring layer (SessionState::kv_ring), never below the first position the ring still holds.
+uint32_t tok_own(const SessionState& st, uint32_t il, uint32_t t, uint32_t n_swa) {
+    const uint32_t row = tok_row(st, t);
+    uint32_t w = window_start(row, n_swa);
+    if (st.tok_lo) w = std::max(st.tok_lo[t], w);
+    if (!st.kv_ring.empty() && st.kv_ring[il] > 0) {
+        const uint32_t seq = row / st.n_ctx;
+        w = std::max(w, seq * st.n_ctx + st.swa_lo[seq]);
+    }
+    return w;
 }
 
 struct F16Scratch {
@@ -257,6 +299,7 @@ static void attention_f16(SessionState& st, const HParams& hp, uint32_t il, cons
     const size_t q_stride = static_cast<size_t>(n_head) * hd_k;
     const size_t o_stride = static_cast<size_t>(n_head) * hd_v;
     const int n_threads = st.pool ? st.pool->size() : 1;
+    const uint32_t ring = st.kv_ring.empty() ? 0 : st.kv_ring[il];
 
     // Scratch for every thread, sized once (the first call) for the largest work item.
     const F16Scratch need = f16_scratch_size(hp);
@@ -310,13 +353,13 @@ static void attention_f16(SessionState& st, const HParams& hp, uint32_t il, cons
             uint32_t n_kv_max = 0, lo_min = UINT32_MAX;
             for (uint32_t t = t0; t < t1; ++t) {
                 n_kv_max = std::max(n_kv_max, tok_row(st, t) + 1);
-                const uint32_t own = tok_own(st, t, p.n_swa);
+                const uint32_t own = tok_own(st, il, t, p.n_swa);
                 lo_min = std::min(lo_min, st.tok_pos && std::min(st.branch_prefix, own) > 0 ? 0 : own);
             }
             for (uint32_t j0 = lo_min / kKVTile * kKVTile; j0 < n_kv_max; j0 += kKVTile) {
                 for (uint32_t t = t0; t < t1; ++t) {
                     const uint32_t n_kv = tok_row(st, t) + 1;
-                    const uint32_t own = tok_own(st, t, p.n_swa);
+                    const uint32_t own = tok_own(st, il, t, p.n_swa);
                     const uint32_t n_pre = st.tok_pos ? std::min(st.branch_prefix, own) : 0;
                     // The visible rows of this tile, in increasing order: [j0, prefix) then [own, n_kv).
                     const uint32_t ranges[2][2] = {{j0, std::min(j0 + kKVTile, n_pre)},
@@ -324,16 +367,32 @@ static void attention_f16(SessionState& st, const HParams& hp, uint32_t il, cons
                     for (const auto& r : ranges) {
                         const uint32_t lo = r[0], hi = r[1];
                         if (hi <= lo) continue;  // the tile is past this query, or before its window
+                        // In a ring the rows [lo, hi) lie in at most two runs (hi - lo <= n_swa <
+                        // ring): the one up to the end of the sequence's ring, then from its start.
+                        // attn_f16 goes on from where the last call stopped, so the split changes
+                        // nothing.
+                        const size_t p0 = st.cache_row(il, lo);
                         const uint32_t n = hi - lo;
-                        kernels::AttnF16Rows rows = rows0;
-                        rows.k = kc + static_cast<size_t>(lo) * nk + static_cast<size_t>(hk) * hd_k;
-                        rows.v = vc + static_cast<size_t>(lo) * nv + static_cast<size_t>(hk) * hd_v;
-                        for (uint32_t h = h0; h < h1; ++h) {
-                            const size_t i = static_cast<size_t>(t - t0) * nh + (h - h0);
-                            kernels::AttnF16State s{Ms[i], Ss[i], acc16 + i * hd_v};
-                            ops.attn_f16(rows, q16 + i * hd_k, n, s, scratch);
-                            Ms[i] = s.M;
-                            Ss[i] = s.S;
+                        uint32_t n_a = n;
+                        size_t p1 = 0;
+                        if (ring > 0) {
+                            const size_t ring_end = (p0 / ring + 1) * ring;
+                            n_a = static_cast<uint32_t>(std::min<size_t>(n, ring_end - p0));
+                            p1 = ring_end - ring;
+                        }
+                        const size_t runs[2][2] = {{p0, n_a}, {p1, n - n_a}};
+                        for (const auto& run : runs) {
+                            if (run[1] == 0) continue;
+                            kernels::AttnF16Rows rows = rows0;
+                            rows.k = kc + run[0] * nk + static_cast<size_t>(hk) * hd_k;
+                            rows.v = vc + run[0] * nv + static_cast<size_t>(hk) * hd_v;
+                            for (uint32_t h = h0; h < h1; ++h) {
+                                const size_t i = static_cast<size_t>(t - t0) * nh + (h - h0);
+                                kernels::AttnF16State s{Ms[i], Ss[i], acc16 + i * hd_v};
+                                ops.attn_f16(rows, q16 + i * hd_k, static_cast<int64_t>(run[1]), s, scratch);
+                                Ms[i] = s.M;
+                                Ss[i] = s.S;
+                            }
                         }
                     }
                 }
@@ -409,7 +468,7 @@ static void attention_f32(SessionState& st, const HParams& hp, uint32_t il, cons
             const uint32_t hk = h / group;
             const uint32_t n_kv = tok_row(st, t) + 1;  // causal: this token and everything before
             // Visible: [0, n_pre) and [own, n_kv); n_pre = 0 unless this is a branch (see SessionState).
-            const uint32_t own = tok_own(st, t, p.n_swa);
+            const uint32_t own = tok_own(st, il, t, p.n_swa);
             const uint32_t n_pre = st.tok_pos ? std::min(st.branch_prefix, own) : 0;
             const uint32_t lo = n_pre > 0 ? 0 : own;
             const uint32_t c0 = lo / 16 * 16, c1 = (n_kv + 15) / 16 * 16;  // whole groups of 16
@@ -423,7 +482,7 @@ static void attention_f32(SessionState& st, const HParams& hp, uint32_t il, cons
             auto visible = [&](uint32_t j) { return j < n_pre || j >= own; };
             for (uint32_t j = lo; j < n_kv; ++j) {
                 if (!visible(j)) continue;
-                float s = kq_dot(hd_k, kc + static_cast<size_t>(j) * nk + static_cast<size_t>(hk) * hd_k, qh);
+                float s = kq_dot(hd_k, kc + st.cache_row(il, j) * nk + static_cast<size_t>(hk) * hd_k, qh);
                 // llama.cpp's graph soft-caps KQ before ggml_soft_max_ext applies the KQ scale.
                 if (softcap != 0.0f) s = std::tanh(s * inv_softcap) * softcap;
                 sc[j] = s * scale;
@@ -435,7 +494,7 @@ static void attention_f32(SessionState& st, const HParams& hp, uint32_t il, cons
             for (uint32_t j = lo; j < n_kv; ++j)
                 if (visible(j))
                     ops.mad_f32(hd_v, lanes + (j % 16) * static_cast<size_t>(hd_v),
-                                vc + static_cast<size_t>(j) * nv + static_cast<size_t>(hk) * hd_v, ex[j] * inv);
+                                vc + st.cache_row(il, j) * nv + static_cast<size_t>(hk) * hd_v, ex[j] * inv);
             reduce16_rows(lanes, hd_v, o);
         }
     };
@@ -483,7 +542,7 @@ static void attention_q(SessionState& st, const HParams& hp, uint32_t il, const 
             const uint32_t t = static_cast<uint32_t>(w / n_head), h = static_cast<uint32_t>(w % n_head);
             const uint32_t hk = h / group;
             const uint32_t n_kv = tok_row(st, t) + 1;
-            const uint32_t own = tok_own(st, t, p.n_swa);
+            const uint32_t own = tok_own(st, il, t, p.n_swa);
             const uint32_t n_pre = st.tok_pos ? std::min(st.branch_prefix, own) : 0;
             qt->from_float(q + t * q_stride + static_cast<size_t>(h) * hd_k, q8, hd_k);
             float* o = out + t * o_stride + static_cast<size_t>(h) * hd_v;
@@ -493,7 +552,8 @@ static void attention_q(SessionState& st, const HParams& hp, uint32_t il, const 
             for (const auto& r : ranges) {
                 for (uint32_t j = r[0]; j < r[1]; ++j) {
                     float s;
-                    kt->vec_dot(hd_k, &s, kc + j * rk + hk * hk_bytes, q8);
+                    const size_t at = st.cache_row(il, j);
+                    kt->vec_dot(hd_k, &s, kc + at * rk + hk * hk_bytes, q8);
                     s *= scale;
                     if (p.softcap != 0.0f) s = p.softcap * std::tanh(s);
                     float ms = 1.0f, vs = 1.0f;
@@ -505,7 +565,7 @@ static void attention_q(SessionState& st, const HParams& hp, uint32_t il, const 
                     } else {
                         vs = std::exp(s - M);
                     }
-                    kt->to_float(vc + j * rv + hk * hv_bytes, v32, hd_v);
+                    kt->to_float(vc + at * rv + hk * hv_bytes, v32, hd_v);
                     ops.mad_f32(hd_v, o, v32, vs);
                     S = S * ms + vs;
                 }
@@ -524,6 +584,10 @@ static void attention_q(SessionState& st, const HParams& hp, uint32_t il, const 
 void attention(SessionState& st, const HParams& hp, uint32_t il, const float* q, float* out, uint32_t n_tokens,
                const AttnParams& p) {
     if (!(p.softcap >= 0.0f) || std::isinf(p.softcap)) fail("attention: soft-cap %g must be finite and >= 0", p.softcap);
+    // A ring holds n_swa + n_batch positions: enough for a window of at most n_swa, not more.
+    if (!st.kv_ring.empty() && st.kv_ring[il] > 0 && (p.n_swa == 0 || p.n_swa > hp.n_swa))
+        fail("attention: layer %u keeps a sliding-window ring of %u rows but attends with a window of %u (n_swa %u)", il,
+             st.kv_ring[il], p.n_swa, hp.n_swa);
     if (st.kv_type == GGMLType::F16)
         attention_f16(st, hp, il, q, out, n_tokens, p);
     else if (st.kv_type == GGMLType::F32)

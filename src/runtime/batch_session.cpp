@@ -48,6 +48,7 @@ BatchSession::BatchSession(std::shared_ptr<const Model> model, const BatchOption
     so.n_batch = opts.n_batch;
     so.kv_type = opts.kv_type;
     so.n_threads = opts.n_threads;
+    so.swa_full = opts.swa_full;
     if (is_recurrent(*model_)) {
         for (uint32_t s = 0; s < opts.n_slots; ++s) st_->slots.push_back(std::make_unique<Session>(model_, so));
         st_->opts.n_ctx_slot = st_->slots[0]->n_ctx();
@@ -163,9 +164,10 @@ uint32_t BatchSession::n_past(uint32_t slot) const {
 
 void BatchSession::clear(uint32_t slot) {
     if (slot >= n_slots()) fail("batch: slot %u is outside 0..%u", slot, n_slots() - 1);
-    if (batched())
+    if (batched()) {
         st_->n_past[slot] = 0;
-    else
+        st_->st->swa_lo[slot] = 0;
+    } else
         st_->slots[slot]->reset();
 }
 
@@ -174,7 +176,20 @@ void BatchSession::truncate(uint32_t slot, uint32_t n) {
     if (!batched()) return st_->slots[slot]->truncate(n);
     if (n > st_->n_past[slot])
         fail("batch: slot %u: cannot truncate to %u, only %u positions are cached", slot, n, st_->n_past[slot]);
+    if (n == 0) return clear(slot);
+    if (!can_truncate(slot, n))
+        fail("batch: slot %u: cannot truncate to %u of %u positions: the sliding-window layers keep only the last %u "
+             "positions (from %u on), and the window before %u starts earlier; clear the slot and decode again, or "
+             "use swa_full", slot, n, st_->n_past[slot], st_->st->swa_ring, st_->st->swa_lo[slot], n);
     st_->n_past[slot] = n;
+}
+
+bool BatchSession::can_truncate(uint32_t slot, uint32_t n) const {
+    if (slot >= n_slots()) fail("batch: slot %u is outside 0..%u", slot, n_slots() - 1);
+    if (!batched()) return st_->slots[slot]->can_truncate(n);
+    if (n == 0 || n == st_->n_past[slot]) return true;
+    if (n > st_->n_past[slot]) return false;
+    return st_->st->swa_keeps(slot, n, model_->hparams().n_swa);
 }
 
 void BatchSession::context_shift(uint32_t slot, uint32_t n_keep, uint32_t n_discard) {
@@ -195,14 +210,15 @@ int BatchSession::n_threads() const { return batched() ? st_->st->pool->size() :
 bool BatchSession::batched() const { return st_->st != nullptr; }
 
 size_t BatchSession::cache_bytes() const {
-    const HParams& hp = model_->hparams();
-    const GGMLType kt = st_->opts.kv_type;
-    size_t per_pos = 0;
-    for (uint32_t il = 0; il < hp.n_layer; ++il)
-        per_pos += row_size(kt, hp.n_embd_k_gqa(il)) + row_size(kt, hp.n_embd_v_gqa(il));
-    size_t recurrent = 0;
-    for (uint32_t il = 0; il < hp.n_layer; ++il) recurrent += model_->arch().recurrent_state_floats(il) * sizeof(float);
-    return (per_pos * st_->opts.n_ctx_slot + recurrent) * n_slots();
+    if (batched()) {  // what is allocated: sliding-window rings hold fewer rows than the others
+        const SessionState& st = *st_->st;
+        size_t n = 0;
+        for (size_t il = 0; il < st.k_cache.size(); ++il) n += st.k_cache[il].size() + st.v_cache[il].size();
+        return n;
+    }
+    size_t n = 0;
+    for (const auto& s : st_->slots) n += s->cache_bytes();
+    return n;
 }
 
 } // namespace slm

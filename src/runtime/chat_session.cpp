@@ -86,8 +86,8 @@ GenerateResult ChatSession::send(std::string_view user, const std::function<bool
     while (keep < cached_.size() && keep < prompt.size() && cached_[keep] == prompt[keep]) ++keep;
     if (keep == prompt.size()) --keep;
     if (keep < cached_.size()) {
-        if (session_->recurrent() && keep > 0) {
-            keep = 0;  // a recurrent state cannot forget: read the conversation again
+        if (keep > 0 && !session_->can_truncate(static_cast<uint32_t>(keep))) {
+            keep = 0;  // a recurrent state, or sliding-window rings, cannot go back: read it again
         }
         session_->truncate(static_cast<uint32_t>(keep));
         cached_.resize(keep);

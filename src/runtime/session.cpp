@@ -136,9 +136,23 @@ std::unique_ptr<SessionState> make_session_state(const Model& model, const Sessi
     st.k_cache.resize(hp.n_layer);
     st.v_cache.resize(hp.n_layer);
     st.r_state.resize(hp.n_layer);
+    // Sliding-window layers as rings of n_swa + n_batch rows per sequence (a chunk's queries, at
+    // most n_batch of one sequence, still find the n_swa keys before the first), when that is
+    // less than the context (SessionState::kv_ring).
+    st.kv_ring.assign(hp.n_layer, 0);
+    st.swa_lo.assign(n_seq, 0);
+    if (!opts.swa_full && hp.n_swa > 0) {
+        const uint64_t ring = uint64_t(hp.n_swa) + std::min(st.n_batch, st.n_ctx);
+        if (ring < st.n_ctx) {
+            st.swa_ring = static_cast<uint32_t>(ring);
+            for (uint32_t il = 0; il < hp.n_layer; ++il)
+                if (hp.is_swa(il)) st.kv_ring[il] = st.swa_ring;
+        }
+    }
     for (uint32_t il = 0; il < hp.n_layer; ++il) {
-        st.k_cache[il].assign(size_t(st.n_kv_rows) * row_size(kv, hp.n_embd_k_gqa(il)), 0);
-        st.v_cache[il].assign(size_t(st.n_kv_rows) * row_size(kv, hp.n_embd_v_gqa(il)), 0);
+        const size_t rows = st.kv_ring[il] > 0 ? size_t(st.kv_ring[il]) * n_seq : size_t(st.n_kv_rows);
+        st.k_cache[il].assign(rows * row_size(kv, hp.n_embd_k_gqa(il)), 0);
+        st.v_cache[il].assign(rows * row_size(kv, hp.n_embd_v_gqa(il)), 0);
         st.r_state[il].assign(arch.recurrent_state_floats(il), 0.0f);
     }
     const size_t B = st.n_batch;
@@ -210,6 +224,7 @@ void Session::set_matmul_observer(MatmulObserver* o) { st_->observer = o; }
 ThreadPool& Session::thread_pool() { return *st_->pool; }
 void Session::reset() {
     st_->n_past = 0;
+    std::fill(st_->swa_lo.begin(), st_->swa_lo.end(), 0u);
     for (auto& r : st_->r_state) std::fill(r.begin(), r.end(), 0.0f);
 }
 
@@ -221,7 +236,24 @@ void Session::truncate(uint32_t n_past) {
     if (recurrent_)
         fail("session: cannot truncate to %u of %u positions: the model (%s) keeps a recurrent state; only reset() "
              "to 0 is possible", n_past, st_->n_past, model_->hparams().arch.c_str());
+    if (!can_truncate(n_past))
+        fail("session: cannot truncate to %u of %u positions: the sliding-window layers keep only the last %u "
+             "positions (from %u on), and the window before %u starts earlier; reset() and evaluate again, or use "
+             "swa_full (--swa-full)", n_past, st_->n_past, st_->swa_ring, st_->swa_lo[0], n_past);
     st_->n_past = n_past;
+}
+
+bool Session::can_truncate(uint32_t n_past) const {
+    if (n_past == 0 || n_past == st_->n_past) return true;
+    if (n_past > st_->n_past || recurrent_) return false;
+    return st_->swa_keeps(0, n_past, model_->hparams().n_swa);
+}
+
+size_t Session::cache_bytes() const {
+    size_t n = 0;
+    for (uint32_t il = 0; il < st_->k_cache.size(); ++il)
+        n += st_->k_cache[il].size() + st_->v_cache[il].size() + st_->r_state[il].size() * sizeof(float);
+    return n;
 }
 
 bool Session::recurrent() const { return recurrent_; }
