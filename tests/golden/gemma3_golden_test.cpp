@@ -40,6 +40,10 @@ class Golden : public ::testing::TestWithParam<GoldenCase> {};
 
 TEST_P(Golden, MatchesLlamaCpp) { slm::test::run_golden(GetParam()); }
 
+// The same with the local layers' caches as rings of 8 + 4 rows (prompts in chunks of 4): the
+// 15-19 token prompts and 16 greedy steps wrap them several times.
+TEST_P(Golden, MatchesLlamaCppWithSlidingWindowRing) { slm::test::run_golden(GetParam(), 4); }
+
 INSTANTIATE_TEST_SUITE_P(LlamaCpp, Golden, ::testing::ValuesIn(cases()),
                          [](const auto& info) { return std::string(info.param.name); });
 

@@ -40,7 +40,9 @@ inline std::string arch_ref(const std::string& arch, const std::string& file) {
     return shared_path("reference/archs/" + arch + "/" + file);
 }
 
-inline void run_golden(const GoldenCase& c) {
+// n_batch > 0: evaluate the prompts in chunks of n_batch (with sliding-window layers that makes
+// their caches rings of n_swa + n_batch rows, which the prompts and continuations then wrap).
+inline void run_golden(const GoldenCase& c, uint32_t n_batch = 0) {
     if (c.shared) SLM_REQUIRE_SHARED();
     auto model = Model::load(c.model);
     std::ifstream in(c.dump);
@@ -71,6 +73,7 @@ inline void run_golden(const GoldenCase& c) {
         so.n_ctx = 512;
         so.kv_type = c.kv;
         so.n_threads = 2;
+        if (n_batch > 0) so.n_batch = n_batch;
         auto s = std::make_unique<Session>(model, so);
         s->eval(toks, true);
         auto logits = s->logits();
