@@ -41,6 +41,9 @@ struct ServeOptions {
     uint32_t n_ctx = 0;                    // context per slot; 0 = the training context, at most 4096
     uint32_t n_batch = 512;                // most tokens in one forward pass
     GGMLType kv_type = GGMLType::F16;
+    // Sliding-window layers hold the whole context too (BatchOptions::swa_full): a slot's cached
+    // prompt can then be reused from any point, at the cost of memory.
+    bool swa_full = false;
     int n_threads = 0;                     // compute threads; 0 = one per physical core
     uint32_t max_queue = 64;               // requests waiting for a slot; more get 429
     size_t max_body_bytes = 1u << 20;      // larger request bodies get 413

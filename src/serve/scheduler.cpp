@@ -58,6 +58,7 @@ Scheduler::Scheduler(std::shared_ptr<const Model> model, const SchedulerOptions&
     bo.n_ctx_slot = opts.n_ctx ? opts.n_ctx : std::min<uint32_t>(model_->hparams().n_ctx_train, 4096);
     bo.n_batch = opts.n_batch;
     bo.kv_type = opts.kv_type;
+    bo.swa_full = opts.swa_full;
     bo.n_threads = opts.n_threads;
     batch_ = std::make_unique<BatchSession>(model_, bo);
     n_slots_ = batch_->n_slots();

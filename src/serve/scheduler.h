@@ -61,6 +61,7 @@ struct SchedulerOptions {
     uint32_t n_ctx = 0;
     uint32_t n_batch = 512;
     GGMLType kv_type = GGMLType::F16;
+    bool swa_full = false;  // BatchOptions::swa_full
     int n_threads = 0;
     uint32_t max_queue = 64;
     bool prefix_cache = true;

@@ -135,6 +135,7 @@ void Server::Impl::load() {
         so.n_ctx = opts.n_ctx;
         so.n_batch = opts.n_batch;
         so.kv_type = opts.kv_type;
+        so.swa_full = opts.swa_full;
         so.n_threads = opts.n_threads;
         so.max_queue = opts.max_queue;
         so.prefix_cache = opts.prefix_cache;

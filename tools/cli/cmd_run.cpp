@@ -20,7 +20,7 @@ namespace {
 
 struct RunOptions {
     std::string model, prompt, prompt_file, kv_type = "f16", lora, draft;
-    bool prompt_given = false, json = false, no_special = false, low_memory = false, mlock = false;
+    bool prompt_given = false, json = false, no_special = false, low_memory = false, mlock = false, swa_full = false;
     SpeculativeParams spec;
     uint32_t n_ctx = 0;
     int threads = 0;
@@ -47,6 +47,7 @@ void run(const RunOptions& o) {
     so.n_ctx = o.n_ctx ? o.n_ctx : std::max(std::min<uint32_t>(hp.n_ctx_train, 4096), want);
     so.n_threads = o.threads;
     so.low_memory = o.low_memory;
+    so.swa_full = o.swa_full;
     if (!type_from_name(o.kv_type, &so.kv_type)) fail("--cache-type '%s' is not a type name (f16, f32, q8_0, q4_0)", o.kv_type.c_str());
     Session session(model, so);
 
@@ -155,6 +156,7 @@ void add_run(CLI::App& app) {
     auto* lm = sub->add_flag("--low-memory", o->low_memory,
                              "Stream the weights layer by layer (read ahead, released after use): resident memory about two layers");
     sub->add_flag("--mlock", o->mlock, "Lock the weights in RAM (fails if ulimit -l is too small)")->excludes(lm);
+    sub->add_flag("--swa-full", o->swa_full, "Sliding-window layers (Gemma 2/3) keep the whole context, not only their window (more memory)");
     sub->add_flag("--json", o->json, "Print one JSON object (prompt_tokens, tokens, text, timings) instead of text");
     sub->callback([o]() { run(*o); });
 }

@@ -76,6 +76,7 @@ void add_serve(CLI::App& app) {
     sub->add_option("-c,--ctx-size", o.n_ctx, "Context per slot (default: training context, at most 4096)")->check(CLI::Range(0, 1 << 20));
     sub->add_option("-b,--batch-size", o.n_batch, "Most tokens in one forward pass")->check(CLI::Range(1, 1 << 16));
     sub->add_option("--cache-type,--kv-type", f->cache_type, "KV cache type (f16 default)");
+    sub->add_flag("--swa-full", o.swa_full, "Sliding-window layers (Gemma 2/3) keep the whole context, not only their window");
     sub->add_option("-t,--threads", o.n_threads, "Compute threads (default: one per physical core)")->check(CLI::Range(0, 256));
     sub->add_option("--queue", o.max_queue, "Requests that may wait for a slot; more get 429")->check(CLI::Range(0, 100000));
     sub->add_option("--max-body", o.max_body_bytes, "Largest request body in bytes; larger get 413")->check(CLI::Range(1024, 1 << 30));
