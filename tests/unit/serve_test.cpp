@@ -174,8 +174,15 @@ TEST_F(Serve, HealthModelsMetrics) {
     ASSERT_EQ(m.j()["data"].size(), 1u);
     EXPECT_EQ(m.j()["data"][0]["id"], "stories260K");
     EXPECT_EQ(m.j()["data"][0]["meta"]["n_ctx_slot"], kCtx);
-    Resp x = request(port_, "GET", "/metrics");
-    ASSERT_EQ(x.status, 200);
+    // httplib logs a request (where the HTTP counters are bumped) after its answer has been sent,
+    // so the /health answer can reach the client before its count does: wait for it (2 s at most).
+    Resp x;
+    for (int i = 0; i < 100; ++i) {
+        x = request(port_, "GET", "/metrics");
+        ASSERT_EQ(x.status, 200);
+        if (x.body.find("slm_http_requests_total{endpoint=\"/health\",status=\"200\"}") != std::string::npos) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
     for (const char* name : {"slm_queue_length ", "slm_kv_cache_usage_ratio ", "slm_kv_cache_bytes ", "slm_generated_tokens_total ",
                              "slm_request_duration_seconds_bucket{le=\"+Inf\"}", "slm_time_to_first_token_seconds_count",
                              "slm_prompt_tokens_cached_total ", "slm_http_requests_total{endpoint=\"/health\",status=\"200\"}"})
