@@ -1,6 +1,8 @@
 // generate.cpp - prompt processing, sampling loop, UTF-8-safe streaming, stop strings.
 #include "slm/generate.h"
 
+#include "runtime/stop_filter.h"
+
 #include "slm/error.h"
 #include "slm/vocab.h"
 
@@ -17,52 +19,6 @@ using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
-
-// Holds back text that could still become a stop string, and cuts at the first one found.
-class StopFilter {
-public:
-    explicit StopFilter(const std::vector<std::string>& stops) : stops_(stops) {
-        for (const auto& s : stops_)
-            if (s.empty()) fail("generate: an empty stop string would stop at once");
-    }
-    // Adds text; returns the part that is now final. Sets hit() when a stop string appeared.
-    std::string push(std::string_view text) {
-        pending_ += text;
-        size_t cut = std::string::npos;
-        for (const auto& s : stops_) {
-            size_t p = pending_.find(s);
-            if (p != std::string::npos && p < cut) cut = p;
-        }
-        if (cut != std::string::npos) {
-            hit_ = true;
-            std::string out = pending_.substr(0, cut);
-            pending_.clear();
-            return out;
-        }
-        // Keep the longest suffix that is a prefix of some stop string.
-        size_t keep = 0;
-        for (const auto& s : stops_)
-            for (size_t k = std::min(s.size() - 1, pending_.size()); k > keep; --k)
-                if (pending_.compare(pending_.size() - k, k, s, 0, k) == 0) {
-                    keep = k;
-                    break;
-                }
-        std::string out = pending_.substr(0, pending_.size() - keep);
-        pending_.erase(0, pending_.size() - keep);
-        return out;
-    }
-    std::string flush() {
-        std::string out;
-        out.swap(pending_);
-        return out;
-    }
-    bool hit() const { return hit_; }
-
-private:
-    const std::vector<std::string>& stops_;
-    std::string pending_;
-    bool hit_ = false;
-};
 
 } // namespace
 
@@ -82,6 +38,8 @@ GenerateResult generate(Session& session, std::span<const int32_t> prompt, const
     GenerateResult res;
     Sampler sampler(params.sampling, n_vocab);
     for (int32_t t : prompt) sampler.accept(t);
+    for (const auto& st : params.stop)
+        if (st.empty()) fail("generate: an empty stop string would stop at once");
     StopFilter stop(params.stop);
     Utf8Stream utf8;
     bool cancelled = false;

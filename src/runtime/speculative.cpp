@@ -1,6 +1,8 @@
 // speculative.cpp - speculative decoding with a draft model or prompt lookup (see slm/speculative.h).
 #include "slm/speculative.h"
 
+#include "runtime/stop_filter.h"
+
 #include "slm/bench.h"
 #include "slm/error.h"
 #include "slm/vocab.h"
@@ -26,7 +28,7 @@ class TokenOutput {
 public:
     TokenOutput(const Vocab& vocab, const GenerateParams& params, GenerateResult& res, bool strip_space,
                 const std::function<bool(std::string_view)>& on_text)
-        : vocab_(vocab), params_(params), res_(res), strip_space_(strip_space), on_text_(on_text) {
+        : vocab_(vocab), params_(params), res_(res), strip_space_(strip_space), on_text_(on_text), stop_(params.stop) {
         for (const auto& s : params_.stop)
             if (s.empty()) fail("generate: an empty stop string would stop at once");
     }
@@ -44,8 +46,8 @@ public:
             if (piece[0] == ' ') piece.erase(0, 1);
             strip_space_ = false;
         }
-        emit(filter(utf8_.push(piece)));
-        if (hit_) {
+        emit(stop_.push(utf8_.push(piece)));
+        if (stop_.hit()) {
             res_.stop_reason = "stop";
             return false;
         }
@@ -62,10 +64,9 @@ public:
     }
 
     void finish() {
-        if (hit_) return;
-        std::string rest = filter(utf8_.flush());
-        rest += pending_;
-        pending_.clear();
+        if (stop_.hit()) return;
+        std::string rest = stop_.push(utf8_.flush());
+        rest += stop_.flush();
         emit(rest);
     }
 
@@ -76,36 +77,13 @@ private:
     bool strip_space_;
     const std::function<bool(std::string_view)>& on_text_;
     Utf8Stream utf8_;
-    std::string pending_;  // text that could still be the start of a stop string
-    bool hit_ = false, cancelled_ = false;
+    StopFilter stop_;
+    bool cancelled_ = false;
 
     void emit(const std::string& s) {
         if (s.empty()) return;
         res_.text += s;
         if (on_text_ && !on_text_(s)) cancelled_ = true;
-    }
-
-    // Adds text; returns what is final, cutting at the first stop string.
-    std::string filter(std::string_view text) {
-        pending_ += text;
-        size_t cut = std::string::npos;
-        for (const auto& s : params_.stop) cut = std::min(cut, pending_.find(s));
-        if (cut != std::string::npos) {
-            hit_ = true;
-            std::string out = pending_.substr(0, cut);
-            pending_.clear();
-            return out;
-        }
-        size_t keep = 0;  // the longest suffix that begins some stop string
-        for (const auto& s : params_.stop)
-            for (size_t k = std::min(s.size() - 1, pending_.size()); k > keep; --k)
-                if (pending_.compare(pending_.size() - k, k, s, 0, k) == 0) {
-                    keep = k;
-                    break;
-                }
-        std::string out = pending_.substr(0, pending_.size() - keep);
-        pending_.erase(0, pending_.size() - keep);
-        return out;
     }
 };
 

@@ -1,6 +1,8 @@
 // api.cpp - request parsing and validation, logprobs, error bodies.
 #include "serve/api.h"
 
+#include "formats/json_util.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -107,23 +109,10 @@ std::string error_body(const ApiError& e) {
 }
 
 json parse_body(std::string_view body, int max_depth) {
-    // A scan outside strings for the nesting depth: deeper documents are refused before parsing,
-    // so neither the parser nor a later dump() recurses on them.
-    int depth = 0;
-    bool in_str = false, esc = false;
-    for (char c : body) {
-        if (in_str) {
-            if (esc) esc = false;
-            else if (c == '\\') esc = true;
-            else if (c == '"') in_str = false;
-        } else if (c == '"') {
-            in_str = true;
-        } else if (c == '[' || c == '{') {
-            if (++depth > max_depth) throw ApiError(400, "the JSON body nests deeper than " + std::to_string(max_depth) + " levels");
-        } else if (c == ']' || c == '}') {
-            --depth;
-        }
-    }
+    // Deeper documents are refused before parsing, so neither the parser nor a later dump()
+    // recurses on them.
+    if (json_util::nesting_depth(body) > static_cast<size_t>(std::max(max_depth, 0)))
+        throw ApiError(400, "the JSON body nests deeper than " + std::to_string(max_depth) + " levels");
     json j = json::parse(body.begin(), body.end(), nullptr, false);
     if (j.is_discarded()) throw ApiError(400, "the request body is not valid JSON");
     if (!j.is_object()) throw ApiError(400, "the request body must be a JSON object");

@@ -193,7 +193,7 @@ void Scheduler::admit_locked() {
         s.sampler = std::make_unique<Sampler>(job->sampling, static_cast<int32_t>(model_->hparams().n_vocab));
         for (int32_t t : job->prompt) s.sampler->accept(t);
         s.utf8 = std::make_unique<Utf8Stream>();
-        s.stop_pending.clear();
+        s.stop = StopFilter(job->stop);
         // As slm::generate: after a prompt of control tokens only (BOS), SentencePiece drops the
         // space prefix of the first word.
         s.strip_space = vocab.add_space_prefix();
@@ -229,37 +229,6 @@ void Scheduler::finish(Slot& s, const std::string& reason, const std::string& er
     else ++st_.requests_finished;
     h_request_.observe(seconds(now - job->t_submit));
     if (busy_ == 0 && queue_.empty()) idle_cv_.notify_all();
-}
-
-// Adds text; returns what is final. Holds back a tail that could still become a stop string; on
-// a stop string, cuts before it and sets *hit.
-std::string Scheduler::stop_push(Slot& s, std::string_view text, bool* hit) const {
-    const std::vector<std::string>& stops = s.job->stop;
-    s.stop_pending += text;
-    *hit = false;
-    if (stops.empty()) {
-        std::string out;
-        out.swap(s.stop_pending);
-        return out;
-    }
-    size_t cut = std::string::npos;
-    for (const auto& st : stops) cut = std::min(cut, s.stop_pending.find(st));
-    if (cut != std::string::npos) {
-        *hit = true;
-        std::string out = s.stop_pending.substr(0, cut);
-        s.stop_pending.clear();
-        return out;
-    }
-    size_t keep = 0;
-    for (const auto& st : stops)
-        for (size_t k = std::min(st.size() - 1, s.stop_pending.size()); k > keep; --k)
-            if (s.stop_pending.compare(s.stop_pending.size() - k, k, st, 0, k) == 0) {
-                keep = k;
-                break;
-            }
-    std::string out = s.stop_pending.substr(0, s.stop_pending.size() - keep);
-    s.stop_pending.erase(0, s.stop_pending.size() - keep);
-    return out;
 }
 
 void Scheduler::step() {
@@ -323,16 +292,15 @@ void Scheduler::step() {
                 if (piece[0] == ' ') piece.erase(0, 1);
                 s.strip_space = false;
             }
-            p.text = stop_push(s, s.utf8->push(piece), &hit);
+            p.text = s.stop.push(s.utf8->push(piece));
+            hit = s.stop.hit();
             if (hit) reason = "stop";
             else if (n_gen >= job.max_tokens) reason = "length";
             else if (batch_->n_past(static_cast<uint32_t>(who[k])) >= n_ctx_) reason = "length";
         }
         if (!reason.empty() && !hit) {
-            bool hit2 = false;
-            p.text += stop_push(s, s.utf8->flush(), &hit2);
-            if (!hit2) p.text += s.stop_pending;
-            s.stop_pending.clear();
+            p.text += s.stop.push(s.utf8->flush());
+            p.text += s.stop.flush();  // empty after a hit
         }
         {
             std::lock_guard<std::mutex> lk(job.mu);

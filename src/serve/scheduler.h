@@ -2,6 +2,7 @@
 // admitted request one token further per decode() call.
 #pragma once
 
+#include "runtime/stop_filter.h"
 #include "serve/api.h"
 #include "slm/batch.h"
 #include "slm/model.h"
@@ -118,7 +119,7 @@ private:
         std::vector<int32_t> feed;      // tokens to decode in the next step
         std::unique_ptr<Sampler> sampler;
         std::unique_ptr<Utf8Stream> utf8;
-        std::string stop_pending;       // text that may still become a stop string
+        StopFilter stop;                // holds back text that may still become a stop string
         bool strip_space = false;
         uint64_t last_used = 0;
     };
@@ -127,7 +128,6 @@ private:
     void admit_locked();
     void finish(Slot& s, const std::string& reason, const std::string& error = "");
     void step();
-    std::string stop_push(Slot& s, std::string_view text, bool* hit) const;
 
     std::shared_ptr<const Model> model_;
     std::unique_ptr<BatchSession> batch_;
