@@ -36,6 +36,9 @@ struct BatchOptions {
 struct BatchInput {
     uint32_t slot = 0;
     std::span<const int32_t> tokens;   // not empty
+    // Keep the logits after every token of the input, not only the last (speculative decoding
+    // verifies a drafted block in one pass and needs a row per position): logits(i, j).
+    bool all_logits = false;
 };
 
 struct BatchSessionState;
@@ -55,6 +58,9 @@ public:
     // context overflow of a slot): on error nothing changes and slm::Error names the input.
     void decode(std::span<const BatchInput> inputs);
     const float* logits(size_t input) const;
+    // After the j-th token of input `input` (j < its token count); needs all_logits for any j but
+    // the last. The rows of one input are contiguous: logits(i, j + 1) == logits(i, j) + n_vocab.
+    const float* logits(size_t input, size_t j) const;
 
     uint32_t n_past(uint32_t slot) const;   // positions cached in the slot
     void clear(uint32_t slot);               // empties the slot

@@ -5,7 +5,7 @@
 // the pass carries its own RoPE position, cache row and visible rows (SessionState::tok_pos /
 // tok_row / tok_lo), so it writes and reads only its own slot, and the weights are read once for
 // all slots. Only the rows whose logits are wanted (each input's last token) reach the output
-// matrix (SessionState::logit_sel). Models with a recurrent state (Mamba, Jamba) keep one
+// matrix (SessionState::logit_sel); an input with all_logits selects all of its tokens. Models with a recurrent state (Mamba, Jamba) keep one
 // Session per slot, evaluated one after the other: a recurrent state is one sequence.
 #include "slm/batch.h"
 
@@ -26,8 +26,11 @@ struct BatchSessionState {
     std::vector<uint32_t> n_past;
     // Fallback (recurrent models): one Session per slot.
     std::vector<std::unique_ptr<Session>> slots;
-    std::vector<float> logits;  // one row per input of the last decode()
-    size_t n_rows = 0;
+    std::vector<float> logits;  // the selected rows of the last decode(), input after input
+    size_t n_rows = 0;          // inputs of the last decode()
+    // Per input of the last decode(): its first row in `logits`, its token count, all_logits.
+    std::vector<size_t> row0, n_tok;
+    std::vector<uint8_t> all;
     // Per-token views of the current pass (kept to reuse their allocations).
     std::vector<int32_t> tokens;
     std::vector<uint32_t> pos, row, lo, sel;
@@ -83,19 +86,33 @@ void BatchSession::decode(std::span<const BatchInput> inputs) {
                  in.tokens.size(), np, n_ctx_slot());
         total += in.tokens.size();
     }
-    bs.logits.resize(inputs.size() * hp.n_vocab);
     bs.n_rows = 0;
+    bs.row0.clear();
+    bs.n_tok.clear();
+    bs.all.clear();
+    size_t n_out = 0;  // rows kept
+    for (const BatchInput& in : inputs) {
+        bs.row0.push_back(n_out);
+        bs.n_tok.push_back(in.tokens.size());
+        bs.all.push_back(in.all_logits ? 1 : 0);
+        n_out += in.all_logits ? in.tokens.size() : 1;
+    }
+    bs.logits.resize(n_out * hp.n_vocab);
     if (!batched()) {
         for (size_t i = 0; i < inputs.size(); ++i) {
-            const float* l = bs.slots[inputs[i].slot]->eval(inputs[i].tokens);
-            std::memcpy(bs.logits.data() + i * hp.n_vocab, l, hp.n_vocab * sizeof(float));
+            Session& s = *bs.slots[inputs[i].slot];
+            const float* l = s.eval(inputs[i].tokens, inputs[i].all_logits);
+            if (inputs[i].all_logits) l = s.logits().data();
+            const size_t n = inputs[i].all_logits ? inputs[i].tokens.size() : 1;
+            std::memcpy(bs.logits.data() + bs.row0[i] * hp.n_vocab, l, n * hp.n_vocab * sizeof(float));
         }
         bs.n_rows = inputs.size();
         return;
     }
 
     // All inputs' tokens in one row of the pass, each with its position, cache row and the first
-    // row of its slot; sel = each input's last token.
+    // row of its slot; sel = each input's last token (every token with all_logits), in the order
+    // of `logits`.
     SessionState& st = *bs.st;
     const uint32_t C = st.n_ctx;
     bs.tokens.clear();
@@ -110,10 +127,11 @@ void BatchSession::decode(std::span<const BatchInput> inputs) {
             bs.pos.push_back(np + static_cast<uint32_t>(t));
             bs.row.push_back(base + np + static_cast<uint32_t>(t));
             bs.lo.push_back(base);
+            if (in.all_logits) bs.sel.push_back(static_cast<uint32_t>(bs.tokens.size() - 1));
         }
-        bs.sel.push_back(static_cast<uint32_t>(bs.tokens.size() - 1));
+        if (!in.all_logits) bs.sel.push_back(static_cast<uint32_t>(bs.tokens.size() - 1));
     }
-    const size_t rows_max = std::min<size_t>(st.n_batch, inputs.size());
+    const size_t rows_max = std::min<size_t>(st.n_batch, bs.sel.size());
     if (st.logits.size() < rows_max * hp.n_vocab) st.logits.resize(rows_max * hp.n_vocab);
 
     // The per-token view lasts for this call only, whatever happens.
@@ -154,7 +172,17 @@ void BatchSession::decode(std::span<const BatchInput> inputs) {
 
 const float* BatchSession::logits(size_t input) const {
     if (input >= st_->n_rows) fail("batch: logits(%zu): the last decode had %zu inputs", input, st_->n_rows);
-    return st_->logits.data() + input * model_->hparams().n_vocab;
+    return logits(input, st_->n_tok[input] - 1);
+}
+
+const float* BatchSession::logits(size_t input, size_t j) const {
+    const BatchSessionState& bs = *st_;
+    if (input >= bs.n_rows) fail("batch: logits(%zu, %zu): the last decode had %zu inputs", input, j, bs.n_rows);
+    if (j >= bs.n_tok[input])
+        fail("batch: logits(%zu, %zu): input %zu had %zu tokens", input, j, input, bs.n_tok[input]);
+    if (!bs.all[input] && j + 1 != bs.n_tok[input])
+        fail("batch: logits(%zu, %zu): only the last token's logits are kept without all_logits", input, j);
+    return bs.logits.data() + (bs.row0[input] + (bs.all[input] ? j : 0)) * model_->hparams().n_vocab;
 }
 
 uint32_t BatchSession::n_past(uint32_t slot) const {

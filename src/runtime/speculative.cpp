@@ -1,6 +1,7 @@
 // speculative.cpp - speculative decoding with a draft model or prompt lookup (see slm/speculative.h).
 #include "slm/speculative.h"
 
+#include "runtime/speculative_impl.h"
 #include "runtime/stop_filter.h"
 
 #include "slm/bench.h"
@@ -11,7 +12,6 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
-#include <random>
 
 namespace slm {
 
@@ -87,31 +87,6 @@ private:
     }
 };
 
-// Probability of the most likely token under the raw logits (softmax at temperature 1).
-float top_prob(const float* logits, int32_t n) {
-    const float mx = *std::max_element(logits, logits + n);
-    double sum = 0;
-    for (int32_t i = 0; i < n; ++i) sum += std::exp(double(logits[i]) - mx);
-    return static_cast<float>(1.0 / sum);
-}
-
-// Prompt lookup: the most recent earlier occurrence of the history's last n tokens (longest n
-// first) and what followed it, up to k tokens.
-std::vector<int32_t> lookup_draft(const std::vector<int32_t>& hist, const SpeculativeParams& sp, size_t k) {
-    std::vector<int32_t> out;
-    const size_t h = hist.size();
-    for (size_t n = std::min<size_t>(sp.ngram_max, h > 0 ? h - 1 : 0); n >= size_t(sp.ngram_min) && n > 0; --n) {
-        const int32_t* suffix = hist.data() + h - n;
-        for (size_t j = h - n; j-- > 0;) {
-            if (!std::equal(suffix, suffix + n, hist.data() + j)) continue;
-            const size_t from = j + n, to = std::min(h, from + k);
-            out.assign(hist.begin() + from, hist.begin() + to);
-            return out;
-        }
-    }
-    return out;
-}
-
 } // namespace
 
 void validate_speculative_params(const SpeculativeParams& p) {
@@ -167,18 +142,8 @@ SpeculativeResult generate_speculative(Session& target, Session* draft, std::spa
 
     Sampler tsamp(params.sampling, n_vocab);
     for (int32_t t : prompt) tsamp.accept(t);
-    // The drafter samples without penalties, so its distribution does not depend on a history it
-    // would have to take back on rejection; q below is exactly what it drew from.
-    SamplerParams dparams = params.sampling;
-    dparams.repeat_penalty = 1.0f;
-    dparams.freq_penalty = dparams.presence_penalty = 0.0f;
-    dparams.penalty_last_n = 0;
-    dparams.seed = params.sampling.seed ^ 0x9E3779B97F4A7C15ull;
-    if (!greedy && spec.draft_temp >= 0) dparams.temp = spec.draft_temp;
-    const bool dgreedy = dparams.temp <= 0;
-    Sampler dsamp(dparams, n_vocab);
-    std::mt19937_64 rng(params.sampling.seed + 0x5bd1e995ull);
-    std::uniform_real_distribution<double> unif(0.0, 1.0);
+    Sampler dsamp(spec::draft_sampler_params(params.sampling, spec), n_vocab);
+    spec::Verifier verifier(params.sampling.seed, n_vocab);
 
     const uint32_t n_past0 = target.n_past();
     const uint32_t n_ctx = target.n_ctx();
@@ -205,7 +170,6 @@ SpeculativeResult generate_speculative(Session& target, Session* draft, std::spa
 
     std::vector<int32_t> drafts, batch;
     std::vector<std::vector<TokenProb>> dq;  // per drafted token: the drafter's distribution (sampling)
-    std::vector<float> qdense(n_vocab, 0.0f), resid;
     size_t k_cur = static_cast<size_t>(spec.draft_max);  // the draft length for the next pass
     while (going) {
         // tok is the newest token, chosen but not yet evaluated by the target (position n_past).
@@ -216,7 +180,7 @@ SpeculativeResult generate_speculative(Session& target, Session* draft, std::spa
         drafts.clear();
         dq.clear();
         if (k > 0 && spec.lookup) {
-            drafts = lookup_draft(hist, spec, k);
+            drafts = spec::lookup_draft(hist, spec, k);
         } else if (k > 0) {
             // Bring the draft session to the history: keep the common prefix, evaluate the rest.
             size_t common = 0;
@@ -228,16 +192,9 @@ SpeculativeResult generate_speculative(Session& target, Session* draft, std::spa
             dcache.insert(dcache.end(), hist.begin() + common, hist.end());
             ++st.n_draft_passes;
             for (size_t j = 0; j < k; ++j) {
-                const int32_t d = dsamp.sample(dl);
-                // How sure the drafter is: its raw top probability when greedy, else q(d).
-                float sure = 1;
-                if (dgreedy && spec.draft_p_min > 0) sure = top_prob(dl, n_vocab);
-                if (!dgreedy)
-                    for (const TokenProb& c : dsamp.candidates())
-                        if (c.id == d) sure = c.p;
-                if (sure < spec.draft_p_min) break;
+                const int32_t d = spec::draft_token(dsamp, dl, spec, greedy ? nullptr : &dq);
+                if (d < 0) break;
                 drafts.push_back(d);
-                if (!greedy) dq.emplace_back(dsamp.candidates().begin(), dsamp.candidates().end());
                 if (j + 1 == k) break;
                 dl = draft->eval(std::span<const int32_t>(&d, 1));
                 dcache.push_back(d);
@@ -253,62 +210,13 @@ SpeculativeResult generate_speculative(Session& target, Session* draft, std::spa
         st.n_drafted += drafts.size();
         const float* rows = target.logits().data();
 
+        const spec::Verdict v = verifier.verify(tsamp, rows, drafts, dq);
+        const int32_t next = v.next;
         size_t n_acc = 0;
-        int32_t next = -1;
-        for (size_t i = 0; i <= drafts.size(); ++i) {
-            const float* row = rows + i * size_t(n_vocab);
-            const int32_t t = tsamp.sample(row);
-            if (i == drafts.size()) {  // every draft kept: the target's own next token
-                next = t;
-                break;
-            }
-            const int32_t d = drafts[i];
-            bool keep;
-            if (greedy) {
-                keep = t == d;
-                if (!keep) next = t;
-            } else {
-                // p: the target's distribution after its chain; q: the drafter's (lookup: d alone).
-                const auto cand = tsamp.candidates();
-                float pd = 0;
-                for (const TokenProb& c : cand)
-                    if (c.id == d) pd = c.p;
-                if (spec.lookup) {
-                    qdense[d] = 1;
-                } else {
-                    for (const TokenProb& c : dq[i]) qdense[c.id] = c.p;
-                }
-                const float qd = qdense[d];
-                keep = qd > 0 && unif(rng) * qd < pd;
-                if (!keep) {
-                    // Residual max(0, p - q), renormalised; q outside p's support adds nothing.
-                    resid.resize(cand.size());
-                    double sum = 0;
-                    for (size_t c = 0; c < cand.size(); ++c) sum += resid[c] = std::max(0.0f, cand[c].p - qdense[cand[c].id]);
-                    if (sum > 0) {
-                        double u = unif(rng) * sum;
-                        next = cand.back().id;
-                        for (size_t c = 0; c < cand.size(); ++c) {
-                            if (resid[c] <= 0) continue;
-                            next = cand[c].id;
-                            if ((u -= resid[c]) < 0) break;
-                        }
-                    } else {
-                        next = t;  // p == q up to rounding: p itself
-                    }
-                }
-                if (spec.lookup) {
-                    qdense[d] = 0;
-                } else {
-                    for (const TokenProb& c : dq[i]) qdense[c.id] = 0;
-                }
-            }
-            if (!keep) break;
-            ++n_acc;
+        for (; n_acc < v.n_accepted && going; ++n_acc) {
             ++st.n_accepted;
-            tsamp.accept(d);
-            hist.push_back(d);
-            if (!(going = output.push(d, pos + 1 + static_cast<uint32_t>(i), n_ctx))) break;
+            hist.push_back(drafts[n_acc]);
+            going = output.push(drafts[n_acc], pos + 1 + static_cast<uint32_t>(n_acc), n_ctx);
         }
         // The cache keeps tok and the kept drafts; the rejected tail goes. If output ended on a
         // kept draft, that one goes too: as after slm::generate, the last token is not evaluated.

@@ -248,6 +248,55 @@ TEST(BatchSession, SinglePassSynthArchitectures) {
     }
 }
 
+// all_logits: every row of an input equals a lone Session's logits after the same tokens, next
+// to inputs that keep only their last row, with passes split into chunks (n_batch 5) and a slot
+// that already holds tokens; logits(i) stays the last row, logits(i, j) of a last-row-only input
+// refuses any j but the last. Recurrent models (one Session per slot) too.
+TEST(BatchSession, AllLogitsRowsMatchLoneSession) {
+    std::vector<std::shared_ptr<const Model>> models = {stories()};
+    if (test::shared_available()) models.push_back(Model::load(test::shared_path("reference/archs/mamba/mamba.f32.gguf")));
+    for (const auto& m : models) {
+        SCOPED_TRACE(m->hparams().arch);
+        const size_t nv = m->hparams().n_vocab;
+        const auto a = tok("Once upon a time there was"), b = tok("The cat sat on the"), c = tok("Tom");
+        for (uint32_t n_batch : {512u, 5u}) {
+            BatchOptions bo;
+            bo.n_slots = 3;
+            bo.n_ctx_slot = 64;
+            bo.n_batch = n_batch;
+            BatchSession bs(m, bo);
+            bs.decode(std::vector<BatchInput>{{2, c}});  // slot 2 holds c before its block
+            const std::vector<BatchInput> in = {{0, a, true}, {1, b, false}, {2, a, true}};
+            bs.decode(in);
+            const std::vector<std::vector<int32_t>> before = {{}, {}, c};
+            for (size_t i = 0; i < in.size(); ++i) {
+                SessionOptions so;
+                so.n_ctx = 64;
+                Session lone(m, so);
+                if (!before[i].empty()) lone.eval(before[i]);
+                lone.eval(in[i].tokens, true);
+                const float* rows = lone.logits().data();
+                for (size_t j = 0; j < in[i].tokens.size(); ++j) {
+                    const bool kept = in[i].all_logits || j + 1 == in[i].tokens.size();
+                    if (!kept) {
+                        EXPECT_THROW(bs.logits(i, j), Error);
+                        continue;
+                    }
+                    const float* want = rows + j * nv;
+                    const float scale = std::fabs(*std::max_element(want, want + nv));
+                    EXPECT_LE(max_abs_diff(want, bs.logits(i, j), nv), 1e-4f * std::max(1.0f, scale))
+                        << "input " << i << " token " << j << " n_batch " << n_batch;
+                    EXPECT_EQ(argmax(want, nv), argmax(bs.logits(i, j), nv));
+                }
+                EXPECT_EQ(bs.logits(i), bs.logits(i, in[i].tokens.size() - 1));
+                EXPECT_THROW(bs.logits(i, in[i].tokens.size()), Error);
+            }
+            EXPECT_EQ(bs.n_past(2), c.size() + a.size());
+            EXPECT_THROW(bs.logits(3, 0), Error);
+        }
+    }
+}
+
 // Quantized caches are stored per head in blocks of 32: stories260K's heads of 8 are refused,
 // naming the type and the head size; the cache shrinks as the type says.
 TEST(BatchSession, QuantizedCacheNeedsWholeBlocks) {
