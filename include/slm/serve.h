@@ -22,6 +22,7 @@
 #pragma once
 
 #include "slm/model.h"
+#include "slm/speculative.h"
 #include "slm/types.h"
 
 #include <cstddef>
@@ -53,6 +54,12 @@ struct ServeOptions {
     int retry_after_s = 1;                 // Retry-After of 429 and 503 answers
     uint32_t n_http_threads = 0;           // connection threads; 0 = n_parallel + max_queue + 4
     bool log_requests = false;             // one line per request on stderr
+    // Speculative decoding (docs/serving.md): a draft model of the same vocabulary, loaded with
+    // the model (draft_path, or `draft` already loaded), or spec.lookup (prompt lookup). Refused
+    // for models with a recurrent state.
+    std::string draft_path;
+    std::shared_ptr<const Model> draft;
+    SpeculativeParams spec;
 };
 
 class Server {

@@ -2,10 +2,12 @@
 // admitted request one token further per decode() call.
 #pragma once
 
+#include "runtime/speculative_impl.h"
 #include "runtime/stop_filter.h"
 #include "serve/api.h"
 #include "slm/batch.h"
 #include "slm/model.h"
+#include "slm/speculative.h"
 
 #include <atomic>
 #include <chrono>
@@ -66,6 +68,12 @@ struct SchedulerOptions {
     int n_threads = 0;
     uint32_t max_queue = 64;
     bool prefix_cache = true;
+    // Speculative decoding: a draft model of the same vocabulary (its own BatchSession, slot i
+    // mirroring slot i) or spec.lookup (drafts from each request's own tokens). Greedy requests
+    // get exactly the tokens they get without it. Refused for models with a recurrent state.
+    std::shared_ptr<const Model> draft;
+    SpeculativeParams spec;
+    bool speculative() const { return draft != nullptr || spec.lookup; }
 };
 
 // A fixed-bucket histogram (seconds), Prometheus style: cumulative counts are derived on output.
@@ -88,6 +96,8 @@ struct SchedulerStats {
     uint64_t cache_capacity = 0;        // n_slots x n_ctx
     size_t cache_bytes = 0;
     double busy_seconds = 0;            // time spent in decode() and sampling
+    uint64_t draft_tokens = 0;          // speculative decoding: tokens proposed to the model
+    uint64_t draft_accepted = 0;        // of those, kept (emitted)
 };
 
 class Scheduler {
@@ -122,15 +132,28 @@ private:
         StopFilter stop;                // holds back text that may still become a stop string
         bool strip_space = false;
         uint64_t last_used = 0;
+        // Speculative decoding.
+        std::vector<int32_t> dcached;   // the tokens in this slot of the draft model's cache
+        std::unique_ptr<Sampler> dsampler;
+        std::unique_ptr<spec::Verifier> verifier;
+        std::vector<int32_t> drafts;    // drafted for this step, after feed[0]
+        std::vector<std::vector<TokenProb>> dq;  // the drafter's distribution per draft (sampling)
+        size_t k_max = 0;               // most drafts this step
+        size_t k_cur = 0;               // the draft length (adaptive)
     };
 
     void loop();
     void admit_locked();
     void finish(Slot& s, const std::string& reason, const std::string& error = "");
     void step();
+    void draft(const std::vector<size_t>& who);
+    // Sends `tok` (chosen from `logits`, to sit at cache position `pos`) to the request; finishes
+    // it and returns true when this token ends it.
+    bool emit(Slot& s, int32_t tok, const float* logits, uint32_t pos);
 
     std::shared_ptr<const Model> model_;
     std::unique_ptr<BatchSession> batch_;
+    std::unique_ptr<BatchSession> dbatch_;  // the draft model's slots (speculative with a draft)
     uint32_t n_slots_ = 0, n_ctx_ = 0;
     SchedulerOptions opts_;
 

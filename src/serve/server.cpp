@@ -139,6 +139,9 @@ void Server::Impl::load() {
         so.n_threads = opts.n_threads;
         so.max_queue = opts.max_queue;
         so.prefix_cache = opts.prefix_cache;
+        so.draft = opts.draft;
+        if (!so.draft && !opts.draft_path.empty()) so.draft = Model::load(opts.draft_path);
+        so.spec = opts.spec;
         auto s = std::make_unique<serve::Scheduler>(m, so);
         std::lock_guard<std::mutex> lk(mu);
         model = std::move(m);
@@ -388,6 +391,9 @@ std::string Server::Impl::metrics_text() {
     gauge("slm_decode_tokens_total", "Tokens evaluated by the model (prompts not cached plus generated).", static_cast<double>(st.decode_tokens), "counter");
     gauge("slm_decode_steps_total", "decode() calls (one forward pass over all running requests each).", static_cast<double>(st.steps), "counter");
     gauge("slm_decode_seconds_total", "Time spent in decode steps.", st.busy_seconds, "counter");
+    gauge("slm_draft_tokens_total", "Speculative decoding: draft tokens proposed to the model.", static_cast<double>(st.draft_tokens), "counter");
+    gauge("slm_draft_accepted_tokens_total", "Speculative decoding: draft tokens accepted (emitted).",
+          static_cast<double>(st.draft_accepted), "counter");
     gauge("slm_queue_length", "Requests waiting for a slot.", static_cast<double>(st.queue_len));
     gauge("slm_slots_busy", "Slots running a request.", static_cast<double>(st.busy_slots));
     gauge("slm_slots_total", "Slots (--parallel).", static_cast<double>(st.n_slots));
@@ -496,6 +502,9 @@ int Server::start() {
     if (o.n_parallel < 1 || o.n_parallel > 256) fail("serve: --parallel %u must be in 1..256", o.n_parallel);
     if (!o.model && o.model_path.empty()) fail("serve: no model given");
     if (o.port < 0 || o.port > 65535) fail("serve: --port %d must be in 0..65535", o.port);
+    const bool has_draft = o.draft || !o.draft_path.empty();
+    if (has_draft || o.spec.lookup) validate_speculative_params(o.spec);
+    if (has_draft && o.spec.lookup) fail("serve: give either --draft or --lookup, not both");
     im.model_id = !o.model_id.empty() ? o.model_id : model_id_from_path(o.model_path);
     // A client that disconnects mid-stream must not kill the server with SIGPIPE.
     std::signal(SIGPIPE, SIG_IGN);

@@ -39,6 +39,9 @@ void serve(ServeFlags& f) {
     const int port = server.start();
     std::fprintf(stderr, "slm serve: listening on http://%s:%d (model %s loading, %u slots)\n", o.host.c_str(), port,
                  o.model_path.c_str(), o.n_parallel);
+    if (!o.draft_path.empty() || o.spec.lookup)
+        std::fprintf(stderr, "slm serve: speculative decoding: %s, up to %d tokens drafted per step\n",
+                     o.spec.lookup ? "prompt lookup" : o.draft_path.c_str(), o.spec.draft_max);
     bool announced = false;
     for (;;) {
         timespec ts{0, 200 * 1000 * 1000};
@@ -88,6 +91,16 @@ void add_serve(CLI::App& app) {
     sub->add_option("--shutdown-timeout", f->shutdown_timeout, "Seconds running requests get to finish after SIGTERM")
         ->check(CLI::Range(0.0, 3600.0));
     sub->add_flag("--log-requests", o.log_requests, "Log one line per request to stderr");
+    auto* dr = sub->add_option("--draft", o.draft_path, "Speculative decoding with this draft model (same vocabulary, smaller)")
+        ->check(CLI::ExistingFile);
+    auto* lk = sub->add_flag("--lookup", o.spec.lookup, "Speculative decoding drafted by prompt lookup (n-grams of each request's tokens)");
+    dr->excludes(lk);
+    sub->add_option("--draft-max", o.spec.draft_max, "Most tokens drafted per request and step")->default_val(16)->check(CLI::Range(1, 1024));
+    sub->add_option("--draft-min-p,--draft-p-min", o.spec.draft_p_min, "Stop drafting when the draft's top token is less likely than this")
+        ->default_val(0.0)->check(CLI::Range(0.0, 1.0));
+    sub->add_flag("--draft-adaptive", o.spec.adaptive, "Draft length follows acceptance (kept + 1 after a rejection, doubled after a full accept)");
+    sub->add_option("--lookup-ngram", o.spec.ngram_max, "Prompt lookup: longest n-gram matched")->default_val(3)->check(CLI::Range(1, 64));
+    sub->add_option("--lookup-ngram-min", o.spec.ngram_min, "Prompt lookup: shortest n-gram matched")->default_val(1)->check(CLI::Range(1, 64));
     sub->callback([f]() { serve(*f); });
 }
 
