@@ -69,9 +69,9 @@ Scheduler::Scheduler(std::shared_ptr<const Model> model, const SchedulerOptions&
         if (opts.draft && opts.spec.lookup) fail("serve: give either a draft model or lookup, not both");
         // Verification takes back rejected drafts: a recurrent state cannot forget positions.
         if (!batch_->batched())
-            fail("serve: speculative decoding (--draft, --lookup): the model %s (%s) keeps a recurrent state, which "
-                 "cannot take back rejected draft tokens; serve it without --draft and --lookup",
-                 model_->file().path().c_str(), model_->hparams().arch.c_str());
+            fail("serve: speculative decoding (%s): the model %s (%s) keeps a recurrent state, which cannot take back "
+                 "rejected draft tokens; serve it without %s", opts.draft ? "--draft" : "--lookup",
+                 model_->file().path().c_str(), model_->hparams().arch.c_str(), opts.draft ? "--draft" : "--lookup");
         if (opts.draft) {
             check_draft_vocab(*model_, *opts.draft);
             bo.n_ctx_slot = n_ctx_;

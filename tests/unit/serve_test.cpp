@@ -1,11 +1,14 @@
 // slm serve on loopback: every endpoint, streaming against non-streaming, greedy output against
 // slm::generate and `slm run`, concurrent clients, prefix reuse, the error statuses, a bounded
-// fuzz of bodies, cancellation on disconnect, graceful shutdown (also by SIGTERM to `slm serve`).
+// fuzz of bodies, cancellation on disconnect, graceful shutdown (also by SIGTERM to `slm serve`),
+// speculative decoding (--draft, --lookup) against the plain server.
 #include "slm/chat_session.h"
 #include "slm/error.h"
 #include "slm/generate.h"
 #include "slm/model.h"
+#include "slm/quantize.h"
 #include "slm/serve.h"
+#include "slm/synth.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
@@ -676,4 +679,239 @@ TEST(ServeLifecycle, CliSigterm) {
     ASSERT_TRUE(exited) << "slm serve did not exit within 10 s of SIGTERM";
     EXPECT_TRUE(WIFEXITED(st));
     EXPECT_EQ(WEXITSTATUS(st), 0);
+}
+
+// Speculative decoding in the server.
+namespace {
+
+// The draft model of the speculative tests: stories260K quantized to Q8_0 (the same vocabulary,
+// nearly the same predictions), written once per test process.
+std::shared_ptr<const Model> q8_draft() {
+    static std::shared_ptr<const Model> m;
+    if (!m) {
+        QuantizeParams qp;
+        qp.type = "Q8_0";
+        quantize_model(test::model_path("stories260K/stories260K.gguf"), test::temp_dir() + "/draft-q8_0.gguf", qp);
+        m = Model::load(test::temp_dir() + "/draft-q8_0.gguf");
+    }
+    return m;
+}
+
+struct Running {
+    Server server;
+    int port = 0;
+    explicit Running(const ServeOptions& o) : server(o) {
+        port = server.start();
+        server.wait_ready();
+    }
+    ~Running() { server.shutdown(5); }
+};
+
+// Requests sent by 4 clients at once (client c sends bodies c, c + 4, ...); the answers in body
+// order (null when not 200, which is reported).
+std::vector<json> run_all(int port, const std::vector<json>& bodies) {
+    std::vector<Resp> got(bodies.size());
+    std::vector<std::thread> th;
+    for (size_t c = 0; c < 4; ++c)
+        th.emplace_back([&, c] {
+            for (size_t i = c; i < bodies.size(); i += 4) got[i] = post(port, "/v1/completions", bodies[i]);
+        });
+    for (auto& t : th) t.join();
+    std::vector<json> out(bodies.size());
+    for (size_t i = 0; i < bodies.size(); ++i) {
+        EXPECT_EQ(got[i].status, 200) << bodies[i].dump() << " " << got[i].body;
+        if (got[i].status == 200) out[i] = got[i].j();
+    }
+    return out;
+}
+
+// Greedy bodies: several prompts, max_tokens from 1 to 90 (ends inside and at the edge of drafted
+// blocks), and penalties (each accepted draft joins the history before the next position is judged).
+std::vector<json> spec_greedy_bodies() {
+    const std::vector<std::string> prompts = {"Once upon a time", "The dog", "Lily and Tom went to the park",
+                                              "One day, a little bird", "Sam had a red ball. Sam had a red ball. Sam"};
+    std::vector<json> bodies;
+    for (size_t i = 0; i < prompts.size(); ++i)
+        for (int m : {1, 2, 5, 17, 90})
+            if ((i + size_t(m)) % 2 == 0 || m == 90) bodies.push_back({{"prompt", prompts[i]}, {"max_tokens", m}, {"temperature", 0}});
+    bodies.push_back({{"prompt", prompts[0]}, {"max_tokens", 60}, {"temperature", 0}, {"frequency_penalty", 0.5},
+                      {"presence_penalty", 0.3}});
+    bodies.push_back({{"prompt", prompts[4]}, {"max_tokens", 60}, {"temperature", 0}, {"repeat_penalty", 1.3}});
+    return bodies;
+}
+
+// Stop strings taken from the plain answers of 90 tokens: they cut inside blocks of accepted drafts.
+std::vector<json> spec_stop_bodies(const std::vector<json>& bodies, const std::vector<json>& plain) {
+    std::vector<json> out;
+    for (size_t i = 0; i < bodies.size(); ++i) {
+        if (plain[i].is_null() || bodies[i]["max_tokens"] != 90) continue;
+        const std::string text = plain[i]["choices"][0]["text"];
+        if (text.size() < 60) continue;
+        json b = bodies[i];
+        b["stop"] = {text.substr(text.size() / 2, 5)};
+        out.push_back(b);
+        b["stop"] = {text.substr(40, 3), "zzzz"};
+        out.push_back(b);
+    }
+    return out;
+}
+
+// Starting the server fails with an error naming every one of `needles`.
+void expect_load_error(const ServeOptions& o, std::initializer_list<const char*> needles) {
+    Server s(o);
+    s.start();
+    try {
+        s.wait_ready();
+        ADD_FAILURE() << "the server started";
+    } catch (const Error& e) {
+        for (const char* n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
+    }
+    s.shutdown(0);
+}
+
+} // namespace
+
+// The plain server's greedy answers, then a server drafting with a Q8_0 copy (K = 4; K = 16
+// adaptive on 3 slots) and one drafting by prompt lookup, 4 clients at once: the same texts,
+// finish reasons and token counts, with drafts proposed and accepted (/metrics).
+TEST(ServeSpeculative, GreedyEqualsPlainServer) {
+    std::vector<json> bodies = spec_greedy_bodies();
+    std::vector<json> want;
+    {
+        Running plain(base_options());
+        want = run_all(plain.port, bodies);
+        const std::vector<json> stops = spec_stop_bodies(bodies, want);
+        ASSERT_GE(stops.size(), 4u);
+        for (const json& j : run_all(plain.port, stops)) want.push_back(j);
+        bodies.insert(bodies.end(), stops.begin(), stops.end());
+        EXPECT_EQ(metric(plain.port, "slm_draft_tokens_total"), 0);
+    }
+    for (int variant = 0; variant < 3; ++variant) {
+        ServeOptions o = base_options();
+        if (variant < 2) {
+            o.draft = q8_draft();
+            o.spec.draft_max = variant == 0 ? 4 : 16;
+            if (variant == 1) o.n_parallel = 3, o.spec.adaptive = true;
+        } else {
+            o.spec.lookup = true;
+            o.spec.draft_max = 6;
+        }
+        SCOPED_TRACE(variant == 2 ? "lookup" : "draft K " + std::to_string(o.spec.draft_max));
+        Running r(o);
+        const std::vector<json> got = run_all(r.port, bodies);
+        for (size_t i = 0; i < want.size(); ++i) {
+            if (got[i].is_null() || want[i].is_null()) continue;  // already reported
+            EXPECT_EQ(got[i]["choices"][0]["text"], want[i]["choices"][0]["text"]) << bodies[i].dump();
+            EXPECT_EQ(got[i]["choices"][0]["finish_reason"], want[i]["choices"][0]["finish_reason"]) << bodies[i].dump();
+            EXPECT_EQ(got[i]["usage"]["completion_tokens"], want[i]["usage"]["completion_tokens"]) << bodies[i].dump();
+        }
+        const double drafted = metric(r.port, "slm_draft_tokens_total");
+        const double accepted = metric(r.port, "slm_draft_accepted_tokens_total");
+        EXPECT_GT(accepted, 0);
+        EXPECT_LE(accepted, drafted);
+        if (variant == 0) EXPECT_GT(accepted, 0.5 * drafted) << "a Q8_0 copy should mostly agree with its model";
+    }
+}
+
+// Logprobs with drafting are the target's at every accepted position: the plain server's.
+TEST(ServeSpeculative, LogprobsAreTheTargets) {
+    const json body = {{"prompt", "Once upon a time"}, {"max_tokens", 24}, {"temperature", 0}, {"logprobs", 3}};
+    json want;
+    {
+        Running plain(base_options());
+        const Resp a = post(plain.port, "/v1/completions", body);
+        ASSERT_EQ(a.status, 200) << a.body;
+        want = a.j()["choices"][0]["logprobs"];
+    }
+    ServeOptions o = base_options();
+    o.draft = q8_draft();
+    o.spec.draft_max = 5;
+    Running r(o);
+    const Resp b = post(r.port, "/v1/completions", body);
+    ASSERT_EQ(b.status, 200) << b.body;
+    EXPECT_GT(metric(r.port, "slm_draft_accepted_tokens_total"), 0);
+    const json got = b.j()["choices"][0]["logprobs"];
+    ASSERT_EQ(want["tokens"], got["tokens"]);
+    ASSERT_EQ(want["token_logprobs"].size(), got["token_logprobs"].size());
+    for (size_t i = 0; i < want["token_logprobs"].size(); ++i) {
+        EXPECT_NEAR(want["token_logprobs"][i].get<double>(), got["token_logprobs"][i].get<double>(), 1e-3) << i;
+        ASSERT_EQ(want["top_logprobs"][i].size(), got["top_logprobs"][i].size()) << i;
+        for (const auto& [t, lp] : want["top_logprobs"][i].items()) {
+            ASSERT_TRUE(got["top_logprobs"][i].contains(t)) << i << " " << t;
+            EXPECT_NEAR(lp.get<double>(), got["top_logprobs"][i][t].get<double>(), 1e-3) << i << " " << t;
+        }
+    }
+}
+
+// Seeded sampling (top-k, frequency and presence penalties) through both drafters: every request
+// gets its max_tokens tokens, and the same seed gives the same text again.
+TEST(ServeSpeculative, SeededSamplingRunsToMaxTokens) {
+    for (int lookup = 0; lookup < 2; ++lookup) {
+        ServeOptions o = base_options();
+        if (lookup) o.spec.lookup = true;
+        else o.draft = q8_draft();
+        o.spec.draft_max = 4;
+        Running r(o);
+        std::vector<json> bodies;
+        for (int i = 0; i < 6; ++i)
+            bodies.push_back({{"prompt", i % 2 ? "The cat" : "Once upon a time"}, {"max_tokens", 40 + i}, {"temperature", 0.8},
+                              {"top_k", 40}, {"seed", 100 + i % 3}, {"ignore_eos", true}, {"frequency_penalty", 0.3},
+                              {"presence_penalty", 0.2}});
+        const std::vector<json> got = run_all(r.port, bodies);
+        for (size_t i = 0; i < got.size(); ++i) {
+            ASSERT_FALSE(got[i].is_null()) << i;
+            EXPECT_EQ(got[i]["usage"]["completion_tokens"], bodies[i]["max_tokens"]) << i;
+            EXPECT_EQ(got[i]["choices"][0]["finish_reason"], "length") << i;
+        }
+        const Resp again = post(r.port, "/v1/completions", bodies[0]);
+        ASSERT_EQ(again.status, 200);
+        EXPECT_EQ(again.j()["choices"][0]["text"], got[0]["choices"][0]["text"]);
+        EXPECT_GT(metric(r.port, "slm_draft_tokens_total"), 0);
+    }
+}
+
+// A recurrent model cannot take back rejected drafts: loading it with a draft model or lookup
+// fails naming the reason; without, it is served.
+TEST(ServeSpeculative, RecurrentModelRefused) {
+    SynthConfig c;
+    c.arch = "mamba";
+    c.n_embd = 32;
+    c.n_layer = 1;
+    c.n_head = c.n_head_kv = c.n_ff = 0;
+    c.tokenizer = test::model_path("stories260K/stories260K.gguf");
+    ServeOptions o = base_options();
+    o.model_path = test::temp_dir() + "/spec-mamba.gguf";
+    synthesize(c, o.model_path);
+    o.model = Model::load(o.model_path);
+    o.spec.lookup = true;
+    expect_load_error(o, {"recurrent", "mamba", "--lookup"});
+    o.spec.lookup = false;
+    o.draft = stories();
+    expect_load_error(o, {"recurrent", "mamba", "--draft"});
+    o.draft = nullptr;
+    Running plain(o);
+    EXPECT_EQ(post(plain.port, "/v1/completions", {{"prompt", "Once"}, {"max_tokens", 3}}).status, 200);
+}
+
+// Options that cannot work: both drafters or a draft_max of 0 are refused by start(); a draft model
+// of another vocabulary fails the load naming the draft's file.
+TEST(ServeSpeculative, BadOptionsRefused) {
+    ServeOptions o = base_options();
+    o.draft = q8_draft();
+    o.spec.lookup = true;
+    EXPECT_THROW(Server(o).start(), Error);
+    o.spec.lookup = false;
+    o.spec.draft_max = 0;
+    EXPECT_THROW(Server(o).start(), Error);
+    SynthConfig c;
+    c.n_embd = 32;
+    c.n_layer = 1;
+    c.n_head = c.n_head_kv = 2;
+    c.n_ff = 32;
+    c.tied_embeddings = true;
+    c.tokenizer = test::source_dir() + "/tests/data/vocab/ggml-vocab-llama-spm.gguf";
+    ServeOptions p = base_options();
+    p.draft_path = test::temp_dir() + "/spec-other-vocab.gguf";
+    synthesize(c, p.draft_path);
+    expect_load_error(p, {"vocabulary", "spec-other-vocab.gguf"});
 }
