@@ -7,7 +7,8 @@
 //   serve_load --port 8080 --clients 1,4,8 --requests 32 --max-tokens 64
 //
 // Requests use "ignore_eos" so every answer has exactly --max-tokens tokens, and differ by their
-// seed (temperature 0.8) so no two are the same computation.
+// seed (temperature 0.8) so no two are the same computation; --temperature 0 makes them greedy
+// (speculative decoding's best case).
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
@@ -41,11 +42,12 @@ double pct(std::vector<double> v, double p) {
     return v[i];
 }
 
-Sample one_request(httplib::Client& cli, const std::string& prompt, int max_tokens, uint64_t seed, const std::string& key) {
+Sample one_request(httplib::Client& cli, const std::string& prompt, int max_tokens, uint64_t seed, const std::string& key,
+                   double temp) {
     httplib::Request req;
     req.method = "POST";
     req.path = "/v1/completions";
-    req.body = json{{"prompt", prompt},     {"max_tokens", max_tokens}, {"temperature", 0.8},
+    req.body = json{{"prompt", prompt},     {"max_tokens", max_tokens}, {"temperature", temp},
                     {"seed", seed},         {"ignore_eos", true},       {"stream", true},
                     {"stream_options", {{"include_usage", true}}}}
                    .dump();
@@ -81,6 +83,7 @@ Sample one_request(httplib::Client& cli, const std::string& prompt, int max_toke
 int main(int argc, char** argv) {
     std::string host = "127.0.0.1", clients_s = "1,4,8", prompt = "Once upon a time, in a small village, there lived", key;
     int port = 8080, requests = 32, max_tokens = 64;
+    double temp = 0.8;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         auto next = [&]() -> std::string {
@@ -97,10 +100,11 @@ int main(int argc, char** argv) {
         else if (a == "--max-tokens") max_tokens = std::atoi(next().c_str());
         else if (a == "--prompt") prompt = next();
         else if (a == "--api-key") key = next();
+        else if (a == "--temperature") temp = std::atof(next().c_str());
         else {
             std::fprintf(stderr,
                          "usage: serve_load [--host H] [--port P] [--clients 1,4,8] [--requests N per level] "
-                         "[--max-tokens T] [--prompt TEXT] [--api-key KEY]\n");
+                         "[--max-tokens T] [--prompt TEXT] [--api-key KEY] [--temperature T]\n");
             return 2;
         }
     }
@@ -121,7 +125,7 @@ int main(int argc, char** argv) {
         return c;
     };
     // Warm-up (page in the model, first-touch the caches).
-    one_request(*client(), prompt, 4, 1, key);
+    one_request(*client(), prompt, 4, 1, key, temp);
 
     std::printf("| clients | requests | failed | requests/s | gen tokens/s | latency p50 (s) | latency p99 (s) | TTFT p50 (ms) | TTFT p99 (ms) |\n");
     std::printf("|--------:|---------:|-------:|-----------:|-------------:|----------------:|----------------:|--------------:|--------------:|\n");
@@ -137,7 +141,7 @@ int main(int argc, char** argv) {
             th.emplace_back([&] {
                 auto cli = client();
                 for (int k; (k = next++) < requests;) {
-                    Sample s = one_request(*cli, prompt, max_tokens, 1000 + static_cast<uint64_t>(k), key);
+                    Sample s = one_request(*cli, prompt, max_tokens, 1000 + static_cast<uint64_t>(k), key, temp);
                     std::lock_guard<std::mutex> lk(mu);
                     samples.push_back(s);
                 }
