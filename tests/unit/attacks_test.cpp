@@ -232,8 +232,7 @@ TEST(GGUFAttack, MalformedByteTokens) {
     for (const std::string bad : {"<0x-1>", "<0x100>", "<0xZZ>", "<0x0A", "<0x>", "<0x0A>x", "<0x 1>", "<0x+1>"}) {
         SCOPED_TRACE(bad);
         GGUFWriter w = spm_vocab_writer();
-        std::vector<std::string> tokens = GGUFFile::parse(w.to_bytes().data(), w.to_bytes().size(), "x")
-                                              .get_str_array("tokenizer.ggml.tokens");
+        std::vector<std::string> tokens = parse_copy(w.to_bytes(), "x").get_str_array("tokenizer.ggml.tokens");
         tokens.push_back(bad);
         std::vector<int32_t> types(tokens.size(), 1);
         types[0] = 2;
