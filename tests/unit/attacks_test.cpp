@@ -163,6 +163,18 @@ void expect_tokenizes_in_range(const slm::Vocab& v) {
     (void)v.detokenize(ids, true, true);
 }
 
+// Byte offset of ne[dim] in the tensor info of `name` (0 if not found): the info is the name
+// (u64 length + bytes), u32 n_dims, then the u64 dimensions.
+size_t ne_offset(const std::vector<uint8_t>& b, const GGUFFile& f, const std::string& name, int dim) {
+    for (size_t i = 0; i + 8 + name.size() < f.data_offset(); ++i) {
+        uint64_t len;
+        std::memcpy(&len, b.data() + i, 8);
+        if (len == name.size() && std::memcmp(b.data() + i + 8, name.data(), name.size()) == 0)
+            return i + 8 + name.size() + 4 + 8 * static_cast<size_t>(dim);
+    }
+    return 0;
+}
+
 } // namespace
 
 // ==== GGUF =======================================================================================
@@ -372,14 +384,8 @@ TEST(GGUFAttack, BleedingLlamaShapeLiesAboutTheData) {
     const slm::GGUFTensorInfo* t = f.find_tensor(name);
     ASSERT_NE(t, nullptr);
     ASSERT_EQ(t->n_dims, 1u);
-    size_t at = 0;
-    for (size_t i = 0; i + 8 + name.size() < f.data_offset(); ++i) {
-        uint64_t len;
-        std::memcpy(&len, good.data() + i, 8);
-        if (len == name.size() && std::memcmp(good.data() + i + 8, name.data(), name.size()) == 0) at = i;
-    }
-    ASSERT_NE(at, 0u);
-    const size_t ne0_at = at + 8 + name.size() + 4;
+    const size_t ne0_at = ne_offset(good, f, name, 0);
+    ASSERT_NE(ne0_at, 0u);
     uint64_t ne0;
     std::memcpy(&ne0, good.data() + ne0_at, 8);
     ASSERT_EQ(static_cast<int64_t>(ne0), t->ne[0]);
@@ -409,6 +415,22 @@ TEST(GGUFAttack, BleedingLlamaShapeLiesAboutTheData) {
     EXPECT_EQ(r.exit_code, 1);
     EXPECT_NE(r.err.find("bleed_cli.gguf"), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("'output_norm.weight'"), std::string::npos) << r.err;
+}
+
+// The vocabulary-size variant: token_embd.weight with fewer rows than the tokenizer has tokens would
+// let a valid token id index past the embedding. Model::load compares the two.
+TEST(GGUFAttack, EmbeddingRowsDisagreeWithTheVocabulary) {
+    std::vector<uint8_t> b = slm::test::read_file(slm::test::model_path("stories260K/stories260K.gguf"));
+    const GGUFFile f = GGUFFile::parse(b.data(), b.size(), "good");
+    const slm::GGUFTensorInfo& emb = f.tensor("token_embd.weight");
+    ASSERT_EQ(emb.n_dims, 2u);
+    const size_t at = ne_offset(b, f, "token_embd.weight", 1);
+    ASSERT_NE(at, 0u);
+    const uint64_t half = static_cast<uint64_t>(emb.ne[1] / 2);
+    std::memcpy(b.data() + at, &half, 8);
+    const std::string path = write_temp("rows.gguf", b);
+    expect_error([&] { slm::Model::load(path); },
+                 {path, "token_embd.weight", std::to_string(half) + " rows", std::to_string(emb.ne[1]) + " tokens"});
 }
 
 // ==== safetensors ================================================================================
