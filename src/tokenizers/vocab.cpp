@@ -63,6 +63,19 @@ void replace_all(std::string& s, std::string_view from, std::string_view to) {
 
 constexpr std::string_view SPACE_ESCAPE = "\xE2\x96\x81";  // U+2581, SentencePiece's space
 
+bool is_hex_digit(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+
+// "<0xHH>" (or "<0xH>", which byte_token_value reads as llama.cpp does): the spellings whose value
+// is the hex digits. Anything else typed as a byte token (<0x-1>, <0x100>, <0xZZ>) is refused
+// rather than given a made-up byte (cf. llama.cpp #25969).
+bool is_byte_token_text(const std::string& text) {
+    const size_t n = text.size();
+    if ((n != 5 && n != 6) || text.compare(0, 3, "<0x") != 0 || text[n - 1] != '>') return false;
+    for (size_t i = 3; i + 1 < n; ++i)
+        if (!is_hex_digit(text[i])) return false;
+    return true;
+}
+
 // token_to_byte: strtol over the two characters after "<0x" (so "<0x4>" reads as 4).
 uint8_t byte_token_value(const std::string& text) {
     int v = 0;
@@ -291,7 +304,7 @@ std::shared_ptr<const Vocab::Impl> build(VocabData d) {
             t.type = ty >= 0 && ty <= 6 ? static_cast<TokenType>(ty) : TokenType::Undefined;
         }
         t.attr = attr_of_type(t.type);
-        if ((t.attr & TOKEN_ATTR_BYTE) && t.text.size() < 4)
+        if ((t.attr & TOKEN_ATTR_BYTE) && !is_byte_token_text(t.text))
             vocab_fail(src, strprintf("%s[%zu] = '%s' is a byte token but not of the form <0xHH>", KEY_TOKENS, i,
                                       t.text.c_str()));
         v->max_token_len = std::max(v->max_token_len, t.text.size());

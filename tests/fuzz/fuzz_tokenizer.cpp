@@ -6,8 +6,8 @@
 // tests/data/vocab, plus a small byte-level BPE vocab per pre-tokenizer (the input's first byte
 // picks one), so every pre-tokenizer regex and splitter sees fuzzed text.
 //
-//   clang++ -std=c++20 -fsanitize=fuzzer,address -Iinclude tests/fuzz/fuzz_tokenizer.cpp \
-//       build/libslm.a -lpcre2-8 -o fuzz_tokenizer && ./fuzz_tokenizer
+//   clang++ -std=c++20 -fsanitize=fuzzer,address -Iinclude tests/fuzz/fuzz_tokenizer.cpp
+//       build/libslm.a -lpcre2-8 -o fuzz_tokenizer && ./fuzz_tokenizer   (one command line)
 #include "slm/gguf.h"
 #include "slm/vocab.h"
 

@@ -42,6 +42,7 @@ fuzz_one() {
     name=${fuzzer#fuzz_}
     case $name in
         gguf) max_len=65536 ;;      # headers of real files are ~14 KB; room for larger metadata
+        llama2c) max_len=65536 ;;   # a checkpoint + tokenizer.bin pair; the seeds are up to 31 KB
         tokenizer) max_len=4096 ;;  # a few lines of text
         *) max_len=16384 ;;
     esac
