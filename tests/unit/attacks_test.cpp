@@ -14,6 +14,7 @@
 #include "slm/gguf.h"
 #include "slm/model.h"
 #include "slm/vocab.h"
+#include "gguf_bytes.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
@@ -40,43 +41,7 @@ uint32_t id(GGMLType t) { return static_cast<uint32_t>(t); }
 
 // ---- a little-endian byte builder --------------------------------------------------------------
 
-struct Bytes {
-    std::vector<uint8_t> b;
-    Bytes& le(uint64_t v, int n) {
-        for (int i = 0; i < n; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
-        return *this;
-    }
-    Bytes& u8(uint8_t v) { return le(v, 1); }
-    Bytes& u32(uint32_t v) { return le(v, 4); }
-    Bytes& i32(int32_t v) { return le(static_cast<uint32_t>(v), 4); }
-    Bytes& u64(uint64_t v) { return le(v, 8); }
-    Bytes& f32(float f) {
-        uint32_t x;
-        std::memcpy(&x, &f, 4);
-        return u32(x);
-    }
-    Bytes& raw(const std::string& s) {
-        b.insert(b.end(), s.begin(), s.end());
-        return *this;
-    }
-    Bytes& str(const std::string& s) { return u64(s.size()).raw(s); }
-    Bytes& zeros(size_t n) {
-        b.insert(b.end(), n, 0);
-        return *this;
-    }
-    Bytes& pad(size_t al) {
-        while (b.size() % al) b.push_back(0);
-        return *this;
-    }
-    // GGUF pieces
-    Bytes& header(uint64_t n_tensors, uint64_t n_kv) { return raw("GGUF").u32(3).u64(n_tensors).u64(n_kv); }
-    Bytes& key(const std::string& k, GGUFType t) { return str(k).u32(id(t)); }
-    Bytes& tinfo(const std::string& name, const std::vector<uint64_t>& ne, uint32_t type, uint64_t offset) {
-        str(name).u32(static_cast<uint32_t>(ne.size()));
-        for (uint64_t d : ne) u64(d);
-        return u32(type).u64(offset);
-    }
-};
+using Bytes = test::GGUFBytes;
 
 // Runs f, which must throw slm::Error whose message holds every needle; returns the message.
 std::string expect_error(const std::function<void()>& f, const std::vector<std::string>& needles) {

@@ -7,6 +7,7 @@
 #include "slm/error.h"
 #include "slm/gguf.h"
 #include "slm/types.h"
+#include "gguf_bytes.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
@@ -37,46 +38,7 @@ uint32_t id(GGMLType t) { return static_cast<uint32_t>(t); }
 
 // ---- raw little-endian encoder for crafted files ----------------------------------------------
 
-struct Raw {
-    std::vector<uint8_t> b;
-
-    Raw& u8(uint8_t v) {
-        b.push_back(v);
-        return *this;
-    }
-    Raw& u16(uint16_t v) { return le(v, 2); }
-    Raw& u32(uint32_t v) { return le(v, 4); }
-    Raw& u64(uint64_t v) { return le(v, 8); }
-    Raw& le(uint64_t v, int n) {
-        for (int i = 0; i < n; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
-        return *this;
-    }
-    Raw& raw(const std::string& s) {
-        b.insert(b.end(), s.begin(), s.end());
-        return *this;
-    }
-    Raw& str(const std::string& s) { return u64(s.size()).raw(s); }
-    Raw& zeros(size_t n) {
-        b.insert(b.end(), n, 0);
-        return *this;
-    }
-    Raw& pad(size_t al) {
-        while (b.size() % al) b.push_back(0);
-        return *this;
-    }
-    Raw& header(uint64_t n_tensors, uint64_t n_kv, uint32_t version = 3) {
-        return raw("GGUF").u32(version).u64(n_tensors).u64(n_kv);
-    }
-    // key + type; the caller appends the value.
-    Raw& key(const std::string& k, GGUFType t) { return str(k).u32(id(t)); }
-    Raw& kv_u32(const std::string& k, uint32_t v) { return key(k, GGUFType::U32).u32(v); }
-    Raw& kv_str(const std::string& k, const std::string& v) { return key(k, GGUFType::STRING).str(v); }
-    Raw& tinfo(const std::string& name, const std::vector<uint64_t>& ne, uint32_t type, uint64_t offset) {
-        str(name).u32(static_cast<uint32_t>(ne.size()));
-        for (uint64_t d : ne) u64(d);
-        return u32(type).u64(offset);
-    }
-};
+using Raw = test::GGUFBytes;
 
 struct TI {
     std::string name;
