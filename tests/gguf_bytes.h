@@ -6,10 +6,16 @@
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
 namespace test {
+
+constexpr uint64_t kU64Max = std::numeric_limits<uint64_t>::max();
+
+inline uint32_t id(slm::GGUFType t) { return static_cast<uint32_t>(t); }
+inline uint32_t id(slm::GGMLType t) { return static_cast<uint32_t>(t); }
 
 struct GGUFBytes {
     std::vector<uint8_t> b;
@@ -44,7 +50,7 @@ struct GGUFBytes {
         return raw("GGUF").u32(version).u64(n_tensors).u64(n_kv);
     }
     // key + type; the caller appends the value.
-    GGUFBytes& key(const std::string& k, slm::GGUFType t) { return str(k).u32(static_cast<uint32_t>(t)); }
+    GGUFBytes& key(const std::string& k, slm::GGUFType t) { return str(k).u32(id(t)); }
     GGUFBytes& kv_u32(const std::string& k, uint32_t v) { return key(k, slm::GGUFType::U32).u32(v); }
     GGUFBytes& kv_str(const std::string& k, const std::string& v) { return key(k, slm::GGUFType::STRING).str(v); }
     GGUFBytes& tinfo(const std::string& name, const std::vector<uint64_t>& ne, uint32_t type, uint64_t offset) {

@@ -34,10 +34,8 @@ using slm::GGUFWriter;
 
 namespace {
 
-constexpr uint64_t kU64Max = std::numeric_limits<uint64_t>::max();
-
-uint32_t id(GGUFType t) { return static_cast<uint32_t>(t); }
-uint32_t id(GGMLType t) { return static_cast<uint32_t>(t); }
+using test::id;
+using test::kU64Max;
 
 // ---- a little-endian byte builder --------------------------------------------------------------
 
