@@ -19,6 +19,8 @@
 // class Jinja2 would raise followed by its message.
 #pragma once
 
+#include "slm/limits.h"
+
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -35,11 +37,12 @@ struct ChatMessage {
     std::string content;
 };
 
+// Defaults are the process-wide limits (slm/limits.h) at construction time.
 struct ChatTemplateLimits {
-    uint32_t max_depth = 100;                 // nested macro calls and recursive loops
-    uint64_t max_iterations = 1000000;        // loop iterations plus macro calls in one render
-    uint64_t max_output_bytes = 64ull << 20;  // the rendering, and any one string built on the way
-    uint64_t max_work = 200000000;            // expression nodes evaluated plus bytes and items built
+    uint32_t max_depth = static_cast<uint32_t>(limits().template_max_depth);  // nested macro calls and recursive loops
+    uint64_t max_iterations = limits().template_max_iterations;      // loop iterations plus macro calls in one render
+    uint64_t max_output_bytes = limits().template_max_output_bytes;  // the rendering, and any one string built on the way
+    uint64_t max_work = limits().template_max_work;                  // expression nodes evaluated plus bytes and items built
 };
 
 struct ChatTemplateOptions {

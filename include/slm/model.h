@@ -132,7 +132,7 @@ private:
 };
 
 struct SessionOptions {
-    uint32_t n_ctx = 0;               // KV cache length; 0 = the model's training context
+    uint32_t n_ctx = 0;               // KV cache length; 0 = the training context, at most limits().max_context
     uint32_t n_batch = 512;           // most tokens evaluated in one pass (longer inputs are split)
     GGMLType kv_type = GGMLType::F16; // F16 (llama.cpp's default), F32, Q8_0 or Q4_0 (head sizes of whole blocks of 32)
     int n_threads = 0;                // 0 = one per physical core

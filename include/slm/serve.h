@@ -48,6 +48,10 @@ struct ServeOptions {
     int n_threads = 0;                     // compute threads; 0 = one per physical core
     uint32_t max_queue = 64;               // requests waiting for a slot; more get 429
     size_t max_body_bytes = 1u << 20;      // larger request bodies get 413
+    // Most tokens one request may generate (max_tokens past it gets 400; a request without
+    // max_tokens gets at most this many); 0 = what the slot's context has room for.
+    uint32_t max_tokens = 0;
+    int io_timeout_s = 30;                 // a client that sends or reads nothing this long is dropped
     std::string api_key;                   // "" = no authentication; else "Authorization: Bearer KEY"
     std::string chat_template;             // template source; "" = the model's (ChatML if none)
     bool prefix_cache = true;              // reuse a slot's cached prompt prefix

@@ -5,7 +5,9 @@
 #include "chat/interp.h"
 #include "chat/lexer.h"
 #include "slm/error.h"
+#include "slm/limits.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace slm::chat {
@@ -96,11 +98,14 @@ auto guarded(const Program& prog, const std::string& name, F&& f) -> decltype(f(
 }
 
 // Bounds small enough that a task template cannot stall an evaluation of thousands of documents.
+// The process-wide template limits (slm/limits.h) still apply when they are lower.
 Limits doc_limits() {
+    const slm::Limits& g = slm::limits();
     Limits l;
-    l.max_iterations = 100000;
-    l.max_output_bytes = 16u << 20;
-    l.max_work = 20000000;
+    l.max_depth = static_cast<uint32_t>(std::min<uint64_t>(l.max_depth, g.template_max_depth));
+    l.max_iterations = std::min<uint64_t>(100000, g.template_max_iterations);
+    l.max_output_bytes = std::min<uint64_t>(16u << 20, g.template_max_output_bytes);
+    l.max_work = std::min<uint64_t>(20000000, g.template_max_work);
     return l;
 }
 

@@ -7,6 +7,7 @@
 
 #include "core/mmap.h"
 #include "slm/error.h"
+#include "slm/limits.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -293,11 +294,20 @@ public:
     uint32_t u32(const char* what, const std::string& ctx) { return static_cast<uint32_t>(read_uint(4, what, ctx)); }
     uint64_t u64(const char* what, const std::string& ctx) { return read_uint(8, what, ctx); }
 
+    // Metadata reads may not go past meta_end_ (the max_metadata_bytes limit), checked before
+    // anything is allocated for them.
+    void meta_need(uint64_t bytes, const std::string& ctx) const {
+        if (pos_ > meta_end_ || bytes > meta_end_ - pos_)
+            error("key", strprintf("%s: the metadata section would be larger than %s", ctx.c_str(),
+                                   limit_hint("max_metadata_bytes", limits().max_metadata_bytes).c_str()));
+    }
+
     std::string str(const char* what, const std::string& ctx) {
         uint64_t len = u64(what, ctx);
         if (len > remaining())
             error(what, strprintf("%s: string length %" PRIu64 " exceeds the %zu bytes left in the file",
                                   ctx.c_str(), len, remaining()));
+        meta_need(len, ctx);
         std::string s(reinterpret_cast<const char*>(p_ + pos_), static_cast<size_t>(len));
         pos_ += len;
         return s;
@@ -331,6 +341,11 @@ public:
         if (v.n > remaining() / min_elem)
             error("key", strprintf("'%s': array of %" PRIu64 " %s cannot fit in the %zu bytes left", key.c_str(), v.n,
                                    gguf_type_name(v.elem_type), remaining()));
+        if (v.n > limits().max_array_elements)
+            error("key", strprintf("'%s': array of %" PRIu64 " %s is more than %s", key.c_str(), v.n,
+                                   gguf_type_name(v.elem_type),
+                                   limit_hint("max_array_elements", limits().max_array_elements).c_str()));
+        meta_need(v.n * min_elem, "'" + key + "'");
         if (v.elem_type == GGUFType::STRING) {
             v.strs.reserve(v.n);
             for (uint64_t i = 0; i < v.n; ++i) v.strs.push_back(str("key", strprintf("'%s'[%" PRIu64 "]", key.c_str(), i)));
@@ -370,6 +385,12 @@ public:
         if (n_tensors > remaining() / 32)
             error("header", strprintf("tensor count %" PRIu64 " cannot fit in a file of %zu bytes", n_tensors, n_));
 
+        if (n_tensors > limits().max_tensors)
+            error("header", strprintf("tensor count %" PRIu64 " is more than %s", n_tensors,
+                                      limit_hint("max_tensors", limits().max_tensors).c_str()));
+        const uint64_t meta_limit = limits().max_metadata_bytes;
+        meta_end_ = meta_limit < n_ - pos_ ? pos_ + meta_limit : n_;
+
         std::unordered_set<std::string> keys;
         f.kv_.reserve(n_kv);
         for (uint64_t i = 0; i < n_kv; ++i) {
@@ -380,6 +401,7 @@ public:
             GGUFValue v = value(static_cast<GGUFType>(t), key, 0);
             f.kv_.emplace_back(std::move(key), std::move(v));
         }
+        meta_end_ = n_;
 
         f.alignment_ = 32;
         if (const GGUFValue* a = f.find("general.alignment")) {
@@ -394,6 +416,7 @@ public:
         }
 
         std::unordered_set<std::string> names;
+        uint64_t total_bytes = 0;
         f.tensors_.reserve(n_tensors);
         for (uint64_t i = 0; i < n_tensors; ++i) {
             GGUFTensorInfo t;
@@ -436,6 +459,13 @@ public:
             uint64_t nbytes = blocks * ti.type_size;
             if (nbytes > n_) error("tensor", strprintf("%s: shape %s of %s needs %" PRIu64 " bytes, more than the file's %zu",
                                                        q.c_str(), t.shape_str().c_str(), ti.name, nbytes, n_));
+            if (nbytes > limits().max_tensor_bytes)
+                error("tensor", strprintf("%s: %" PRIu64 " bytes is more than %s", q.c_str(), nbytes,
+                                          limit_hint("max_tensor_bytes", limits().max_tensor_bytes).c_str()));
+            total_bytes += nbytes;  // each term is at most the file size: no overflow
+            if (total_bytes > limits().max_model_bytes)
+                error("tensor", strprintf("%s: the tensors so far hold %" PRIu64 " bytes, more than %s", q.c_str(),
+                                          total_bytes, limit_hint("max_model_bytes", limits().max_model_bytes).c_str()));
             t.nbytes = static_cast<size_t>(nbytes);
             f.tensors_.push_back(std::move(t));
         }
@@ -476,6 +506,7 @@ private:
     const uint8_t* p_;
     size_t n_;
     size_t pos_ = 0;
+    size_t meta_end_ = SIZE_MAX;  // see meta_need()
     const std::string& name_;
 };
 

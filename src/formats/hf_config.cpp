@@ -302,12 +302,14 @@ void phi3_like_params(const JsonFile& c, uint32_t ft, Keys& k) {
     const int64_t n_embd = req_int(c, {"hidden_size", "n_embd"});
     const int64_t n_head = req_int(c, {"num_attention_heads", "n_head"});
     if (n_head <= 0) c.fail("num_attention_heads", "must be positive");
+    if (n_embd <= 0 || n_embd > (int64_t{1} << 31)) c.fail("hidden_size", "must be from 1 to 2^31");
     const json rp = rope_params(c);
     double rot_pct = 1.0;
     if (rp.contains("partial_rotary_factor") && rp["partial_rotary_factor"].is_number())
         rot_pct = rp["partial_rotary_factor"].get<double>();
     else if (auto v = opt_num(c, {"partial_rotary_factor"}))
         rot_pct = *v;
+    if (!(rot_pct > 0.0 && rot_pct <= 1.0)) c.fail("partial_rotary_factor", "must be in (0, 1]");
     k.u32("context_length", req_int(c, {"n_positions", "max_position_embeddings"}));
     std::optional<int64_t> orig;
     if (rp.contains("original_max_position_embeddings") && rp["original_max_position_embeddings"].is_number_integer())
@@ -507,10 +509,13 @@ std::vector<int64_t> openelm_ffn_dims(const JsonFile& c) {
     const json* m = json_util::find(c.root, "ffn_multipliers");
     if (!m || !m->is_array() || m->empty()) c.fail("ffn_multipliers", "expected a non-empty list of numbers");
     std::vector<int64_t> dims;
-    for (size_t i = 0; i < m->size(); ++i)
-        dims.push_back(make_divisible(json_util::as_number(c, (*m)[i], "ffn_multipliers[" + std::to_string(i) + "]") *
-                                          static_cast<double>(n_embd),
-                                      divisor));
+    for (size_t i = 0; i < m->size(); ++i) {
+        const std::string key = "ffn_multipliers[" + std::to_string(i) + "]";
+        const double width = json_util::as_number(c, (*m)[i], key) * static_cast<double>(n_embd);
+        // Bounded before the conversion to an integer: a huge or NaN width is undefined behaviour.
+        if (!(width >= 0.0 && width <= 1e12)) c.fail(key.c_str(), "times model_dim must be a width from 0 to 1e12");
+        dims.push_back(make_divisible(width, divisor));
+    }
     return dims;
 }
 

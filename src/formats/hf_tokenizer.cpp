@@ -20,6 +20,7 @@
 
 #include "formats/json_util.h"
 #include "slm/error.h"
+#include "slm/limits.h"
 #include "tokenizers/pre_tokenizer.h"
 #include "tokenizers/unicode.h"
 #include "tokenizers/vocab_impl.h"
@@ -883,6 +884,10 @@ HFTokenizer read_sources_unchecked(const Sources& s, const ReadOptions& opt) {
 std::optional<std::string> read_optional_file(const std::string& path) {
     std::error_code ec;
     if (!std::filesystem::is_regular_file(path, ec)) return std::nullopt;
+    const uintmax_t size = std::filesystem::file_size(path, ec);
+    if (!ec && size > limits().max_metadata_bytes)
+        fail("%s: %s: %ju bytes is more than %s", OP, path.c_str(), size,
+             limit_hint("max_metadata_bytes", limits().max_metadata_bytes).c_str());
     std::ifstream in(path, std::ios::binary);
     if (!in) fail("%s: %s: cannot open", OP, path.c_str());
     std::ostringstream ss;

@@ -2,6 +2,7 @@
 #include "formats/json_util.h"
 
 #include "slm/error.h"
+#include "slm/limits.h"
 
 #include <cerrno>
 #include <cmath>
@@ -17,6 +18,13 @@ namespace slm::json_util {
 JsonFile JsonFile::read(const std::string& path, const std::string& op) {
     std::ifstream in(path, std::ios::binary);
     if (!in) slm::fail("%s: %s: cannot open: %s", op.c_str(), path.c_str(), std::strerror(errno));
+    // Side files of a model folder: bounded like any model metadata, before anything is read.
+    in.seekg(0, std::ios::end);
+    const std::streamoff size = in.tellg();
+    in.seekg(0, std::ios::beg);
+    if (size > 0 && static_cast<uint64_t>(size) > slm::limits().max_metadata_bytes)
+        slm::fail("%s: %s: %lld bytes is more than %s", op.c_str(), path.c_str(), static_cast<long long>(size),
+                  slm::limit_hint("max_metadata_bytes", slm::limits().max_metadata_bytes).c_str());
     std::ostringstream ss;
     ss << in.rdbuf();
     if (in.bad()) slm::fail("%s: %s: read error", op.c_str(), path.c_str());

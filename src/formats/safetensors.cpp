@@ -4,6 +4,7 @@
 #include "core/mmap.h"
 #include "formats/json_util.h"
 #include "slm/error.h"
+#include "slm/limits.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -136,7 +137,10 @@ void SafetensorsFile::parse_all(const uint8_t* data, size_t size) {
     if (size < 8) fail("safetensors: %s: file is %zu bytes, shorter than the 8-byte header length", p, size);
     const uint64_t n = read_le64(data);
     if (n > kMaxHeader)
-        fail("safetensors: %s: header length %" PRIu64 " is larger than the limit %" PRIu64, p, n, kMaxHeader);
+        fail("safetensors: %s: header length %" PRIu64 " is larger than the limit %" PRIu64 " of the format", p, n, kMaxHeader);
+    if (n > limits().max_metadata_bytes)
+        fail("safetensors: %s: header length %" PRIu64 " is more than %s", p, n,
+             limit_hint("max_metadata_bytes", limits().max_metadata_bytes).c_str());
     if (n > size - 8)
         fail("safetensors: %s: header length %" PRIu64 " runs past the end of the file (%zu bytes)", p, n, size);
     header_size_ = n;
@@ -153,6 +157,11 @@ void SafetensorsFile::parse_all(const uint8_t* data, size_t size) {
         size_t index;
     };
     std::vector<Extent> extents;
+    const size_t n_tensors = root.size() - (root.contains("__metadata__") ? 1 : 0);
+    if (n_tensors > limits().max_tensors)
+        fail("safetensors: %s: %zu tensors is more than %s", p, n_tensors,
+             limit_hint("max_tensors", limits().max_tensors).c_str());
+    uint64_t total_bytes = 0;
     for (auto it = root.begin(); it != root.end(); ++it) {
         const std::string& key = it.key();
         const json& v = it.value();
@@ -217,6 +226,13 @@ void SafetensorsFile::parse_all(const uint8_t* data, size_t size) {
             fail("safetensors: %s: tensor '%s': shape %s of %s is %" PRIu64 " bytes but data_offsets [%" PRIu64
                  ", %" PRIu64 "] hold %" PRIu64,
                  p, key.c_str(), t.shape_str().c_str(), dname.c_str(), nbytes, b, e, e - b);
+        if (nbytes > limits().max_tensor_bytes)
+            fail("safetensors: %s: tensor '%s': %" PRIu64 " bytes is more than %s", p, key.c_str(), nbytes,
+                 limit_hint("max_tensor_bytes", limits().max_tensor_bytes).c_str());
+        total_bytes += nbytes;  // each term is within the file: no overflow
+        if (total_bytes > limits().max_model_bytes)
+            fail("safetensors: %s: tensor '%s': the tensors so far hold %" PRIu64 " bytes, more than %s", p,
+                 key.c_str(), total_bytes, limit_hint("max_model_bytes", limits().max_model_bytes).c_str());
         t.data = base + b;
         t.nbytes = static_cast<size_t>(nbytes);
         extents.push_back({b, e, tensors_.size()});

@@ -140,7 +140,16 @@ TaskConfig from_json(const Json& j, const Ctx& c, const std::string& base_dir) {
             }
         } else if (k == "metadata") {
             for (const auto& [mk, mv] : need_object(v, c, k).items()) {
-                if (mk == "version") t.version = static_cast<int>(std::atof(get_str(mv, c, "metadata.version").c_str()));
+                if (mk == "version") {
+                    // lm-eval writes versions like 1.0; the report shows the integer part.
+                    const std::string vs = get_str(mv, c, "metadata.version");
+                    char* end = nullptr;
+                    const double d = std::strtod(vs.c_str(), &end);
+                    if (end == vs.c_str() || !(d >= 0.0 && d < 1e9))
+                        fail("task file %s: key 'metadata.version': expected a number from 0 to 1e9, got '%s'",
+                             c.file.c_str(), vs.substr(0, 64).c_str());
+                    t.version = static_cast<int>(d);
+                }
                 // other metadata is free-form in lm-eval
             }
         } else if (k == "metric_list") {

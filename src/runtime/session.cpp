@@ -9,6 +9,7 @@
 #include "runtime/weight_stream.h"
 #include "models/blocks.h"
 #include "slm/error.h"
+#include "slm/limits.h"
 #include "slm/vocab.h"
 
 #include <algorithm>
@@ -113,8 +114,12 @@ std::unique_ptr<SessionState> make_session_state(const Model& model, const Sessi
     const HParams& hp = model.hparams();
     auto stp = std::make_unique<SessionState>();
     SessionState& st = *stp;
-    st.n_ctx = opts.n_ctx ? opts.n_ctx : hp.n_ctx_train;
-    if (st.n_ctx > (1u << 20)) fail("session: n_ctx = %u is larger than 1048576", st.n_ctx);
+    // The default is the training context, at most max_context; an explicit n_ctx past the limit
+    // is refused.
+    st.n_ctx = opts.n_ctx ? opts.n_ctx : std::min(hp.n_ctx_train, limits().max_context);
+    if (st.n_ctx > limits().max_context)
+        fail("session: a context of %u positions is more than %s", st.n_ctx,
+             limit_hint("max_context", limits().max_context).c_str());
     if (n_seq < 1 || uint64_t(n_seq) * st.n_ctx > (1u << 22))
         fail("session: %u sequences of %u positions is more than 4194304 cache rows", n_seq, st.n_ctx);
     st.n_kv_rows = st.n_ctx * n_seq;

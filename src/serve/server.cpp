@@ -197,7 +197,12 @@ void Server::Impl::completion(const httplib::Request& req, httplib::Response& re
                                 std::to_string(prompt.size()) + " tokens.",
                        "invalid_request_error", chat ? "messages" : "prompt", "context_length_exceeded");
     const int64_t room = static_cast<int64_t>(n_ctx) - static_cast<int64_t>(prompt.size());
-    const int64_t max_tokens = r.max_tokens.value_or(room);
+    const int64_t cap = opts.max_tokens ? static_cast<int64_t>(opts.max_tokens) : INT64_MAX;
+    const int64_t max_tokens = r.max_tokens.value_or(std::min(room, cap));
+    if (max_tokens > cap)
+        throw ApiError(400, "max_tokens " + std::to_string(max_tokens) + " is more than this server's limit of " +
+                                std::to_string(cap) + " tokens per request",
+                       "invalid_request_error", "max_tokens");
     if (max_tokens > room)
         throw ApiError(400, "This model's maximum context length is " + std::to_string(n_ctx) + " tokens. However, you requested " +
                                 std::to_string(prompt.size() + static_cast<uint64_t>(max_tokens)) + " tokens (" +
@@ -502,6 +507,8 @@ int Server::start() {
     if (o.n_parallel < 1 || o.n_parallel > 256) fail("serve: --parallel %u must be in 1..256", o.n_parallel);
     if (!o.model && o.model_path.empty()) fail("serve: no model given");
     if (o.port < 0 || o.port > 65535) fail("serve: --port %d must be in 0..65535", o.port);
+    if (o.io_timeout_s < 1 || o.io_timeout_s > 3600) fail("serve: --timeout %d must be in 1..3600 seconds", o.io_timeout_s);
+    if (o.max_body_bytes < 1024) fail("serve: --max-body %zu must be at least 1024 bytes", o.max_body_bytes);
     const bool has_draft = o.draft || !o.draft_path.empty();
     if (has_draft || o.spec.lookup) validate_speculative_params(o.spec);
     if (has_draft && o.spec.lookup) fail("serve: give either --draft or --lookup, not both");
@@ -514,8 +521,8 @@ int Server::start() {
     im.http.set_keep_alive_timeout(2);
     im.http.set_tcp_nodelay(true);  // SSE chunks are small: send each at once
     im.http.set_keep_alive_max_count(1000);  // httplib closes a connection after 5 requests by default
-    im.http.set_read_timeout(30, 0);
-    im.http.set_write_timeout(30, 0);
+    im.http.set_read_timeout(o.io_timeout_s, 0);
+    im.http.set_write_timeout(o.io_timeout_s, 0);
     im.routes();
     int port = o.port;
     if (port == 0) {

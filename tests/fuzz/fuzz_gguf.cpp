@@ -3,9 +3,15 @@
 // Any input must either parse or throw slm::Error; anything else (a crash, a sanitizer report,
 // another exception type, a huge allocation) is a bug. A file that parses must survive every
 // getter, have its tensor data inside the input, and re-serialize to a file that parses to the
-// same keys and tensors; serializing that again must give the same bytes.
+// same keys and tensors; serializing that again must give the same bytes. Each tensor's first and
+// last rows are dequantized against its type by the scalar reference kernels (any bytes are a
+// valid block of any type). The tokenizer metadata goes through Vocab::from_gguf, as Model::load
+// does, and the vocabulary it gives tokenizes and detokenizes a fixed text. (The architectures'
+// tensor-shape checks are in tests/unit/attacks_test.cpp: the fuzz build leaves the models out.)
+#include "kernels/ref/ref.h"
 #include "slm/error.h"
 #include "slm/gguf.h"
+#include "slm/vocab.h"
 
 #include <cstdint>
 #include <cstdio>
@@ -84,6 +90,61 @@ void walk_tensors(const slm::GGUFFile& f, const uint8_t* data, size_t size) {
     }
 }
 
+using ToFloat = void (*)(const void*, float*, int64_t);
+
+// The scalar reference dequantizers (the oracle every SIMD kernel is tested against).
+ToFloat to_float(slm::GGMLType t) {
+    namespace r = slm::kernels::ref;
+    using T = slm::GGMLType;
+    switch (t) {
+        case T::F32: return r::f32_to_float;
+        case T::F16: return r::f16_to_float;
+        case T::BF16: return r::bf16_to_float;
+        case T::Q4_0: return r::dequantize_row_q4_0;
+        case T::Q4_1: return r::dequantize_row_q4_1;
+        case T::Q5_0: return r::dequantize_row_q5_0;
+        case T::Q5_1: return r::dequantize_row_q5_1;
+        case T::Q8_0: return r::dequantize_row_q8_0;
+        case T::Q2_K: return r::dequantize_row_q2_K;
+        case T::Q3_K: return r::dequantize_row_q3_K;
+        case T::Q4_K: return r::dequantize_row_q4_K;
+        case T::Q5_K: return r::dequantize_row_q5_K;
+        case T::Q6_K: return r::dequantize_row_q6_K;
+        case T::IQ4_NL: return r::dequantize_row_iq4_nl;
+        case T::IQ4_XS: return r::dequantize_row_iq4_xs;
+        case T::TQ1_0: return r::dequantize_row_tq1_0;
+        case T::TQ2_0: return r::dequantize_row_tq2_0;
+        default: return nullptr;
+    }
+}
+
+void dequantize_tensors(const slm::GGUFFile& f) {
+    std::vector<float> row;
+    for (const auto& t : f.tensors()) {
+        const ToFloat fn = to_float(t.type);
+        const int64_t nr = t.nrows();
+        if (!fn || t.nbytes == 0 || nr <= 0 || t.ne[0] <= 0 || t.ne[0] > (1 << 16)) continue;
+        const size_t row_bytes = t.nbytes / static_cast<size_t>(nr);
+        row.assign(static_cast<size_t>(t.ne[0]), 0.0f);
+        for (int64_t r : {int64_t(0), nr - 1}) {
+            fn(t.data + static_cast<size_t>(r) * row_bytes, row.data(), t.ne[0]);
+            sink_f(row[0] + row.back());
+        }
+    }
+}
+
+// What Model::load does with the tokenizer metadata, short of mapping a file.
+void load_vocab(const slm::GGUFFile& f) {
+    tolerate([&] {
+        const slm::Vocab v = slm::Vocab::from_gguf(f);
+        const std::vector<int32_t> ids = v.tokenize("Hello w\xc3\xb6rld <s></s>\n  12345 \xf0\x9f\x98\x80", true, true);
+        for (int32_t id : ids)
+            if (id < 0 || id >= v.n_tokens()) bug("a token id outside the vocabulary");
+        sink(v.detokenize(ids, false, true).size());
+        for (int32_t id : ids) sink(v.token_to_piece(id, true).size());
+    });
+}
+
 bool same_tensors(const slm::GGUFFile& a, const slm::GGUFFile& b) {
     if (a.tensors().size() != b.tensors().size()) return false;
     for (size_t i = 0; i < a.tensors().size(); ++i) {
@@ -116,6 +177,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     exercise_getters(f);
     walk_tensors(f, data, size);
+    dequantize_tensors(f);
+    load_vocab(f);
 
     // A file that parsed must be written back without complaint, and read back the same.
     std::vector<uint8_t> out, out2;

@@ -577,3 +577,47 @@ TEST(Llama2cAttack, TokenizerLengths) {
     expect_l2_error(model, l2_tokenizer(8, {"<unk>", "a"}), "fewtok", {"token 2", "past the end"}, false);
     expect_l2_error(model, {1, 2}, "tok2bytes", {"max_token_length"}, false);
 }
+
+// ==== what the fuzzers found (SECURITY.md) =======================================================
+// Numbers from untrusted text converted to integers without a range check: undefined behaviour
+// (UBSan's float-cast-overflow, which g++'s -fsanitize=undefined leaves out, so tested directly).
+
+#include "formats/hf_config.h"
+#include "formats/json_util.h"
+#include "slm/tasks.h"
+
+namespace {
+
+void expect_config_error(const std::string& file, const std::vector<std::string>& needles) {
+    const std::string path = slm::test::source_dir() + "/tests/fuzz/regressions/hf_config/" + file;
+    const auto cfg = slm::json_util::JsonFile::read(path, "hf");
+    const std::string arch = cfg.root["architectures"][0].get<std::string>();
+    const slm::hf::ArchSpec* spec = slm::hf::arch_by_hf(arch);
+    ASSERT_NE(spec, nullptr) << arch;
+    GGUFWriter w;
+    std::vector<std::string> all = needles;
+    all.insert(all.begin(), file);
+    expect_error([&] { spec->to_gguf(cfg, 1, w); }, all);
+}
+
+} // namespace
+
+TEST(FuzzFindings, TaskFileVersionOutOfRange) {
+    const std::string text = slm::test::read_text(slm::test::source_dir() +
+                                                  "/tests/fuzz/regressions/task_file/version_1e99.yaml");
+    expect_error([&] { slm::parse_task_file(text, "v.yaml", "/tmp"); }, {"v.yaml", "metadata.version", "1e99"});
+    for (const char* v : {"-1", "nan", "inf", "x"})
+        expect_error([&] { slm::parse_task_file("task: t\nmetadata:\n  version: " + std::string(v) + "\n", "v.yaml"); },
+                     {"v.yaml", "metadata.version"});
+    EXPECT_EQ(slm::parse_task_file("task: t\ndataset_path: d.jsonl\noutput_type: multiple_choice\n"
+                                   "doc_to_text: q\ndoc_to_target: 0\ndoc_to_choice: '{{[\"a\"]}}'\nmetadata:\n  version: 2.5\n",
+                                   "v.yaml", "/tmp")
+                  .version,
+              2);
+}
+
+TEST(FuzzFindings, HfConfigNumbersBoundedBeforeConversion) {
+    expect_config_error("phi3_partial_rotary_1e300.json", {"partial_rotary_factor", "(0, 1]"});
+    expect_config_error("phi3_hidden_size_int64_max.json", {"hidden_size"});
+    expect_config_error("openelm_ffn_multiplier_1e300.json", {"ffn_multipliers[1]"});
+}

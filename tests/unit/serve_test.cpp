@@ -572,6 +572,29 @@ TEST(ServeLimits, QueueFullGives429) {
     server.shutdown(1);
 }
 
+// --max-tokens caps every request: more is a 400 naming max_tokens, none asked gets the cap.
+TEST(ServeLimits, MaxTokensCap) {
+    ServeOptions o = base_options();
+    o.max_tokens = 5;
+    Server server(o);
+    const int port = server.start();
+    server.wait_ready();
+    Resp over = post(port, "/v1/completions", {{"prompt", "Once"}, {"max_tokens", 6}});
+    EXPECT_EQ(over.status, 400);
+    EXPECT_EQ(over.j()["error"]["param"], "max_tokens");
+    EXPECT_NE(over.j()["error"]["message"].get<std::string>().find("limit of 5"), std::string::npos) << over.body;
+    Resp ok = post(port, "/v1/completions", {{"prompt", "Once"}, {"max_tokens", 5}, {"ignore_eos", true}, {"temperature", 0}});
+    ASSERT_EQ(ok.status, 200) << ok.body;
+    EXPECT_EQ(ok.j()["usage"]["completion_tokens"], 5);
+    // A chat request without max_tokens runs to the cap, not to the end of the context.
+    Resp chat = post(port, "/v1/chat/completions",
+                     {{"messages", {{{"role", "user"}, {"content", "Hi"}}}}, {"ignore_eos", true}, {"temperature", 0}});
+    ASSERT_EQ(chat.status, 200) << chat.body;
+    EXPECT_EQ(chat.j()["usage"]["completion_tokens"], 5);
+    EXPECT_EQ(chat.j()["choices"][0]["finish_reason"], "length");
+    server.shutdown(1);
+}
+
 // Shutdown with time to spare lets a running request finish; afterwards nothing listens.
 // Shutdown without grace cancels it promptly.
 TEST(ServeLifecycle, GracefulShutdown) {

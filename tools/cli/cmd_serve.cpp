@@ -83,6 +83,11 @@ void add_serve(CLI::App& app) {
     sub->add_option("-t,--threads", o.n_threads, "Compute threads (default: one per physical core)")->check(CLI::Range(0, 256));
     sub->add_option("--queue", o.max_queue, "Requests that may wait for a slot; more get 429")->check(CLI::Range(0, 100000));
     sub->add_option("--max-body", o.max_body_bytes, "Largest request body in bytes; larger get 413")->check(CLI::Range(1024, 1 << 30));
+    sub->add_option("--max-tokens", o.max_tokens,
+                    "Most tokens one request may generate; 0 = what the context has room for (default 0)")
+        ->check(CLI::Range(0, 1 << 24));
+    sub->add_option("--timeout", o.io_timeout_s, "Seconds a client may stay silent while sending or reading (default 30)")
+        ->check(CLI::Range(1, 3600));
     sub->add_option("--api-key", o.api_key, "Require \"Authorization: Bearer KEY\" (all endpoints but /health)");
     sub->add_option("--chat-template", o.chat_template, "Jinja chat template file (default: the model's)")->check(CLI::ExistingFile);
     sub->add_flag("!--no-prefix-cache", o.prefix_cache, "Do not reuse cached prompt prefixes across requests");

@@ -28,6 +28,8 @@ void add_distill(CLI::App& app);   // slm distill: teacher -> student (fkl/rkl/j
 void add_finetune(CLI::App& app);  // slm finetune --lora: adapters on a frozen base (cmd_finetune.cpp)
 void add_lora(CLI::App& app);      // slm lora merge: base + adapter -> one model (cmd_finetune.cpp)
 void add_serve(CLI::App& app);     // slm serve: OpenAI-compatible HTTP server (cmd_serve.cpp)
+// slm limits, plus the global --limit option and SLM_LIMITS (cmd_limits.cpp). Call first.
+void add_limits(CLI::App& app);
 // The `slm eval` subcommands, each in its own file, registered on the `eval` app by add_eval.
 void add_eval_perplexity(CLI::App& eval);  // slm eval perplexity (cmd_eval_perplexity.cpp)
 void add_eval_tasks(CLI::App& eval);       // slm eval hellaswag|arc|mmlu|winogrande|gsm8k|custom (cmd_eval_tasks.cpp)

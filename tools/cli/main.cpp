@@ -11,6 +11,15 @@ int main(int argc, char** argv) {
     CLI::App app{"slm - build, compress, run and measure small language models on CPUs"};
     app.require_subcommand(1);
     app.set_version_flag("--version", "slm 0.1.0");
+    // Options of the main app (--limit) may also follow the command: subcommands created from here
+    // on pass what they do not know up to it.
+    app.fallthrough();
+    try {
+        slm::cli::add_limits(app);
+    } catch (const slm::Error& e) {
+        std::fprintf(stderr, "slm: error: %s\n", e.what());
+        return 1;
+    }
     slm::cli::add_run(app);
     slm::cli::add_info(app);
     slm::cli::add_tokenize(app);
