@@ -122,12 +122,13 @@ public:
 
 private:
     Model() = default;
+    void realign_tensors();
     void repack_weights();
     GGUFFile file_;
     HParams hp_;
     std::unique_ptr<Vocab> vocab_;
     std::unique_ptr<ArchModel> arch_;
-    std::vector<std::shared_ptr<void>> buffers_;  // repacked matrices
+    std::vector<std::shared_ptr<void>> buffers_;  // repacked matrices, realigned tensors
     size_t repacked_bytes_ = 0;
 };
 

@@ -12,6 +12,9 @@
 
 namespace slm::kernels {
 
+// Tensor data handed to any kernel is aligned as its element or block type (its float or fp16
+// fields are read through typed pointers); Model::load copies tensors of files whose
+// general.alignment would break this (runtime/session.cpp, realign_tensors).
 struct TypeTraits {
     GGMLType type;
     // Dequantizes n elements (n a multiple of the block size) of this type to F32.

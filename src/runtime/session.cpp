@@ -35,8 +35,36 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
         fail("model: %s: the tokenizer has %u tokens but token_embd.weight has %u rows", path.c_str(),
              static_cast<uint32_t>(m->vocab_->n_tokens()), m->hp_.n_vocab);
     m->arch_ = make_arch_model(m->file_, m->hp_);
+    m->realign_tensors();
     if (opts.repack) m->repack_weights();
     return m;
+}
+
+// Kernels read tensors through typed pointers (floats, fp16 scales, block structs), which must be
+// aligned. A GGUF with general.alignment below 8 (llama.cpp's reader allows 1, 2 and 4) can put a
+// tensor at an odd address: such tensors are copied once into page-aligned memory. Files written
+// with the default alignment of 32 never need it.
+void Model::realign_tensors() {
+    constexpr uintptr_t kAlign = 8;
+    std::vector<std::pair<const void*, const void*>> moved;  // tensors sharing data stay shared
+    for (const ModelTensor* ct : arch_->tensors()) {
+        if (!ct->present() || ct->nbytes == 0 || reinterpret_cast<uintptr_t>(ct->data) % kAlign == 0) continue;
+        auto* t = const_cast<ModelTensor*>(ct);  // the Model owns its architecture
+        const auto same = std::find_if(moved.begin(), moved.end(), [&](const auto& p) { return p.first == t->data; });
+        if (same != moved.end()) {
+            t->data = same->second;
+            continue;
+        }
+        const long page = sysconf(_SC_PAGESIZE);
+        const size_t bytes = (t->nbytes + page - 1) / page * page;
+        void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (mem == MAP_FAILED) fail("model: out of memory aligning '%s' (%zu bytes)", t->name.c_str(), t->nbytes);
+        std::shared_ptr<void> buf(mem, [bytes](void* p) { munmap(p, bytes); });
+        std::memcpy(buf.get(), t->data, t->nbytes);
+        moved.emplace_back(t->data, buf.get());
+        t->data = buf.get();
+        buffers_.push_back(std::move(buf));
+    }
 }
 
 void Model::repack_weights() {

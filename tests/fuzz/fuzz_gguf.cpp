@@ -120,14 +120,17 @@ ToFloat to_float(slm::GGMLType t) {
 
 void dequantize_tensors(const slm::GGUFFile& f) {
     std::vector<float> row;
+    std::vector<uint64_t> aligned;  // the kernels' contract (kernels.h): data aligned as its type, as Model::load ensures
     for (const auto& t : f.tensors()) {
         const ToFloat fn = to_float(t.type);
         const int64_t nr = t.nrows();
         if (!fn || t.nbytes == 0 || nr <= 0 || t.ne[0] <= 0 || t.ne[0] > (1 << 16)) continue;
         const size_t row_bytes = t.nbytes / static_cast<size_t>(nr);
         row.assign(static_cast<size_t>(t.ne[0]), 0.0f);
+        aligned.assign((row_bytes + 7) / 8, 0);
         for (int64_t r : {int64_t(0), nr - 1}) {
-            fn(t.data + static_cast<size_t>(r) * row_bytes, row.data(), t.ne[0]);
+            std::memcpy(aligned.data(), t.data + static_cast<size_t>(r) * row_bytes, row_bytes);
+            fn(aligned.data(), row.data(), t.ne[0]);
             sink_f(row[0] + row.back());
         }
     }

@@ -9,8 +9,8 @@
 #   cmake --build build-fuzz -j2
 #   tests/fuzz/run_fuzzers.sh build-fuzz 60
 #
-# Each fuzzer starts from a writable copy of tests/fuzz/corpus/<name>/ (name without "fuzz_") in a
-# temp dir, with tests/fuzz/corpus/<name>.dict if present. Crash inputs are kept in
+# Each fuzzer starts from a writable copy of tests/fuzz/corpus/<name>/ (name without "fuzz_") and
+# tests/fuzz/regressions/<name>/ in a temp dir, with tests/fuzz/corpus/<name>.dict if present. Crash inputs are kept in
 # BUILD_DIR/fuzz-artifacts/<fuzzer>/; reproduce one with `BUILD_DIR/bin/fuzz_gguf FILE`.
 # Runs FUZZ_JOBS fuzzers at a time (default: the number of cores).
 # Exits non-zero if any fuzzer crashed, leaked, timed out or ran out of memory.
@@ -63,6 +63,9 @@ fuzz_one() {
     mkdir -p "$corpus" "$artifacts"
     if [[ -d $here/corpus/$name ]]; then
         cp -R "$here/corpus/$name/." "$corpus/"
+    fi
+    if [[ -d $here/regressions/$name ]]; then  # what once broke is a good place to start from
+        cp -R "$here/regressions/$name/." "$corpus/"
     fi
     local args=(-max_total_time="$secs" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048
                 -print_final_stats=1 -artifact_prefix="$artifacts/")

@@ -621,3 +621,39 @@ TEST(FuzzFindings, HfConfigNumbersBoundedBeforeConversion) {
     expect_config_error("phi3_hidden_size_int64_max.json", {"hidden_size"});
     expect_config_error("openelm_ffn_multiplier_1e300.json", {"ffn_multipliers[1]"});
 }
+
+// fuzz_gguf found kernels reading an F16 tensor at an odd address: general.alignment may be 1, 2 or
+// 4 (llama.cpp's reader accepts any power of two), which puts tensors where typed loads are
+// misaligned (undefined behaviour, flagged by -fsanitize=alignment in make test-sanitize).
+// Model::load now copies such tensors to aligned memory: the model must run exactly as the
+// original.
+TEST(FuzzFindings, ModelWithAlignment1RunsLikeTheOriginal) {
+    for (const char* rel : {"stories260K/stories260K.gguf", "stories5m/stories5m.q8_0.gguf"}) {
+        SCOPED_TRACE(rel);
+        const std::string src = slm::test::model_path(rel);
+        const GGUFFile f = GGUFFile::open(src);
+        const std::string out = slm::test::temp_dir() + "/align1.gguf";
+        bool misaligned = false;
+        for (size_t pad = 0; pad < 8 && !misaligned; ++pad) {  // metadata of a length that shifts the data
+            GGUFWriter w;
+            w.copy_kv_from(f);
+            w.set("general.alignment", GGUFValue::u32(1));
+            w.set("slm.test.pad", GGUFValue::string(std::string(pad, 'x')));
+            for (const auto& t : f.tensors()) w.add_tensor(t.name, t.type, t.shape(), t.data, t.nbytes);
+            w.write(out);
+            const GGUFFile g = GGUFFile::open(out);
+            for (const auto& t : g.tensors()) misaligned |= reinterpret_cast<uintptr_t>(t.data) % 4 != 0;
+        }
+        ASSERT_TRUE(misaligned);
+        const auto a = slm::Model::load(src), b = slm::Model::load(out);
+        slm::SessionOptions so;
+        so.n_ctx = 64;
+        slm::Session sa(a, so), sb(b, so);
+        const std::vector<int32_t> ids = a->vocab().tokenize("Once upon a time", true, false);
+        const size_t n = a->hparams().n_vocab;
+        const float* la = sa.eval(ids);
+        const std::vector<float> va(la, la + n);
+        const float* lb = sb.eval(ids);
+        EXPECT_EQ(std::memcmp(va.data(), lb, n * sizeof(float)), 0);
+    }
+}
