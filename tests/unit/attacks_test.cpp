@@ -8,11 +8,14 @@
 // that under -DSLM_SANITIZE=ON any read past the end is an AddressSanitizer report. Each attack must
 // end in slm::Error naming the file and the field, or, where the input is legal but odd, load
 // without touching anything outside the file.
+#include "formats/hf_config.h"
+#include "formats/json_util.h"
 #include "formats/safetensors.h"
 #include "slm/convert.h"
 #include "slm/error.h"
 #include "slm/gguf.h"
 #include "slm/model.h"
+#include "slm/tasks.h"
 #include "slm/vocab.h"
 #include "gguf_bytes.h"
 #include "test_util.h"
@@ -581,10 +584,6 @@ TEST(Llama2cAttack, TokenizerLengths) {
 // ==== what the fuzzers found (SECURITY.md) =======================================================
 // Numbers from untrusted text converted to integers without a range check: undefined behaviour
 // (UBSan's float-cast-overflow, which g++'s -fsanitize=undefined leaves out, so tested directly).
-
-#include "formats/hf_config.h"
-#include "formats/json_util.h"
-#include "slm/tasks.h"
 
 namespace {
 

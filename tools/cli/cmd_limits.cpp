@@ -16,7 +16,6 @@ namespace {
 
 std::string human(uint64_t v) {
     static const char* units[] = {"K", "M", "G", "T"};
-    std::string s;
     for (int i = 3; i >= 0; --i) {
         const uint64_t u = uint64_t(1) << (10 * (i + 1));
         if (v >= u && v % u == 0) return std::to_string(v / u) + units[i];
