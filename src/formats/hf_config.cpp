@@ -30,11 +30,18 @@ const json* hp(const JsonFile& c, std::initializer_list<const char*> keys, const
     return nullptr;
 }
 
+// Far above any real config's integers (vocabularies of 2^18, contexts of 2^24), and low enough
+// that the sums and small multiples the readers compute from them cannot overflow 64 bits.
+constexpr int64_t kMaxConfigInt = int64_t(1) << 40;
+
 std::optional<int64_t> opt_int(const JsonFile& c, std::initializer_list<const char*> keys) {
     const char* k = nullptr;
     const json* v = hp(c, keys, &k);
     if (!v) return std::nullopt;
-    return json_util::as_int(c, *v, k);
+    const int64_t x = json_util::as_int(c, *v, k);
+    if (x > kMaxConfigInt || x < -kMaxConfigInt)
+        c.fail(k, std::to_string(x) + " is out of range (at most 2^40 in magnitude)");
+    return x;
 }
 
 int64_t req_int(const JsonFile& c, std::initializer_list<const char*> keys) {

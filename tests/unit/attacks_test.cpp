@@ -619,6 +619,9 @@ TEST(FuzzFindings, HfConfigNumbersBoundedBeforeConversion) {
     expect_config_error("phi3_partial_rotary_1e300.json", {"partial_rotary_factor", "(0, 1]"});
     expect_config_error("phi3_hidden_size_int64_max.json", {"hidden_size"});
     expect_config_error("openelm_ffn_multiplier_1e300.json", {"ffn_multipliers[1]"});
+    // Found by CI's smoke run: 2 x hidden_size overflowed 64 bits in the Mamba reader. Every config
+    // integer is now at most 2^40 in magnitude.
+    expect_config_error("mamba_hidden_size_int64_max.json", {"hidden_size", "2^40"});
 }
 
 // fuzz_gguf found kernels reading an F16 tensor at an odd address: general.alignment may be 1, 2 or
